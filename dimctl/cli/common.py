@@ -1,0 +1,70 @@
+"""Pieces every subcommand shares: dataset options, stream handling, progress reporting."""
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dimctl.data.registry import DATASETS
+from dimctl.errors import UsageError
+
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help=f"One of: {', '.join(DATASETS)}.")]
+DataRootOpt = Annotated[Path | None, typer.Option(
+    "--data-root", help="Folder holding the dataset's files (torchvision's layout; for `folder`, the image folder). "
+                        "Default ./data; fashion-mnist also looks in /usr/share/datasets/fashion-mnist.")]
+DownloadOpt = Annotated[bool, typer.Option("--download", help="Fetch the dataset if its files are missing (off: nothing downloads unless asked).")]
+
+
+def split_list(value: str, allowed: list[str] | None, flag: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise UsageError(f"{flag} is empty")
+    if allowed is not None:
+        bad = [v for v in items if v not in allowed]
+        if bad:
+            raise UsageError(f"{flag}: unknown value {bad[0]!r}; choose from {', '.join(allowed)}")
+    return items
+
+
+class ReaderGone(Exception):
+    """stdout's reader closed the pipe (`… | head -1`). Not an OSError, so no layer mistakes it for one."""
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def read_stdin_bytes() -> bytes:
+    if sys.stdin.isatty():
+        raise UsageError("no input file given and stdin is a terminal; pass FILE or pipe `dimctl extract …` in")
+    return sys.stdin.buffer.read()
+
+
+def write_stdout_bytes(data: bytes) -> None:
+    if stdout_is_terminal():
+        raise UsageError("refusing to write binary data to a terminal; pass -o FILE or pipe into another command")
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        raise ReaderGone() from None
+
+
+def emit(line: str) -> None:
+    """One line of data on stdout."""
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise ReaderGone() from None
+
+
+def note(message: str) -> None:
+    """A log line on stderr."""
+    print(f"dimctl: {message}", file=sys.stderr, flush=True)
+
+
+def progress_enabled() -> bool:
+    return sys.stderr.isatty() and not os.environ.get("DIMCTL_NO_PROGRESS")

@@ -1,0 +1,60 @@
+"""`--config FILE.toml`: defaults for a subcommand's options, under flags and DIMCTL_* variables.
+
+Top-level keys apply to the subcommand being run; a table named after a subcommand
+(`[pretrain]`, `[probe]`) applies to that subcommand only. Keys are option names, with dashes or
+underscores. An unknown key is a usage error naming it.
+"""
+
+import tomllib
+from pathlib import Path
+
+from dimctl.errors import UsageError
+
+
+def pop_config_flag(args: list[str]) -> tuple[list[str], Path | None]:
+    """Remove `--config FILE` / `--config=FILE` from anywhere in args."""
+    out, path, i = [], None, 0
+    while i < len(args):
+        a = args[i]
+        if a == "--config":
+            if i + 1 >= len(args):
+                raise UsageError("--config needs a FILE.toml")
+            path, i = Path(args[i + 1]), i + 2
+            continue
+        if a.startswith("--config="):
+            path = Path(a.split("=", 1)[1])
+        else:
+            out.append(a)
+        i += 1
+    return out, path
+
+
+def load_default_map(path: Path, group, args: list[str]) -> dict:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"--config {path}: no such file") from None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"--config {path}: not a readable TOML file ({e})") from None
+    subcommand = next((a for a in args if not a.startswith("-") and a in group.commands), None)
+    default_map: dict[str, dict] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key in group.commands:
+            default_map.setdefault(key, {}).update(_check(path, group.commands[key], key, value))
+        elif subcommand is not None:
+            default_map.setdefault(subcommand, {}).update(
+                _check(path, group.commands[subcommand], subcommand, {key: value}))
+        else:
+            raise UsageError(f"--config {path}: key {key!r} is outside a [command] table and no command was given")
+    return default_map
+
+
+def _check(path: Path, command, name: str, values: dict) -> dict:
+    params = {p.name: p for p in command.params if getattr(p, "param_type_name", "") == "option"}
+    checked = {}
+    for key, value in values.items():
+        norm = key.replace("-", "_")
+        if norm not in params:
+            raise UsageError(f"--config {path}: unknown key {key!r} for `dimctl {name}`")
+        checked[norm] = value
+    return checked

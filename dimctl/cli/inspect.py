@@ -1,0 +1,70 @@
+"""`dimctl inspect`: what a dimctl artifact is and how it was made, as JSON."""
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import h5py
+import typer
+
+from dimctl.cli.common import emit
+from dimctl.errors import ArtifactError, UsageError
+from dimctl.io.artifacts import describe_metadata, read_metadata, sha256_of
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def inspect(file: Annotated[Path, typer.Argument(help="A .safetensors artifact or an HDF5 feature file.")]):
+    """Print an artifact's metadata, shapes and sha256 as one JSON object.
+
+    Example: dimctl inspect runs/demo/encoder.safetensors
+    """
+    if not file.is_file():
+        raise UsageError(f"{file}: no such file")
+    with open(file, "rb") as f:
+        head = f.read(8)
+    info = _hdf5(file) if head == HDF5_SIGNATURE else _safetensors(file)
+    emit(json.dumps({"file": str(file), "sha256": sha256_of(file), **info}, indent=2))
+
+
+def _parse(value: str):
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _safetensors(file: Path) -> dict:
+    metadata, shapes = read_metadata(file)
+    if "dimctl.kind" not in metadata:
+        raise ArtifactError(f"{file} is a safetensors file without dimctl metadata")
+    info = {"format": "safetensors"}
+    info.update(describe_metadata(metadata))
+    info["parameters"] = sum(_numel(s) for s in shapes.values())
+    info["tensors"] = shapes
+    return info
+
+
+def _numel(shape: list[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _hdf5(file: Path) -> dict:
+    try:
+        with h5py.File(file, "r") as f:
+            attrs = {k.removeprefix("dimctl."): _parse(v) if isinstance(v, str) else _plain(v)
+                     for k, v in f.attrs.items() if k.startswith("dimctl.")}
+            if "kind" not in attrs:
+                raise ArtifactError(f"{file} is HDF5 but not a dimctl file")
+            splits = {name: {k: list(d.shape) for k, d in group.items()}
+                      for name, group in f.items() if isinstance(group, h5py.Group)}
+    except OSError as e:
+        raise ArtifactError(f"{file} is not a readable HDF5 file ({e})") from e
+    return {"format": "hdf5", **attrs, "splits": splits}
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value

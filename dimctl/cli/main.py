@@ -1,0 +1,100 @@
+"""The `dimctl` command: subcommands, and the one place that turns failures into exit codes.
+
+Exit codes: 0 success, 1 runtime failure, 2 usage error, 3 bad or incompatible artifact,
+130 interrupted. Failures print one line on stderr; `--debug` shows the traceback instead.
+"""
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import typer
+
+from dimctl import __version__
+from dimctl.cli.common import ReaderGone
+from dimctl.cli import config_file, extract, inspect, pretrain, probe
+from dimctl.errors import DimctlError
+
+app = typer.Typer(
+    name="dimctl",
+    help="Deep InfoMax as composable steps: pretrain an encoder, extract features, probe them.\n\n"
+         "Example: dimctl pretrain --out runs/demo && "
+         "dimctl extract runs/demo/encoder.safetensors | dimctl probe",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool):
+    if value:
+        print(f"dimctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors (any position)."),
+    config: str = typer.Option(None, "--config", metavar="FILE.toml",
+                               help="Option defaults from a TOML file, under flags and DIMCTL_<COMMAND>_<OPTION> variables."),
+):
+    """Options given here apply to every subcommand."""
+
+
+app.command("pretrain")(pretrain.pretrain)
+app.command("extract")(extract.extract)
+app.command("probe")(probe.probe)
+app.command("inspect")(inspect.inspect)
+
+
+def _is_click_error(e: Exception) -> bool:
+    # Typer may vendor its own copy of click, so match click's exception protocol, not its class.
+    return hasattr(e, "format_message") and isinstance(getattr(e, "exit_code", None), int)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"dimctl: error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def run(argv: list[str]) -> int:
+    debug = "--debug" in argv or os.environ.get("DIMCTL_DEBUG", "") not in ("", "0")
+    args = [a for a in argv if a != "--debug"]
+    command = typer.main.get_command(app)
+    try:
+        args, config_path = config_file.pop_config_flag(args)
+        config_path = config_path or os.environ.get("DIMCTL_CONFIG") or None
+        default_map = config_file.load_default_map(Path(config_path), command, args) if config_path else None
+        rv = command.main(args=args, prog_name="dimctl", standalone_mode=False,
+                          default_map=default_map, auto_envvar_prefix="DIMCTL")
+        return rv if isinstance(rv, int) else 0
+    except (typer.Abort, KeyboardInterrupt):
+        return _fail("interrupted", 130)
+    except DimctlError as e:
+        if debug:
+            traceback.print_exc()
+        return _fail(str(e), e.exit_code)
+    except (ReaderGone, BrokenPipeError):
+        # The reader stopped early (`… | head -1`): not our failure, and nothing left to say.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except Exception as e:
+        if _is_click_error(e):  # bad flag or value, found while parsing
+            if not e.format_message():  # `dimctl` alone: the help was the message
+                return e.exit_code
+            ctx = getattr(e, "ctx", None)
+            where = f"dimctl {ctx.info_name}" if ctx is not None and ctx.parent is not None else "dimctl"
+            return _fail(f"{e.format_message()} (see `{where} --help`)", e.exit_code)
+        # A bug or an unexpected environment: one line, traceback on request.
+        if debug:
+            traceback.print_exc()
+            return 1
+        return _fail(f"unexpected {type(e).__name__}: {e} (rerun with --debug for the traceback)", 1)
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))

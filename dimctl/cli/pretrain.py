@@ -1,0 +1,135 @@
+"""`dimctl pretrain`: learn an encoder by Deep InfoMax and publish it as encoder.safetensors."""
+
+import json
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, emit, note, progress_enabled
+from dimctl.data.registry import load_dataset
+from dimctl.errors import UsageError
+from dimctl.objectives.bounds import ESTIMATORS
+from dimctl.objectives.dim import PRESETS
+from dimctl.train import checkpoint
+from dimctl.train.config import PretrainConfig, resolve_preset
+from dimctl.train.loop import Progress
+from dimctl.train.loop import pretrain as run_pretrain
+
+# Settings a resumed run may change; any other difference would silently mix two experiments.
+RESUMABLE_CHANGES = {"epochs", "checkpoint_every", "keep_checkpoints", "log_every", "cpu", "data_root", "download"}
+PRESET_HELP = "Objective weights: " + ", ".join(
+    f"{name} (α={w['alpha']:g}, β={w['beta']:g}, γ={w['gamma']:g})" for name, w in PRESETS.items()) + "."
+RUN_FILES = ("config.json", "metrics.jsonl", "encoder.safetensors", "checkpoints")
+
+
+def pretrain(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder. Default runs/PRESET-ESTIMATOR-DATASET.")] = None,
+    dataset: DatasetOpt = "digits",
+    data_root: DataRootOpt = None,
+    download: DownloadOpt = False,
+    preset: Annotated[str, typer.Option(help=PRESET_HELP)] = "dim-l",
+    alpha: Annotated[float | None, typer.Option(help="Global MI weight (overrides the preset).")] = None,
+    beta: Annotated[float | None, typer.Option(help="Local MI weight (overrides the preset).")] = None,
+    gamma: Annotated[float | None, typer.Option(help="Prior-matching weight (overrides the preset).")] = None,
+    estimator: Annotated[str, typer.Option(help=f"MI estimator: {', '.join(ESTIMATORS)}.")] = "jsd",
+    mi_units: Annotated[int, typer.Option(help="Width of the MI heads' embeddings (paper: 2048; smaller is much faster on CPU).")] = 2048,
+    y_dim: Annotated[int, typer.Option(help="Size of the representation Y.")] = 64,
+    epochs: Annotated[int, typer.Option(help="Passes over the training split (0 publishes the initial, random encoder).")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Images per step per process; negatives come from the batch.")] = 64,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (encoder, heads and prior discriminator).")] = 1e-4,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, data order and augmentation.")] = 0,
+    crop_padding: Annotated[int, typer.Option(help="Random-crop augmentation padding in pixels (0: off, as in the paper for CIFAR).")] = 0,
+    hflip: Annotated[bool, typer.Option("--hflip/--no-hflip", help="Random horizontal flips.")] = False,
+    checkpoint_every: Annotated[int, typer.Option(help="Save resume state every N steps (0: only at the end).")] = 500,
+    keep_checkpoints: Annotated[int, typer.Option(help="Keep the newest K checkpoints.")] = 3,
+    log_every: Annotated[int, typer.Option(help="Write metrics.jsonl every N steps.")] = 10,
+    cpu: Annotated[bool, typer.Option("--cpu", help="Train on the CPU even when a GPU is present.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's newest checkpoint (start fresh if it has none).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run folder.")] = False,
+):
+    """Pretrain an encoder with Deep InfoMax; print the path of the published encoder.
+
+    Writes RUN/config.json, RUN/metrics.jsonl, RUN/checkpoints/ and RUN/encoder.safetensors.
+
+    Examples:
+
+      dimctl pretrain --out runs/dim-l                       # DIM(L), JSD, digits
+
+      dimctl pretrain --preset dim-g --estimator infonce --dataset cifar10 --data-root data --out runs/c10-g
+
+      accelerate launch -m dimctl pretrain --dataset cifar10 --data-root data --out runs/c10
+    """
+    weights = resolve_preset(preset, alpha, beta, gamma)
+    explicit = {k for k, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma)) if v is not None}
+    config = PretrainConfig(
+        dataset=dataset, data_root=str(data_root) if data_root else None, download=download,
+        preset=None if explicit else preset, **weights, estimator=estimator, mi_units=mi_units, y_dim=y_dim,
+        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, crop_padding=crop_padding, hflip=hflip,
+        checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log_every=log_every, cpu=cpu,
+    ).validate()
+    run_dir = out or Path("runs") / f"{preset if not explicit else 'custom'}-{estimator}-{dataset}"
+    _prepare_run_dir(run_dir, config, resume, force)
+
+    data = load_dataset(dataset, data_root, download)
+    progress = _ProgressReporter()
+    try:
+        result = run_pretrain(config, data, run_dir, resume=resume, on_progress=progress)
+    except KeyboardInterrupt:
+        progress.close()
+        note(f"interrupted; continue with: dimctl pretrain --out {run_dir} --resume (same flags)")
+        raise
+    progress.close()
+    emit(str(result.encoder_path))
+
+
+def _prepare_run_dir(run_dir: Path, config: PretrainConfig, resume: bool, force: bool) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out {run_dir} exists and is not a folder")
+    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if not existing:
+        return
+    if force:
+        for name in existing:
+            path = run_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        return
+    if not resume:
+        raise UsageError(f"--out {run_dir} already holds a run ({', '.join(existing)}); "
+                         f"pass --resume to continue it or --force to overwrite it")
+    saved_path = run_dir / "config.json"
+    if saved_path.is_file() and checkpoint.list_checkpoints(run_dir):
+        saved = json.loads(saved_path.read_text()).get("config", {})
+        changed = [k for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES and saved.get(k) != v]
+        if changed:
+            k = changed[0]
+            raise UsageError(f"--resume: {k} was {saved.get(k)!r} in {run_dir} but is now {config.to_dict()[k]!r}; "
+                             f"use the run's settings or a new --out")
+
+
+class _ProgressReporter:
+    """A tqdm bar on an interactive stderr; one line per epoch otherwise (logs, CI, Makefiles)."""
+
+    def __init__(self):
+        self.bar = None
+        self.last_epoch = None
+
+    def __call__(self, p: Progress) -> None:
+        shown = {k: v for k, v in p.metrics.items() if k in ("loss", "local_mi", "global_mi", "images_per_s")}
+        if progress_enabled():
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=p.total_steps, initial=p.step - 1, unit="step", desc="pretrain", dynamic_ncols=True)
+            self.bar.update(1)
+            if shown:
+                self.bar.set_postfix({k.replace("images_per_s", "img/s"): f"{v:.3g}" for k, v in shown.items()}, refresh=False)
+        elif p.step == p.total_steps or (self.last_epoch is not None and p.epoch != self.last_epoch):
+            text = " ".join(f"{k} {v:.4g}" for k, v in shown.items())
+            note(f"pretrain step {p.step}/{p.total_steps} epoch {p.epoch + 1} {text}")
+        self.last_epoch = p.epoch
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

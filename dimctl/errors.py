@@ -1,0 +1,27 @@
+"""Errors the library raises; the CLI maps each class to one stderr line and an exit code.
+
+Exit codes (DESIGN.md): 1 runtime failure, 2 usage error (bad flag, missing file),
+3 bad or incompatible artifact, 130 interrupted.
+"""
+
+
+class DimctlError(Exception):
+    """Base class: a failure that deserves one clear line, not a traceback."""
+
+    exit_code = 1
+
+
+class UsageError(DimctlError):
+    """The user asked for something that cannot be done as asked (bad value, missing file)."""
+
+    exit_code = 2
+
+
+class DatasetNotFound(UsageError):
+    """A dataset's files are not where they are expected."""
+
+
+class ArtifactError(DimctlError):
+    """A file is not a valid dimctl artifact, or does not fit what it is used with."""
+
+    exit_code = 3

@@ -1,0 +1,114 @@
+"""Published network weights: safetensors files that describe themselves.
+
+Header metadata (all string values): ``dimctl.kind``, ``dimctl.schema``, ``dimctl.config`` (JSON
+from which the network is rebuilt), ``dimctl.dataset`` (JSON), ``dimctl.version``, ``dimctl.step``,
+and optionally ``dimctl.training`` (JSON run settings, for provenance). Nothing is ever unpickled.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from dimctl import __version__
+from dimctl.errors import ArtifactError, UsageError
+from dimctl.io.atomic import atomic_path
+from dimctl.models.encoders import EncoderConfig, build_encoder
+
+SCHEMA = 1
+
+
+@dataclass
+class EncoderArtifact:
+    encoder: nn.Module
+    config: EncoderConfig
+    metadata: dict[str, str]
+    sha256: str
+    path: Path
+
+    @property
+    def dataset(self) -> dict:
+        return json.loads(self.metadata["dimctl.dataset"])
+
+
+def describe_metadata(metadata: dict[str, str]) -> dict:
+    """The dimctl.* header entries with their JSON values decoded, keys without the prefix."""
+    out = {}
+    for key, value in metadata.items():
+        if key.startswith("dimctl."):
+            try:
+                out[key.removeprefix("dimctl.")] = json.loads(value)
+            except ValueError:
+                out[key.removeprefix("dimctl.")] = value
+    return out
+
+
+def sha256_of(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_encoder(path: str | Path, encoder: nn.Module, config: EncoderConfig, dataset: dict,
+                 step: int, training: dict | None = None) -> Path:
+    metadata = {
+        "dimctl.kind": "encoder",
+        "dimctl.schema": str(SCHEMA),
+        "dimctl.config": json.dumps(config.to_dict()),
+        "dimctl.dataset": json.dumps(dataset),
+        "dimctl.version": __version__,
+        "dimctl.step": str(step),
+    }
+    if training is not None:
+        metadata["dimctl.training"] = json.dumps(training)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return Path(path)
+
+
+def read_metadata(path: str | Path) -> tuple[dict[str, str], dict[str, list[int]]]:
+    """Header metadata and tensor shapes of a safetensors file, without loading the tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ArtifactError(f"{path} is not a readable safetensors file ({e})") from e
+    return metadata, shapes
+
+
+def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> EncoderArtifact:
+    path = Path(path)
+    metadata, _ = read_metadata(path)
+    kind = metadata.get("dimctl.kind")
+    if kind is None:
+        raise ArtifactError(f"{path} is a safetensors file without dimctl metadata; make encoders with `dimctl pretrain`")
+    if kind != "encoder":
+        raise ArtifactError(f"{path} holds a dimctl {kind}, not an encoder")
+    if metadata.get("dimctl.schema") != str(SCHEMA):
+        raise ArtifactError(f"{path} has encoder schema {metadata.get('dimctl.schema')!r}; this dimctl reads schema {SCHEMA}")
+    try:
+        config = EncoderConfig.from_dict(json.loads(metadata["dimctl.config"]))
+        json.loads(metadata["dimctl.dataset"])
+        encoder = build_encoder(config)
+    except (KeyError, ValueError, TypeError) as e:
+        raise ArtifactError(f"{path} has a broken dimctl.config or dimctl.dataset entry ({e})") from e
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        encoder.load_state_dict(state, strict=True)
+    except (SafetensorError, RuntimeError, OSError) as e:
+        raise ArtifactError(f"{path}: weights do not match the {config.arch} encoder its config describes ({e})") from e
+    encoder.to(device).eval()
+    return EncoderArtifact(encoder, config, metadata, sha256_of(path), path)

@@ -1,0 +1,83 @@
+"""Encode-and-dot-product MI heads (paper App. A.2, "encoder and dot product" critics).
+
+Each side of a critic embeds its features into ``mi_units`` dimensions; the critic's score of a
+pair is the dot product of the two embeddings. Scoring every global against every local in the
+batch is then one matrix product, which yields positives and negatives together.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+
+class LocalEmbedding(nn.Module):
+    """1×1-conv block (conv → BN → ReLU → conv) plus a linear 1×1 shortcut, LayerNorm over channels."""
+
+    def __init__(self, in_channels: int, units: int):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.Conv2d(in_channels, units, 1, bias=False),
+            nn.BatchNorm2d(units),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels=units, out_channels=units, kernel_size=1),
+        )
+        self.shortcut = nn.Conv2d(in_channels, units, 1)
+        self.norm = nn.LayerNorm(units)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) → (N, units, H·W)."""
+        h = self.block(x) + self.shortcut(x)
+        h = h.flatten(2).transpose(1, 2)  # (N, H·W, units)
+        return self.norm(h).transpose(1, 2)
+
+
+class VectorEmbedding(nn.Module):
+    """The same block as a fully connected net: linear → BN → ReLU → linear, plus a linear shortcut."""
+
+    def __init__(self, in_features: int, units: int):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.Linear(in_features, units, bias=False),
+            nn.BatchNorm1d(units),
+            nn.ReLU(inplace=True),
+            nn.Linear(units, units),
+        )
+        self.shortcut = nn.Linear(in_features, units)
+        self.norm = nn.LayerNorm(units)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.block(x) + self.shortcut(x))
+
+
+class MapEmbedding(nn.Module):
+    """Embeds a whole feature map into one vector: the paper's global-discriminator convs
+    (3×3 → 64, 3×3 → 32, no padding), flattened, then a VectorEmbedding."""
+
+    def __init__(self, in_channels: int, spatial: int, units: int):
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(in_channels, 64, 3),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(64, 32, 3),
+            nn.ReLU(inplace=True),
+        )
+        self.embed = VectorEmbedding(32 * (spatial - 4) ** 2, units)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(self.convs(x).flatten(1))
+
+
+def dot_scores(global_emb: torch.Tensor, local_emb: torch.Tensor) -> torch.Tensor:
+    """Score every global against every local in one matrix product.
+
+    global_emb (N, U) and local_emb (N, U, M) → scores (N, N, M), scores[i, j, m] = <g_i, l_jm>.
+    A local_emb of shape (N, U) is treated as M == 1. Scores are divided by sqrt(U): LayerNorm
+    makes every embedding coordinate unit-scale, so raw dot products grow like sqrt(U) and would
+    saturate the softplus and exp of the bounds at the paper's width of 2048.
+    """
+    if local_emb.dim() == 2:
+        local_emb = local_emb.unsqueeze(-1)
+    n, units, m = local_emb.shape
+    flat = local_emb.permute(1, 0, 2).reshape(units, n * m)  # (U, N·M)
+    return (global_emb @ flat).view(global_emb.shape[0], n, m) / math.sqrt(units)

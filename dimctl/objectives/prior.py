@@ -1,0 +1,49 @@
+"""Prior matching (paper §3.3): make the distribution of sigmoid(Y) indistinguishable from U(0, 1).
+
+This is a two-player game with two optimisers. The discriminator *maximises* its ability to tell
+prior samples from encoded images; the encoder *minimises* it. Summing both into one loss and
+minimising it for every parameter (a common mistake) makes the discriminator help the encoder
+instead of opposing it, so the two losses below are stepped by different optimisers.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def encode_for_prior(y: torch.Tensor) -> torch.Tensor:
+    """The paper's code squashes Y with a sigmoid so its support matches the uniform prior's."""
+    return torch.sigmoid(y)
+
+
+def sample_prior(like: torch.Tensor) -> torch.Tensor:
+    return torch.rand_like(like)
+
+
+def discriminator_loss(
+    discriminator: nn.Module, encoded: torch.Tensor, gradient_penalty: float = 0.0
+) -> torch.Tensor:
+    """Loss the discriminator minimises: the negated GAN value, -E_prior[log D] - E_enc[log(1 - D)].
+
+    ``encoded`` must be detached from the encoder. With ``gradient_penalty`` > 0 adds
+    weight · E‖∇D(v)‖² on prior samples v, which keeps the discriminator smooth, as the authors' code does.
+    """
+    real = sample_prior(encoded)
+    if gradient_penalty > 0:
+        real.requires_grad_(True)
+    real_logits = discriminator(real)
+    fake_logits = discriminator(encoded)
+    loss = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+    if gradient_penalty > 0:
+        (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+        loss = loss + gradient_penalty * grad.pow(2).sum(dim=1).mean()
+    return loss
+
+
+def encoder_prior_loss(discriminator: nn.Module, encoded: torch.Tensor) -> torch.Tensor:
+    """Loss the encoder minimises: the non-saturating form -E_enc[log D(E(x))].
+
+    It has the same fixed point as minimising E[log(1 - D)] but does not vanish when the
+    discriminator wins early in training.
+    """
+    return F.softplus(-discriminator(encoded)).mean()

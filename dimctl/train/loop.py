@@ -1,0 +1,182 @@
+"""The pretraining loop: one Accelerate code path for one CPU, one GPU, many GPUs or machines.
+
+    dimctl pretrain --dataset digits --preset dim-l --epochs 10 --out runs/dim-l
+    accelerate launch -m dimctl pretrain --dataset cifar10 --data-root data --out runs/c10
+
+The training images live on the training device as uint8; each step draws a batch by index,
+normalises and augments it there. Each step has two optimiser updates: the encoder and MI heads
+minimise -(α·I_global + β·I_local) + γ·prior loss; then the prior discriminator takes its own step
+against the (detached) encoded batch.
+"""
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch import nn
+
+from dimctl.data.dataset import ImageDataset
+from dimctl.data.transforms import augment, normalise
+from dimctl.errors import DimctlError, UsageError
+from dimctl.io.artifacts import save_encoder
+from dimctl.io.atomic import write_text
+from dimctl.models.discriminators import PriorDiscriminator
+from dimctl.models.encoders import EncoderConfig, build_encoder, tap_shapes
+from dimctl.objectives import prior
+from dimctl.objectives.dim import DIMHeads
+from dimctl.train import checkpoint
+from dimctl.train.config import PretrainConfig
+
+
+class DIMModel(nn.Module):
+    """Encoder and MI heads as one module, so one forward (and one DDP wrapper) covers both."""
+
+    def __init__(self, encoder: nn.Module, heads: DIMHeads):
+        super().__init__()
+        self.encoder = encoder
+        self.heads = heads
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        taps = self.encoder(x)
+        return taps["y"], self.heads.mi_terms(taps)
+
+
+@dataclass
+class Progress:
+    step: int
+    total_steps: int
+    epoch: int
+    metrics: dict[str, float]
+
+
+@dataclass
+class PretrainResult:
+    encoder_path: Path
+    steps: int
+    final_metrics: dict[str, float]
+
+
+def _epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
+    # The order depends only on (seed, epoch), so a resumed run sees the same batches.
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).to(device)
+
+
+def build_models(config: PretrainConfig, channels: int, image_size: int):
+    """Encoder first, straight after seeding, so the same seed gives the same initial encoder
+    whatever the heads are (a random-init baseline is `--epochs 0` with the same seed)."""
+    set_seed(config.seed)
+    encoder_config = EncoderConfig(in_channels=channels, image_size=image_size, y_dim=config.y_dim)
+    encoder = build_encoder(encoder_config)
+    heads = DIMHeads(config.dim(), tap_shapes(encoder_config))
+    discriminator = PriorDiscriminator(config.y_dim) if config.gamma > 0 else None
+    return encoder_config, DIMModel(encoder, heads), discriminator
+
+
+def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resume: bool = False,
+             on_progress: Callable[[Progress], None] | None = None,
+             accelerator: Accelerator | None = None) -> PretrainResult:
+    config.validate()
+    accelerator = accelerator or Accelerator(cpu=config.cpu)
+    device = accelerator.device
+    world, rank = accelerator.num_processes, accelerator.process_index
+
+    n = dataset.train_images.shape[0]
+    global_batch = config.batch_size * world
+    if n < global_batch:
+        raise UsageError(f"{dataset.name} has {n} training images, fewer than one batch of {global_batch}; "
+                         f"lower --batch-size")
+    steps_per_epoch = n // global_batch  # drop the ragged tail: every step sees the same number of negatives
+    total_steps = config.epochs * steps_per_epoch
+
+    encoder_config, model, discriminator = build_models(config, dataset.channels, dataset.image_size)
+    betas = (config.adam_beta1, config.adam_beta2)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, betas=betas)
+    if discriminator is not None:
+        disc_optimiser = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=betas)
+        model, optimiser, discriminator, disc_optimiser = accelerator.prepare(
+            model, optimiser, discriminator, disc_optimiser)
+        # The encoder's prior loss goes through the bare discriminator: no DDP hooks, no
+        # gradient for the discriminator's weights (they must not follow the encoder's loss).
+        bare_discriminator = accelerator.unwrap_model(discriminator)
+    else:
+        model, optimiser = accelerator.prepare(model, optimiser)
+
+    bare_model = accelerator.unwrap_model(model)
+    start_step = checkpoint.load_latest(accelerator, run_dir) if resume else 0
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.json", json.dumps({
+            "command": "pretrain", "config": config.to_dict(), "encoder": encoder_config.to_dict(),
+            "dataset": dataset.describe(), "num_processes": world, "device": str(device),
+            "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+        }, indent=2) + "\n")
+
+    images = dataset.train_images.to(device)
+    metrics_path = run_dir / "metrics.jsonl"
+    order, order_epoch = None, -1
+    window_start, window_images = time.perf_counter(), 0
+    metrics: dict[str, float] = {}
+    model.train()
+
+    for step in range(start_step, total_steps):
+        epoch, position = divmod(step, steps_per_epoch)
+        if epoch != order_epoch:
+            order, order_epoch = _epoch_order(n, config.seed, epoch, device), epoch
+        start = position * global_batch + rank * config.batch_size
+        batch = images[order[start:start + config.batch_size]]
+        x = normalise(augment(batch, config.crop_padding, config.hflip))
+
+        y, terms = model(x)
+        loss = bare_model.heads.mi_loss(terms)
+        if discriminator is not None:
+            encoded = prior.encode_for_prior(y)
+            bare_discriminator.requires_grad_(False)
+            prior_term = prior.encoder_prior_loss(bare_discriminator, encoded)
+            bare_discriminator.requires_grad_(True)
+            loss = loss + config.gamma * prior_term
+        optimiser.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        optimiser.step()
+
+        if discriminator is not None:
+            disc_loss = prior.discriminator_loss(discriminator, encoded.detach(), config.prior_gradient_penalty)
+            disc_optimiser.zero_grad(set_to_none=True)
+            accelerator.backward(disc_loss)
+            disc_optimiser.step()
+
+        window_images += global_batch
+        done = step + 1
+        if done % max(config.log_every, 1) == 0 or done == total_steps:
+            metrics = {"loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
+            if discriminator is not None:
+                metrics["prior_encoder"] = prior_term.item()
+                metrics["prior_discriminator"] = disc_loss.item()
+            bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+            if bad:
+                raise DimctlError(f"loss term {bad[0]} became {metrics[bad[0]]} at step {done}; the last checkpoint "
+                                  f"is intact — lower --lr or try another --estimator, then --resume")
+            elapsed = time.perf_counter() - window_start
+            metrics["images_per_s"] = window_images / elapsed if elapsed > 0 else 0.0
+            window_start, window_images = time.perf_counter(), 0
+            if accelerator.is_main_process:
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps({"step": done, "epoch": epoch, **metrics}) + "\n")
+        if on_progress is not None and accelerator.is_main_process:
+            on_progress(Progress(done, total_steps, epoch, metrics))
+        if config.checkpoint_every and done % config.checkpoint_every == 0 and done != total_steps:
+            checkpoint.save_checkpoint(accelerator, run_dir, done, config.keep_checkpoints)
+
+    checkpoint.save_checkpoint(accelerator, run_dir, total_steps, config.keep_checkpoints)
+    encoder_path = run_dir / "encoder.safetensors"
+    if accelerator.is_main_process:
+        save_encoder(encoder_path, bare_model.encoder, encoder_config,
+                     dataset.describe(), step=total_steps, training=config.to_dict())
+    accelerator.wait_for_everyone()
+    return PretrainResult(encoder_path, total_steps, metrics)
+
