@@ -64,8 +64,15 @@ def probe(
 
 
 def _table(rows: list[dict]) -> None:
-    header = ("features", "layer", "classifier", "accuracy", "dim")
-    body = [(r["features"], r["layer"], r["classifier"], f"{100 * r['accuracy']:.2f}%", str(r["dim"])) for r in rows]
+    """Rows (layer, classifier); one accuracy column per feature file, so files sit side by side."""
+    sources = list(dict.fromkeys(r["features"] for r in rows))
+    stems = [Path(s).stem for s in sources]
+    labels = stems if len(set(stems)) == len(stems) and "<stdin>" not in sources else sources
+    keys = list(dict.fromkeys((r["layer"], r["classifier"]) for r in rows))
+    cells = {(r["layer"], r["classifier"], r["features"]): f"{100 * r['accuracy']:.2f}" for r in rows}
+    header = ("layer", "classifier", *labels)
+    body = [(layer, clf, *(cells.get((layer, clf, s), "-") for s in sources)) for layer, clf in keys]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
+    emit("test accuracy (%)")
     for line in (header, tuple("-" * w for w in widths), *body):
         emit("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())

@@ -119,6 +119,8 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resum
 
     images = dataset.train_images.to(device)
     metrics_path = run_dir / "metrics.jsonl"
+    if accelerator.is_main_process:
+        _drop_metrics_after(metrics_path, start_step)  # lines a killed run wrote past its checkpoint
     order, order_epoch = None, -1
     window_start, window_images = time.perf_counter(), 0
     metrics: dict[str, float] = {}
@@ -180,3 +182,19 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resum
     accelerator.wait_for_everyone()
     return PretrainResult(encoder_path, total_steps, metrics)
 
+
+
+def _drop_metrics_after(path: Path, step: int) -> None:
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
+    if len(kept) != len(lines):
+        write_text(path, "".join(kept))
+
+
+def _step_of(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None  # a line cut short by a kill

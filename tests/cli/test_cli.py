@@ -1,0 +1,150 @@
+"""End to end through real subprocesses: the commands, the pipe, and every error's exit code."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+from safetensors.torch import save_file
+import torch
+
+DIMCTL = [sys.executable, "-m", "dimctl"]
+TINY = ["--dataset", "digits", "--mi-units", "32", "--epochs", "1", "--checkpoint-every", "0"]
+ENV = {**os.environ, "DIMCTL_NO_PROGRESS": "1"}
+
+
+def run(*args, input=None, cwd=None):
+    return subprocess.run([*DIMCTL, *map(str, args)], capture_output=True, input=input, cwd=cwd, env=ENV, timeout=600)
+
+
+def sh(command: str, cwd):
+    return subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, cwd=cwd, env=ENV, timeout=600)
+
+
+def assert_one_line_error(result, code):
+    err = result.stderr.decode()
+    assert result.returncode == code, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("dimctl: error:"), err
+    assert "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    result = run("pretrain", *TINY, "--out", root / "run")
+    assert result.returncode == 0, result.stderr.decode()
+    path = Path(result.stdout.decode().strip())
+    assert path == root / "run" / "encoder.safetensors" and path.is_file()
+    return path
+
+
+def test_pretrain_writes_run_folder(encoder):
+    run_dir = encoder.parent
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["config"]["mi_units"] == 32 and config["config"]["preset"] == "dim-l"
+    assert (run_dir / "metrics.jsonl").read_text().strip()
+    assert any((run_dir / "checkpoints").iterdir())
+
+
+def test_extract_file_then_probe_json(encoder, tmp_path):
+    out = tmp_path / "f.h5"
+    assert run("extract", encoder, "--layers", "conv,fc,y,pixels", "-o", out).returncode == 0
+    with h5py.File(out) as f:
+        assert f["train/conv"].shape == (1438, 256, 4, 4) and f["test/y"].shape == (359, 64)
+        assert f.attrs["dimctl.schema"] == 1
+    result = run("probe", out, "--layer", "y,pixels", "--classifier", "logreg,knn", "--json")
+    rows = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [(r["layer"], r["classifier"]) for r in rows] == [("y", "logreg"), ("y", "knn"), ("pixels", "logreg"), ("pixels", "knn")]
+    assert all(0.5 < r["accuracy"] <= 1 and r["dataset"] == "digits" and len(r["encoder"]) == 64 for r in rows)
+    table = run("probe", out, "--layer", "y").stdout.decode()
+    assert "accuracy" in table and "svm" in table
+
+
+def test_extract_pipe_into_probe_and_head(encoder, tmp_path):
+    piped = sh(f"{' '.join(DIMCTL)} extract {encoder} --dataset digits | {' '.join(DIMCTL)} probe --json --layer y", tmp_path)
+    assert piped.returncode == 0, piped.stderr.decode()
+    (row,) = [json.loads(line) for line in piped.stdout.decode().splitlines()]
+    assert row["layer"] == "y" and row["features"] == "<stdin>"
+    head = sh(f"{' '.join(DIMCTL)} extract {encoder} | {' '.join(DIMCTL)} probe --json | head -1", tmp_path)
+    assert head.returncode == 0 and b"Traceback" not in head.stderr and head.stderr.strip() == b"", head.stderr.decode()
+    assert len(head.stdout.decode().splitlines()) == 1
+
+
+def test_inspect_and_version(encoder):
+    info = json.loads(run("inspect", encoder).stdout)
+    assert info["kind"] == "encoder" and info["config"]["arch"] == "dcgan" and info["parameters"] > 1_000_000
+    assert run("--version").stdout.decode().startswith("dimctl ")
+    script = Path(sys.executable).parent / "dimctl"  # the console script
+    assert subprocess.run([script, "--help"], capture_output=True).returncode == 0
+
+
+def test_missing_files_are_usage_errors(tmp_path):
+    assert_one_line_error(run("extract", tmp_path / "nope.safetensors", "-o", tmp_path / "f.h5"), 2)
+    assert_one_line_error(run("probe", tmp_path / "nope.h5"), 2)
+    assert_one_line_error(run("inspect", tmp_path / "nope.h5"), 2)
+
+
+def test_unknown_dataset_and_flag_are_usage_errors(encoder, tmp_path):
+    assert_one_line_error(run("pretrain", "--dataset", "imagenet", "--out", tmp_path / "r"), 2)
+    assert_one_line_error(run("pretrain", "--no-such-flag"), 2)
+    assert_one_line_error(run("probe", "--classifier", "forest", tmp_path / "x.h5"), 2)
+    assert_one_line_error(run("extract", encoder, "--layers", "nope", "-o", tmp_path / "f.h5"), 2)
+    assert not (tmp_path / "f.h5").exists()
+
+
+def test_bad_artifacts_exit_3_and_leave_no_output(encoder, tmp_path):
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(plain))
+    out = tmp_path / "f.h5"
+    assert_one_line_error(run("extract", plain, "-o", out), 3)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(os.urandom(100))
+    assert_one_line_error(run("extract", garbage, "-o", out), 3)
+    wrong = tmp_path / "wrong.h5"
+    with h5py.File(wrong, "w") as f:
+        f.attrs["dimctl.kind"] = "features"
+        f.attrs["dimctl.schema"] = 42
+    assert_one_line_error(run("probe", wrong), 3)
+    assert_one_line_error(run("probe", input=b"not hdf5 at all"), 3)
+    assert not out.exists()
+
+
+def test_encoder_dataset_mismatch_exits_3(encoder, tmp_path):
+    # The encoder takes 1-channel digits; a (fake) CIFAR-10 has 3 channels.
+    from tests.data.test_datasets import _write_fake_cifar10
+
+    _write_fake_cifar10(tmp_path / "data")
+    out = tmp_path / "f.h5"
+    result = run("extract", encoder, "--dataset", "cifar10", "--data-root", tmp_path / "data", "-o", out)
+    assert_one_line_error(result, 3)
+    assert "3×32×32" in result.stderr.decode()
+    assert not out.exists() and not list(tmp_path.glob(".f.h5*"))
+
+
+def test_existing_run_needs_resume_or_force(encoder, tmp_path):
+    assert_one_line_error(run("pretrain", *TINY, "--out", encoder.parent), 2)
+    resumed = run("pretrain", *TINY, "--out", encoder.parent, "--resume")
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert_one_line_error(run("pretrain", *TINY[:-2], "--lr", "0.1", "--out", encoder.parent, "--resume"), 2)
+
+
+def test_config_file_and_environment(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('[pretrain]\nepochs = 0\nmi-units = 16\n')
+    result = run("pretrain", "--config", config, "--out", tmp_path / "r")
+    assert result.returncode == 0, result.stderr.decode()
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())["config"]
+    assert saved["epochs"] == 0 and saved["mi_units"] == 16
+    # Flag beats environment beats file.
+    env_result = subprocess.run([*DIMCTL, "pretrain", "--config", str(config), "--out", str(tmp_path / "e"), "--epochs", "0"],
+                                capture_output=True, env={**ENV, "DIMCTL_PRETRAIN_MI_UNITS": "8"})
+    assert env_result.returncode == 0, env_result.stderr.decode()
+    assert json.loads((tmp_path / "e" / "config.json").read_text())["config"]["mi_units"] == 8
+    config.write_text('[pretrain]\nepoch = 3\n')
+    bad = run("pretrain", "--config", config, "--out", tmp_path / "b")
+    assert_one_line_error(bad, 2)
+    assert "'epoch'" in bad.stderr.decode()

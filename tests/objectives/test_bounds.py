@@ -1,0 +1,103 @@
+"""The MI bounds on hand-made score matrices whose values are worked out here by hand."""
+
+import math
+
+import pytest
+import torch
+
+from dimctl.objectives.bounds import ESTIMATORS, dv, infonce, jsd
+
+
+def sp(x):
+    return math.log1p(math.exp(x))
+
+
+def test_jsd_by_hand_2x2():
+    a, b, c, d = 1.0, -0.5, 0.25, 2.0  # positives a, d; negatives b, c
+    scores = torch.tensor([[a, b], [c, d]])
+    expected = (-sp(-a) - sp(-d)) / 2 - (sp(b) + sp(c)) / 2
+    assert jsd(scores).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_dv_by_hand_2x2():
+    a, b, c, d = 1.0, -0.5, 0.25, 2.0
+    scores = torch.tensor([[a, b], [c, d]])
+    expected = (a + d) / 2 - math.log((math.exp(b) + math.exp(c)) / 2)
+    assert dv(scores).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_infonce_by_hand_with_locations():
+    # N = 2 images, M = 2 locations. For (i, m) the candidates are s[i, i, m] and all s[i, j != i, :].
+    s = torch.tensor([[[1.0, 0.5], [0.2, -0.3]],
+                      [[0.1, 0.4], [2.0, -1.0]]])
+    terms = []
+    for i in range(2):
+        j = 1 - i
+        negatives = [s[i, j, 0].item(), s[i, j, 1].item()]
+        for m in range(2):
+            pos = s[i, i, m].item()
+            terms.append(pos - math.log(math.exp(pos) + sum(math.exp(v) for v in negatives)))
+    expected = sum(terms) / len(terms) + math.log(1 + 1 * 2)
+    assert infonce(s).item() == pytest.approx(expected, abs=1e-6)
+
+
+def _brute_force(name, s):
+    """Each bound written pair by pair: negatives of (i, m) are s[i, j, m'] for j != i only."""
+    n, _, m = s.shape
+    pos = [(i, k) for i in range(n) for k in range(m)]
+    neg = [(i, j, k) for i in range(n) for j in range(n) if j != i for k in range(m)]
+    if name == "jsd":
+        return (sum(-sp(-s[i, i, k]) for i, k in pos) / len(pos)
+                - sum(sp(s[i, j, k]) for i, j, k in neg) / len(neg))
+    if name == "dv":
+        return (sum(s[i, i, k] for i, k in pos) / len(pos)
+                - math.log(sum(math.exp(s[i, j, k]) for i, j, k in neg) / len(neg)))
+    total = 0.0
+    for i, k in pos:
+        denominator = math.exp(s[i, i, k]) + sum(math.exp(s[i, j, kk]) for j in range(n) if j != i for kk in range(m))
+        total += s[i, i, k] - math.log(denominator)
+    return total / len(pos) + math.log(1 + (n - 1) * m)
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_matches_pairwise_definition_with_own_locals_excluded(name):
+    torch.manual_seed(0)
+    s = torch.randn(3, 3, 4) * 2
+    # Make an image's own locals at other positions stand out: were they counted as negatives
+    # (or in infoNCE's denominator), the estimate would differ from the pairwise definition.
+    s[torch.eye(3, dtype=torch.bool)] += 4.0
+    expected = _brute_force(name, s.double().numpy())
+    assert ESTIMATORS[name](s).item() == pytest.approx(expected, abs=1e-4)
+
+
+def test_jsd_negative_part_ignores_diagonal_blocks():
+    torch.manual_seed(1)
+    s = torch.randn(5, 5, 2)
+    eye = torch.eye(5, dtype=torch.bool)
+    pos = s[eye]
+    e_pos = (-torch.nn.functional.softplus(-pos)).mean()
+    t = s.clone()
+    t[eye] = 100.0  # saturate the positives: their term → 0
+    assert jsd(t).item() == pytest.approx((jsd(s) - e_pos).item(), abs=1e-5)
+
+
+def test_infonce_is_capped_by_log_candidates_and_reaches_it():
+    n, m = 8, 4
+    perfect = torch.full((n, n, m), -50.0)
+    perfect[torch.eye(n, dtype=torch.bool)] = 50.0
+    assert infonce(perfect).item() == pytest.approx(math.log(1 + (n - 1) * m), abs=1e-4)
+    assert infonce(torch.randn(n, n, m)).item() < math.log(1 + (n - 1) * m)
+
+
+def test_uninformative_critic_gives_zero_for_dv_and_infonce():
+    # A critic that scores every pair alike carries no information: DV = 0, infoNCE = 0.
+    flat = torch.full((6, 6, 2), 0.7)
+    assert dv(flat).item() == pytest.approx(0.0, abs=1e-6)
+    assert infonce(flat).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_bad_shapes_are_rejected():
+    with pytest.raises(ValueError):
+        jsd(torch.zeros(3, 4))
+    with pytest.raises(ValueError):
+        dv(torch.zeros(1, 1, 2))
