@@ -12,8 +12,8 @@ from pathlib import Path
 import typer
 
 from dimctl import __version__
-from dimctl.cli.common import ReaderGone
 from dimctl.cli import config_file, extract, inspect, pretrain, probe
+from dimctl.cli.common import ReaderGone
 from dimctl.errors import DimctlError
 
 app = typer.Typer(

@@ -16,12 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC, LinearSVC
 from torch import nn
+
+# scikit-learn is imported inside the functions that use it: it costs about a second at start-up,
+# which every other dimctl command would pay for nothing.
 
 
 @dataclass(frozen=True)
@@ -36,6 +34,8 @@ class ProbeConfig:
 
 
 def _standardise(train_x: np.ndarray, test_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(train_x)
     return scaler.transform(train_x).astype(np.float32), scaler.transform(test_x).astype(np.float32)
 
@@ -45,6 +45,9 @@ def _accuracy(predicted: np.ndarray, truth: np.ndarray) -> float:
 
 
 def svm(train_x, train_y, test_x, test_y, config: ProbeConfig) -> float:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.svm import SVC, LinearSVC
+
     train_x, test_x = _standardise(train_x, test_x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # a capped solver still gives a fair score
@@ -57,6 +60,9 @@ def svm(train_x, train_y, test_x, test_y, config: ProbeConfig) -> float:
 
 
 def logreg(train_x, train_y, test_x, test_y, config: ProbeConfig) -> float:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
     train_x, test_x = _standardise(train_x, test_x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -65,6 +71,8 @@ def logreg(train_x, train_y, test_x, test_y, config: ProbeConfig) -> float:
 
 
 def knn(train_x, train_y, test_x, test_y, config: ProbeConfig) -> float:
+    from sklearn.neighbors import KNeighborsClassifier
+
     model = KNeighborsClassifier(n_neighbors=config.knn_k, metric="cosine").fit(train_x, train_y)
     return _accuracy(model.predict(test_x), test_y)
 
