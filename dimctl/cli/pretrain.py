@@ -81,7 +81,8 @@ def pretrain(
         note(f"interrupted; continue with: dimctl pretrain --out {run_dir} --resume (same flags)")
         raise
     progress.close()
-    emit(str(result.encoder_path))
+    if result.is_main_process:
+        emit(str(result.encoder_path))
 
 
 def _prepare_run_dir(run_dir: Path, config: PretrainConfig, resume: bool, force: bool) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import emit, read_stdin_bytes, split_list
+from dimctl.cli.common import emit, note, progress_enabled, read_stdin_bytes, split_list
 from dimctl.errors import UsageError
 from dimctl.evaluate.probes import CLASSIFIERS, ProbeConfig
 from dimctl.evaluate.probes import probe as run_probe
@@ -49,6 +49,8 @@ def probe(
             raise UsageError(f"{feats.name} has no class labels for every image (an unlabelled folder?); nothing to probe")
         for name in layers:
             for clf in classifiers:
+                if progress_enabled():
+                    note(f"probe {feats.name}: {name} with {clf} ({feats.layer('train', name).shape[0]} training samples)")
                 accuracy = run_probe(feats.layer("train", name), train_y, feats.layer("test", name), test_y, clf, config)
                 row = {
                     "command": "probe", "features": feats.name, "layer": name, "classifier": clf,

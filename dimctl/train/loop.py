@@ -60,6 +60,7 @@ class PretrainResult:
     encoder_path: Path
     steps: int
     final_metrics: dict[str, float]
+    is_main_process: bool = True  # only the main process reports (prints the path)
 
 
 def _epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
@@ -180,7 +181,7 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resum
         save_encoder(encoder_path, bare_model.encoder, encoder_config,
                      dataset.describe(), step=total_steps, training=config.to_dict())
     accelerator.wait_for_everyone()
-    return PretrainResult(encoder_path, total_steps, metrics)
+    return PretrainResult(encoder_path, total_steps, metrics, accelerator.is_main_process)
 
 
 
