@@ -1,6 +1,7 @@
 """`dimctl inspect`: what a dimctl artifact is and how it was made, as JSON."""
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -27,36 +28,22 @@ def inspect(file: Annotated[Path, typer.Argument(help="A .safetensors artifact o
     emit(json.dumps({"file": str(file), "sha256": sha256_of(file), **info}, indent=2))
 
 
-def _parse(value: str):
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
-
-
 def _safetensors(file: Path) -> dict:
     metadata, shapes = read_metadata(file)
     if "dimctl.kind" not in metadata:
         raise ArtifactError(f"{file} is a safetensors file without dimctl metadata")
     info = {"format": "safetensors"}
     info.update(describe_metadata(metadata))
-    info["parameters"] = sum(_numel(s) for s in shapes.values())
+    info["parameters"] = sum(math.prod(s) for s in shapes.values())
     info["tensors"] = shapes
     return info
-
-
-def _numel(shape: list[int]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def _hdf5(file: Path) -> dict:
     try:
         with h5py.File(file, "r") as f:
-            attrs = {k.removeprefix("dimctl."): _parse(v) if isinstance(v, str) else _plain(v)
-                     for k, v in f.attrs.items() if k.startswith("dimctl.")}
+            attrs = describe_metadata({k: v if isinstance(v, str) else json.dumps(_plain(v))
+                                       for k, v in f.attrs.items()})
             if "kind" not in attrs:
                 raise ArtifactError(f"{file} is HDF5 but not a dimctl file")
             splits = {name: {k: list(d.shape) for k, d in group.items()}
