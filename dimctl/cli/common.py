@@ -7,8 +7,10 @@ from typing import Annotated
 
 import typer
 
+from dimctl.data.dataset import ImageDataset
 from dimctl.data.registry import DATASETS
-from dimctl.errors import UsageError
+from dimctl.errors import ArtifactError, UsageError
+from dimctl.models.encoders import EncoderConfig
 
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help=f"One of: {', '.join(DATASETS)}.")]
 DataRootOpt = Annotated[Path | None, typer.Option(
@@ -26,6 +28,14 @@ def split_list(value: str, allowed: list[str] | None, flag: str) -> list[str]:
         if bad:
             raise UsageError(f"{flag}: unknown value {bad[0]!r}; choose from {', '.join(allowed)}")
     return items
+
+
+def check_encoder_fits(encoder_path: Path, config: EncoderConfig, dataset: str, data: ImageDataset) -> None:
+    """An encoder only reads images of the channels and size it was trained on (exit 3 otherwise)."""
+    if data.channels != config.in_channels or data.image_size != config.image_size:
+        raise ArtifactError(
+            f"{encoder_path} takes {config.in_channels}×{config.image_size}×{config.image_size} images "
+            f"but {dataset} has {data.channels}×{data.image_size}×{data.image_size}; use an encoder trained on this kind of data")
 
 
 class ReaderGone(Exception):

@@ -8,10 +8,10 @@ import h5py
 import torch
 import typer
 
-from dimctl.cli.common import (DataRootOpt, DatasetOpt, DownloadOpt, progress_enabled, split_list,
-                               stdout_is_terminal, write_stdout_bytes)
+from dimctl.cli.common import (DataRootOpt, DatasetOpt, DownloadOpt, check_encoder_fits, progress_enabled,
+                               split_list, stdout_is_terminal, write_stdout_bytes)
 from dimctl.data.registry import load_dataset
-from dimctl.errors import ArtifactError, UsageError
+from dimctl.errors import UsageError
 from dimctl.evaluate.extract import PIXELS, iter_features
 from dimctl.io.artifacts import describe_metadata, load_encoder
 from dimctl.io.atomic import atomic_path
@@ -46,10 +46,7 @@ def extract(
     shapes = tap_shapes(artifact.config)
     wanted = split_list(layers, [*shapes, PIXELS], "--layers")
     data = load_dataset(dataset, data_root, download, image_size=artifact.config.image_size)
-    if data.channels != artifact.config.in_channels or data.image_size != artifact.config.image_size:
-        raise ArtifactError(
-            f"{encoder} takes {artifact.config.in_channels}×{artifact.config.image_size}×{artifact.config.image_size} images "
-            f"but {dataset} has {data.channels}×{data.image_size}×{data.image_size}; use an encoder trained on this kind of data")
+    check_encoder_fits(encoder, artifact.config, dataset, data)
     shapes[PIXELS] = tuple(data.train_images.shape[1:])
     encoder_meta = {**describe_metadata(artifact.metadata), "sha256": artifact.sha256, "path": str(encoder)}
     sizes = {split: data.split(split)[0].shape[0] for split in SPLITS}

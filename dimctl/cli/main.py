@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from dimctl import __version__
-from dimctl.cli import config_file, extract, inspect, pretrain, probe
+from dimctl.cli import config_file, extract, inspect, mi, mine, ndm, pretrain, probe, reconstruct
 from dimctl.cli.common import ReaderGone
 from dimctl.errors import DimctlError
 
@@ -48,6 +48,10 @@ app.command("pretrain")(pretrain.pretrain)
 app.command("extract")(extract.extract)
 app.command("probe")(probe.probe)
 app.command("inspect")(inspect.inspect)
+app.command("mi")(mi.mi)
+app.command("mine")(mine.mine)
+app.command("ndm")(ndm.ndm)
+app.command("reconstruct")(reconstruct.reconstruct)
 
 
 def _is_click_error(e: Exception) -> bool:

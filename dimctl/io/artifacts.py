@@ -2,7 +2,9 @@
 
 Header metadata (all string values): ``dimctl.kind``, ``dimctl.schema``, ``dimctl.config`` (JSON
 from which the network is rebuilt), ``dimctl.dataset`` (JSON), ``dimctl.version``, ``dimctl.step``,
-and optionally ``dimctl.training`` (JSON run settings, for provenance). Nothing is ever unpickled.
+and optionally ``dimctl.training`` (JSON run settings, for provenance). A decoder also carries
+``dimctl.encoder`` (JSON: the sha256, path and layer of the encoder whose features it decodes).
+Nothing is ever unpickled.
 """
 
 import hashlib
@@ -18,9 +20,12 @@ from torch import nn
 from dimctl import __version__
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.io.atomic import atomic_path
+from dimctl.models.decoders import DecoderConfig, build_decoder
 from dimctl.models.encoders import EncoderConfig, build_encoder
 
 SCHEMA = 1
+# The command that makes each kind, for the hint when a file lacks dimctl metadata.
+MADE_BY = {"encoder": "pretrain", "decoder": "reconstruct"}
 
 
 @dataclass
@@ -34,6 +39,24 @@ class EncoderArtifact:
     @property
     def dataset(self) -> dict:
         return json.loads(self.metadata["dimctl.dataset"])
+
+
+@dataclass
+class DecoderArtifact:
+    decoder: nn.Module
+    config: DecoderConfig
+    metadata: dict[str, str]
+    sha256: str
+    path: Path
+
+    @property
+    def dataset(self) -> dict:
+        return json.loads(self.metadata["dimctl.dataset"])
+
+    @property
+    def encoder(self) -> dict:
+        """The encoder it decodes: sha256, path and layer."""
+        return json.loads(self.metadata["dimctl.encoder"])
 
 
 def describe_metadata(metadata: dict[str, str]) -> dict:
@@ -88,27 +111,77 @@ def read_metadata(path: str | Path) -> tuple[dict[str, str], dict[str, list[int]
     return metadata, shapes
 
 
+def _read_checked(path: Path, kind: str) -> dict[str, str]:
+    """The header metadata of a dimctl artifact of ``kind`` and the current schema, or ArtifactError."""
+    metadata, _ = read_metadata(path)
+    found = metadata.get("dimctl.kind")
+    if found is None:
+        raise ArtifactError(f"{path} is a safetensors file without dimctl metadata; make {kind}s with `dimctl {MADE_BY[kind]}`")
+    if found != kind:
+        raise ArtifactError(f"{path} holds a dimctl {found}, not {_with_article(kind)}")
+    if metadata.get("dimctl.schema") != str(SCHEMA):
+        raise ArtifactError(f"{path} has {kind} schema {metadata.get('dimctl.schema')!r}; this dimctl reads schema {SCHEMA}")
+    return metadata
+
+
+def _with_article(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
+def _load_weights(path: Path, module: nn.Module, device: str | torch.device, described: str) -> None:
+    """Load the file's tensors into ``module`` strictly; ``described`` names the network for the error."""
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        module.load_state_dict(state, strict=True)
+    except (SafetensorError, RuntimeError, OSError) as e:
+        raise ArtifactError(f"{path}: weights do not match the {described} its config describes ({e})") from e
+    module.to(device).eval()
+
+
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> EncoderArtifact:
     path = Path(path)
-    metadata, _ = read_metadata(path)
-    kind = metadata.get("dimctl.kind")
-    if kind is None:
-        raise ArtifactError(f"{path} is a safetensors file without dimctl metadata; make encoders with `dimctl pretrain`")
-    if kind != "encoder":
-        raise ArtifactError(f"{path} holds a dimctl {kind}, not an encoder")
-    if metadata.get("dimctl.schema") != str(SCHEMA):
-        raise ArtifactError(f"{path} has encoder schema {metadata.get('dimctl.schema')!r}; this dimctl reads schema {SCHEMA}")
+    metadata = _read_checked(path, "encoder")
     try:
         config = EncoderConfig.from_dict(json.loads(metadata["dimctl.config"]))
         json.loads(metadata["dimctl.dataset"])
         encoder = build_encoder(config)
     except (KeyError, ValueError, TypeError) as e:
         raise ArtifactError(f"{path} has a broken dimctl.config or dimctl.dataset entry ({e})") from e
-    try:
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
-            state = {k: f.get_tensor(k) for k in f.keys()}
-        encoder.load_state_dict(state, strict=True)
-    except (SafetensorError, RuntimeError, OSError) as e:
-        raise ArtifactError(f"{path}: weights do not match the {config.arch} encoder its config describes ({e})") from e
-    encoder.to(device).eval()
+    _load_weights(path, encoder, device, f"{config.arch} encoder")
     return EncoderArtifact(encoder, config, metadata, sha256_of(path), path)
+
+
+def save_decoder(path: str | Path, decoder: nn.Module, config: DecoderConfig, encoder_sha256: str,
+                 encoder_path: str | Path, layer: str, dataset: dict, step: int,
+                 training: dict | None = None) -> Path:
+    """A decoder of ``layer`` of one encoder; ``dimctl.encoder`` names that encoder by sha256 and path."""
+    metadata = {
+        "dimctl.kind": "decoder",
+        "dimctl.schema": str(SCHEMA),
+        "dimctl.config": json.dumps(config.to_dict()),
+        "dimctl.encoder": json.dumps({"sha256": encoder_sha256, "path": str(encoder_path), "layer": layer}),
+        "dimctl.dataset": json.dumps(dataset),
+        "dimctl.version": __version__,
+        "dimctl.step": str(step),
+    }
+    if training is not None:
+        metadata["dimctl.training"] = json.dumps(training)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in decoder.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return Path(path)
+
+
+def load_decoder(path: str | Path, device: str | torch.device = "cpu") -> DecoderArtifact:
+    path = Path(path)
+    metadata = _read_checked(path, "decoder")
+    try:
+        config = DecoderConfig.from_dict(json.loads(metadata["dimctl.config"]))
+        json.loads(metadata["dimctl.dataset"])
+        json.loads(metadata["dimctl.encoder"])["sha256"]
+        decoder = build_decoder(config)
+    except (KeyError, ValueError, TypeError) as e:
+        raise ArtifactError(f"{path} has a broken dimctl.config, dimctl.encoder or dimctl.dataset entry ({e})") from e
+    _load_weights(path, decoder, device, "decoder")
+    return DecoderArtifact(decoder, config, metadata, sha256_of(path), path)

@@ -17,6 +17,14 @@ The estimates are averaged over the N·M positive pairs.
   log K, where K = 1 + (N-1)·M is the number of candidates, so it is capped at log K.
 - ``dv``: the Donsker-Varadhan representation (MINE, paper Eq. 2),
   E_pos[s] - log E_neg[exp(s)], computed with log-sum-exp.
+- ``nwj``: Nguyen-Wainwright-Jordan (f-GAN's KL), E_pos[s] - E_neg[exp(s - 1)]; unbiased in
+  minibatches, but its variance grows like exp(I).
+- ``smile``: Song & Ermon (2020): the DV value with the negatives' scores clipped to [-τ, τ]
+  inside the log-mean-exp (lower variance), trained with the JSD gradient, as their code does.
+
+``DVMovingAverage`` is DV with MINE's bias correction (Belghazi et al. 2018): the minibatch
+gradient of log E_neg[exp(s)] divides by a per-batch mean, which biases it; the corrected
+gradient divides by a moving average instead. Its value is still the DV estimate.
 """
 
 import math
@@ -67,13 +75,65 @@ def infonce(scores: torch.Tensor) -> torch.Tensor:
 def dv(scores: torch.Tensor) -> torch.Tensor:
     scores = _as_3d(scores)
     positives, neg_mask = _split(scores)
-    negatives = scores[neg_mask].reshape(-1)
-    log_mean_exp = torch.logsumexp(negatives, dim=0) - math.log(negatives.numel())
-    return positives.mean() - log_mean_exp
+    return dv_samples(positives, scores[neg_mask])
+
+
+def _log_mean_exp(values: torch.Tensor) -> torch.Tensor:
+    values = values.reshape(-1)
+    return torch.logsumexp(values, dim=0) - math.log(values.numel())
+
+
+def dv_samples(positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    """DV from critic values on samples of the joint (positives) and of the product of marginals
+    (negatives), for critics that do not score every pair (MINE's and NDM's)."""
+    return positives.mean() - _log_mean_exp(negatives)
+
+
+def nwj(scores: torch.Tensor) -> torch.Tensor:
+    scores = _as_3d(scores)
+    positives, neg_mask = _split(scores)
+    return positives.mean() - torch.exp(scores[neg_mask] - 1.0).mean()
+
+
+def smile(scores: torch.Tensor, clip: float = 5.0) -> torch.Tensor:
+    scores = _as_3d(scores)
+    positives, neg_mask = _split(scores)
+    clipped_dv = dv_samples(positives, scores[neg_mask].clamp(-clip, clip))
+    js = jsd(scores)
+    return js + (clipped_dv - js).detach()  # value: clipped DV; gradient: JSD's
+
+
+class DVMovingAverage:
+    """DV whose gradient uses a moving average of E_neg[exp(s)] as the denominator (MINE).
+
+    Call it once per training step; the returned tensor's value is the ordinary DV estimate.
+    The average is kept in log space so large scores cannot overflow it.
+    """
+
+    def __init__(self, rate: float = 0.01):
+        self.rate = rate
+        self.log_average: torch.Tensor | None = None
+
+    def __call__(self, scores: torch.Tensor) -> torch.Tensor:
+        scores = _as_3d(scores)
+        positives, neg_mask = _split(scores)
+        return self.samples(positives, scores[neg_mask])
+
+    def samples(self, positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+        log_mean_exp = _log_mean_exp(negatives)
+        batch = log_mean_exp.detach()
+        if self.log_average is None:
+            self.log_average = batch
+        else:
+            self.log_average = torch.logaddexp(self.log_average + math.log(1 - self.rate), batch + math.log(self.rate))
+        ratio = torch.exp(log_mean_exp - self.log_average)  # E_neg[exp(s)] / moving average
+        return positives.mean() - (log_mean_exp.detach() + ratio - ratio.detach())
 
 
 ESTIMATORS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "jsd": jsd,
     "infonce": infonce,
     "dv": dv,
+    "nwj": nwj,
+    "smile": smile,
 }

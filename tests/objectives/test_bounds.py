@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dimctl.objectives.bounds import ESTIMATORS, dv, infonce, jsd
+from dimctl.objectives.bounds import ESTIMATORS, DVMovingAverage, dv, infonce, jsd, smile
 
 
 def sp(x):
@@ -52,6 +52,12 @@ def _brute_force(name, s):
     if name == "dv":
         return (sum(s[i, i, k] for i, k in pos) / len(pos)
                 - math.log(sum(math.exp(s[i, j, k]) for i, j, k in neg) / len(neg)))
+    if name == "smile":  # DV with the negatives clipped to [-5, 5]
+        return (sum(s[i, i, k] for i, k in pos) / len(pos)
+                - math.log(sum(math.exp(min(max(s[i, j, k], -5), 5)) for i, j, k in neg) / len(neg)))
+    if name == "nwj":
+        return (sum(s[i, i, k] for i, k in pos) / len(pos)
+                - sum(math.exp(s[i, j, k] - 1) for i, j, k in neg) / len(neg))
     total = 0.0
     for i, k in pos:
         denominator = math.exp(s[i, i, k]) + sum(math.exp(s[i, j, kk]) for j in range(n) if j != i for kk in range(m))
@@ -62,7 +68,7 @@ def _brute_force(name, s):
 @pytest.mark.parametrize("name", list(ESTIMATORS))
 def test_matches_pairwise_definition_with_own_locals_excluded(name):
     torch.manual_seed(0)
-    s = torch.randn(3, 3, 4) * 2
+    s = torch.randn(3, 3, 4) * 3
     # Make an image's own locals at other positions stand out: were they counted as negatives
     # (or in infoNCE's denominator), the estimate would differ from the pairwise definition.
     s[torch.eye(3, dtype=torch.bool)] += 4.0
@@ -101,3 +107,28 @@ def test_bad_shapes_are_rejected():
         jsd(torch.zeros(3, 4))
     with pytest.raises(ValueError):
         dv(torch.zeros(1, 1, 2))
+
+
+def test_smile_has_the_clipped_dv_value_and_the_jsd_gradient():
+    torch.manual_seed(0)
+    s = (torch.randn(4, 4, 2) * 3).requires_grad_(True)
+    (g_smile,) = torch.autograd.grad(smile(s), s)
+    (g_jsd,) = torch.autograd.grad(jsd(s), s)
+    torch.testing.assert_close(g_smile, g_jsd)
+
+
+def test_dv_moving_average_keeps_the_dv_value_and_reweights_the_gradient():
+    torch.manual_seed(0)
+    s = torch.randn(5, 5, 1).requires_grad_(True)
+    corrected = DVMovingAverage(rate=0.5)
+    first = corrected(s)
+    assert first.item() == pytest.approx(dv(s).item(), abs=1e-6)
+    # First call: the average is the batch mean, so the gradient equals plain DV's.
+    torch.testing.assert_close(torch.autograd.grad(first, s)[0], torch.autograd.grad(dv(s), s)[0])
+    # After a batch with much larger negatives the average is larger: the negatives' pull shrinks.
+    corrected(torch.full((5, 5, 1), 3.0))
+    (g,) = torch.autograd.grad(corrected(s), s)
+    (g_plain,) = torch.autograd.grad(dv(s), s)
+    off = ~torch.eye(5, dtype=torch.bool)
+    assert (g[off].abs() < g_plain[off].abs()).all()
+    torch.testing.assert_close(g[~off], g_plain[~off])  # positives unchanged

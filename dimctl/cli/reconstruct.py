@@ -1,0 +1,114 @@
+"""`dimctl reconstruct`: decode a frozen encoder's layer back to images; MS-SSIM of the test split."""
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, check_encoder_fits, emit, note, progress_enabled
+from dimctl.data.registry import load_dataset
+from dimctl.errors import UsageError
+from dimctl.evaluate.msssim import describe_setting, ms_ssim_setting
+from dimctl.evaluate.reconstruct import DEFAULT_LR, SOURCE_LAYERS, ReconstructProgress, train_decoder
+from dimctl.io.artifacts import load_encoder, save_decoder
+from dimctl.io.atomic import write_text
+from dimctl.io.images import save_image_rows
+
+GRID_IMAGES = 8  # test images shown in reconstructions.png
+
+
+def reconstruct(
+    encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain`.")],
+    dataset: DatasetOpt = "digits",
+    data_root: DataRootOpt = None,
+    download: DownloadOpt = False,
+    layer: Annotated[str, typer.Option("--from", "--layer", help=f"The layer to decode: {', '.join(SOURCE_LAYERS)}.")] = "y",
+    epochs: Annotated[int, typer.Option(help="Passes over the training split (0 scores the untrained decoder, a floor).")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Images per decoder training step (at least 2, for BatchNorm).")] = 64,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (default betas).")] = DEFAULT_LR,
+    seed: Annotated[int, typer.Option(help="Seed for the decoder's initialisation and the data order.")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder. Default runs/reconstruct-ENCODER_FOLDER-LAYER.")] = None,
+    cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")] = False,
+):
+    if layer not in SOURCE_LAYERS:
+        raise UsageError(f"--from: unknown layer {layer!r}; choose from {', '.join(SOURCE_LAYERS)}")
+    if epochs < 0:
+        raise UsageError("--epochs must be 0 or more")
+    if batch_size < 2:
+        raise UsageError("--batch-size must be at least 2 (the decoder's BatchNorm needs two images)")
+    if lr <= 0:
+        raise UsageError("--lr must be positive")
+    run_dir = out or Path("runs") / f"reconstruct-{encoder.resolve().parent.name}-{layer}"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out {run_dir} exists and is not a folder")
+
+    device = torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
+    artifact = load_encoder(encoder, device=device)
+    data = load_dataset(dataset, data_root, download, image_size=artifact.config.image_size)
+    check_encoder_fits(encoder, artifact.config, dataset, data)
+    setting = ms_ssim_setting(data.image_size)
+
+    progress = _ProgressReporter()
+    try:
+        result = train_decoder(artifact.encoder, data, layer, epochs=epochs, batch_size=batch_size, lr=lr,
+                               seed=seed, device=device, samples=GRID_IMAGES, on_progress=progress)
+    finally:
+        progress.close()
+
+    decoder_path = save_decoder(
+        run_dir / "decoder.safetensors", result.decoder, result.config, artifact.sha256, encoder, layer,
+        data.describe(), step=result.steps,
+        training={"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimiser": "adam", "seed": seed,
+                  "loss": "mse", "test_ms_ssim": result.ms_ssim, "test_mse": result.mse, "ms_ssim_setting": setting})
+    save_image_rows(run_dir / "reconstructions.png", [result.originals, result.reconstructions])
+    write_text(run_dir / "metrics.jsonl",
+               "".join(json.dumps({"epoch": e + 1, "train_mse": mse}) + "\n" for e, mse in enumerate(result.train_curve)))
+    emit(json.dumps({
+        "command": "reconstruct", "layer": layer, "ms_ssim": round(result.ms_ssim, 6), "mse": round(result.mse, 6),
+        "ms_ssim_setting": setting, "encoder": artifact.sha256, "dataset": data.name, "epochs": epochs,
+        "decoder": str(decoder_path),
+    }))
+
+
+# The help states the MS-SSIM setting from the same constants the score uses, so it cannot drift.
+# (Typer keeps a docstring's line breaks, hence one line per paragraph.)
+reconstruct.__doc__ = f"""Train a decoder on a frozen encoder's layer; score its test reconstructions by MS-SSIM.
+
+The paper's decoder (§4.1, Table 4): linear → 512×4×4, transposed convs to 256, 128, 64 channels (BatchNorm + ReLU), conv3×3, tanh. It learns by MSE against the images in [-1, 1] with Adam; the encoder stays frozen and its features are computed once.
+
+MS-SSIM of 32×32 images: {describe_setting(32)}. The score is the mean over the test split. (pytorch-msssim's defaults, 5 scales and an 11-pixel window, need images over 160 px.)
+
+Writes RUN/decoder.safetensors, RUN/reconstructions.png (first row: {GRID_IMAGES} test images; second row: their reconstructions) and RUN/metrics.jsonl (training MSE per epoch); prints one JSON line with command, layer, ms_ssim, mse, ms_ssim_setting, encoder (sha256), dataset, epochs, decoder (path).
+
+Examples:
+
+  dimctl reconstruct runs/dim-l/encoder.safetensors
+
+  dimctl reconstruct runs/dim-l/encoder.safetensors --from conv --epochs 20 --out runs/rec-conv
+
+  dimctl reconstruct runs/c10/encoder.safetensors --dataset cifar10 --data-root data
+"""
+
+
+class _ProgressReporter:
+    """A tqdm bar on an interactive stderr; one line per epoch otherwise (logs, CI, Makefiles)."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, p: ReconstructProgress) -> None:
+        if progress_enabled():
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=p.total_steps, unit="step", desc="reconstruct", dynamic_ncols=True)
+            self.bar.update(1)
+            self.bar.set_postfix({"epoch": p.epoch + 1, "train_mse": f"{p.train_mse:.4g}"}, refresh=False)
+        elif p.epoch_done:
+            note(f"reconstruct step {p.step}/{p.total_steps} epoch {p.epoch + 1} train_mse {p.train_mse:.4g}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

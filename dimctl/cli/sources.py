@@ -1,0 +1,79 @@
+"""Where an estimator's arrays come from: a feature file (path or stdin) or an encoder run over a dataset."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dimctl.cli.common import check_encoder_fits, read_stdin_bytes
+from dimctl.data.dataset import ImageDataset
+from dimctl.data.registry import load_dataset
+from dimctl.errors import UsageError
+from dimctl.evaluate.extract import iter_features
+from dimctl.io.artifacts import EncoderArtifact, load_encoder
+from dimctl.io.features import Features, read_features
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+LABELS = "labels"
+
+
+@dataclass
+class SplitArrays:
+    train: np.ndarray
+    test: np.ndarray
+    encoder: str | None  # sha256 of the encoder the arrays came from
+    dataset: str | None
+
+
+def is_hdf5(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == HDF5_SIGNATURE
+
+
+def open_features(source: str) -> Features:
+    return read_features(read_stdin_bytes()) if source == "-" else read_features(Path(source))
+
+
+def feature_layer(feats: Features, layer: str) -> SplitArrays:
+    """A layer, or the labels as one-hot vectors, from both splits of a feature file."""
+    if layer == LABELS:
+        train, test = feats.layer("train", LABELS), feats.layer("test", LABELS)
+        if train.ndim == 1:
+            if (train < 0).any() or (test < 0).any():
+                raise UsageError(f"{feats.name} has no class labels for every image")
+            classes = int(max(train.max(), test.max())) + 1
+            train, test = np.eye(classes, dtype=np.float32)[train], np.eye(classes, dtype=np.float32)[test]
+    elif layer in feats.layers:
+        train, test = feats.layer("train", layer), feats.layer("test", layer)
+    else:
+        raise UsageError(f"{feats.name} has no layer {layer!r}; it has {', '.join([*feats.layers, LABELS])}")
+    return SplitArrays(train.reshape(train.shape[0], -1), test.reshape(test.shape[0], -1),
+                       feats.encoder.get("sha256"), feats.dataset.get("name"))
+
+
+def encoder_and_dataset(encoder: Path, dataset: str, data_root: Path | None, download: bool,
+                        device: torch.device) -> tuple[EncoderArtifact, ImageDataset]:
+    """Load an encoder and the dataset it will run on; refuse a pair that does not fit (exit 3)."""
+    artifact = load_encoder(encoder, device=device)
+    data = load_dataset(dataset, data_root, download, image_size=artifact.config.image_size)
+    check_encoder_fits(encoder, artifact.config, dataset, data)
+    return artifact, data
+
+
+def encoder_layer(artifact: EncoderArtifact, data: ImageDataset, layer: str, device: torch.device,
+                  batch_size: int = 256) -> SplitArrays:
+    """Run the frozen encoder over both splits and keep one tap."""
+    arrays = {}
+    for split in ("train", "test"):
+        images, _ = data.split(split)
+        try:
+            parts = [batch[layer] for _, batch in iter_features(artifact.encoder, images, [layer], batch_size, device)]
+        except KeyError:
+            raise UsageError(f"the encoder has no layer {layer!r}; choose local, conv, fc or y") from None
+        arrays[split] = np.concatenate(parts).reshape(images.shape[0], -1)
+    return SplitArrays(arrays["train"], arrays["test"], artifact.sha256, data.name)
+
+
+def pick_device(cpu: bool) -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")

@@ -1,0 +1,69 @@
+"""`dimctl reconstruct` end to end through real subprocesses."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+DIMCTL = [sys.executable, "-m", "dimctl"]
+ENV = {**os.environ, "DIMCTL_NO_PROGRESS": "1"}
+
+
+def run(*args, cwd=None):
+    return subprocess.run([*DIMCTL, *map(str, args)], capture_output=True, cwd=cwd, env=ENV, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reconstruct")
+    result = run("pretrain", "--dataset", "digits", "--mi-units", "32", "--epochs", "0", "--out", root / "random")
+    assert result.returncode == 0, result.stderr.decode()
+    return Path(result.stdout.decode().strip())
+
+
+def test_reconstruct_writes_decoder_grid_and_metrics(encoder, tmp_path):
+    out = tmp_path / "rec"
+    result = run("reconstruct", encoder, "--dataset", "digits", "--epochs", "1", "--out", out)
+    assert result.returncode == 0, result.stderr.decode()
+    (line,) = result.stdout.decode().splitlines()
+    row = json.loads(line)
+    assert set(row) == {"command", "layer", "ms_ssim", "mse", "ms_ssim_setting", "encoder", "dataset", "epochs", "decoder"}
+    assert row["command"] == "reconstruct" and row["layer"] == "y" and row["dataset"] == "digits" and row["epochs"] == 1
+    assert 0 < row["ms_ssim"] <= 1 and row["mse"] > 0 and len(row["encoder"]) == 64
+    assert row["ms_ssim_setting"]["scales"] == 3 and row["ms_ssim_setting"]["win_size"] == 5
+    assert row["decoder"] == str(out / "decoder.safetensors")
+
+    info = json.loads(run("inspect", out / "decoder.safetensors").stdout)
+    assert info["kind"] == "decoder" and info["schema"] == 1 and info["step"] == 22  # 1438 // 64 steps
+    assert info["config"] == {"in_features": 64, "out_channels": 1, "image_size": 32, "source_layer": "y"}
+    assert info["encoder"]["sha256"] == row["encoder"] and info["encoder"]["layer"] == "y"
+    assert info["dataset"]["name"] == "digits"
+
+    with Image.open(out / "reconstructions.png") as png:
+        assert png.format == "PNG"
+        assert png.size == (8 * 32 + 9 * 2, 2 * 32 + 3 * 2)  # 8 columns, 2 rows, 2-pixel gaps
+    metrics = [json.loads(m) for m in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1] and metrics[0]["train_mse"] > 0
+    assert not list(out.glob(".*.tmp"))  # every temporary file was renamed
+
+
+def test_bad_layer_is_a_usage_error(encoder, tmp_path):
+    result = run("reconstruct", encoder, "--from", "pixels", "--out", tmp_path / "rec")
+    err = result.stderr.decode()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("dimctl: error:"), err
+    assert "--from" in err and not (tmp_path / "rec").exists()
+
+
+def test_encoder_that_does_not_fit_the_dataset_exits_3(encoder, tmp_path):
+    from tests.data.test_datasets import _write_fake_cifar10
+
+    _write_fake_cifar10(tmp_path / "data")
+    result = run("reconstruct", encoder, "--dataset", "cifar10", "--data-root", tmp_path / "data", "--out", tmp_path / "rec")
+    err = result.stderr.decode()
+    assert result.returncode == 3 and err.startswith("dimctl: error:") and len(err.splitlines()) == 1, err
+    assert "1×32×32" in err and "3×32×32" in err and not (tmp_path / "rec").exists()
