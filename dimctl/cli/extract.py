@@ -5,11 +5,11 @@ from pathlib import Path
 from typing import Annotated
 
 import h5py
-import torch
 import typer
 
 from dimctl.cli.common import (DataRootOpt, DatasetOpt, DownloadOpt, check_encoder_fits, progress_enabled,
                                split_list, stdout_is_terminal, write_stdout_bytes)
+from dimctl.cli.sources import pick_device
 from dimctl.data.registry import load_dataset
 from dimctl.errors import UsageError
 from dimctl.evaluate.extract import PIXELS, iter_features
@@ -41,7 +41,7 @@ def extract(
         raise UsageError("stdout is a terminal; pass -o FILE.h5 or pipe into `dimctl probe`")
     if batch_size < 1:
         raise UsageError("--batch-size must be positive")
-    device = torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
+    device = pick_device(cpu)
     artifact = load_encoder(encoder, device=device)
     shapes = tap_shapes(artifact.config)
     wanted = split_list(layers, [*shapes, PIXELS], "--layers")

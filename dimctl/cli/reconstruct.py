@@ -4,15 +4,14 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
-from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, check_encoder_fits, emit, note, progress_enabled
-from dimctl.data.registry import load_dataset
+from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, emit, note, progress_enabled
+from dimctl.cli.sources import encoder_and_dataset, pick_device
 from dimctl.errors import UsageError
 from dimctl.evaluate.msssim import describe_setting, ms_ssim_setting
 from dimctl.evaluate.reconstruct import DEFAULT_LR, SOURCE_LAYERS, ReconstructProgress, train_decoder
-from dimctl.io.artifacts import load_encoder, save_decoder
+from dimctl.io.artifacts import save_decoder
 from dimctl.io.atomic import write_text
 from dimctl.io.images import save_image_rows
 
@@ -44,10 +43,8 @@ def reconstruct(
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--out {run_dir} exists and is not a folder")
 
-    device = torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
-    artifact = load_encoder(encoder, device=device)
-    data = load_dataset(dataset, data_root, download, image_size=artifact.config.image_size)
-    check_encoder_fits(encoder, artifact.config, dataset, data)
+    device = pick_device(cpu)
+    artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, device)
     setting = ms_ssim_setting(data.image_size)
 
     progress = _ProgressReporter()
