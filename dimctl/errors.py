@@ -25,3 +25,13 @@ class ArtifactError(DimctlError):
     """A file is not a valid dimctl artifact, or does not fit what it is used with."""
 
     exit_code = 3
+
+
+class Interrupted(DimctlError):
+    """Stopped on request (SIGINT/SIGTERM) after saving a checkpoint."""
+
+    exit_code = 130
+
+
+class NonFiniteLoss(DimctlError):
+    """A loss term became NaN or infinite; training stopped before the bad update."""

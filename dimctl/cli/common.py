@@ -16,6 +16,8 @@ DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help=f"One of: {', '
 DataRootOpt = Annotated[Path | None, typer.Option(
     "--data-root", help="Folder holding the dataset's files (torchvision's layout; for `folder`, the image folder). "
                         "Default ./data; fashion-mnist also looks in /usr/share/datasets/fashion-mnist.")]
+SkipBadImagesOpt = Annotated[bool, typer.Option(
+    "--skip-bad-images", help="In an image folder, leave out files that cannot be read (each is an error otherwise).")]
 DownloadOpt = Annotated[bool, typer.Option("--download", help="Fetch the dataset if its files are missing (off: nothing downloads unless asked).")]
 
 

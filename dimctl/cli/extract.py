@@ -7,15 +7,15 @@ from typing import Annotated
 import h5py
 import typer
 
-from dimctl.cli.common import (DataRootOpt, DatasetOpt, DownloadOpt, check_encoder_fits, progress_enabled,
-                               split_list, stdout_is_terminal, write_stdout_bytes)
+from dimctl.cli.common import (DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, check_encoder_fits,
+                               progress_enabled, split_list, stdout_is_terminal, write_stdout_bytes)
 from dimctl.cli.sources import pick_device
 from dimctl.data.registry import load_dataset
 from dimctl.errors import UsageError
 from dimctl.evaluate.extract import PIXELS, iter_features
 from dimctl.io.artifacts import describe_metadata, load_encoder
 from dimctl.io.atomic import atomic_path
-from dimctl.io.features import SPLITS, init_feature_file
+from dimctl.io.features import SPLITS, create_feature_file, init_feature_file, seal_bytes, seal_file
 from dimctl.models.encoders import tap_shapes
 
 
@@ -24,6 +24,7 @@ def extract(
     dataset: DatasetOpt = "digits",
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
+    skip_bad_images: SkipBadImagesOpt = False,
     layers: Annotated[str, typer.Option(help="Comma-separated taps: conv, fc, y, local, and `pixels` (the input itself, a baseline).")] = "conv,fc,y",
     output: Annotated[str | None, typer.Option("--output", "-o", help="HDF5 file to write, or - for stdout. Default: stdout when it is a pipe.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
@@ -45,7 +46,8 @@ def extract(
     artifact = load_encoder(encoder, device=device)
     shapes = tap_shapes(artifact.config)
     wanted = split_list(layers, [*shapes, PIXELS], "--layers")
-    data = load_dataset(dataset, data_root, download, image_size=artifact.config.image_size)
+    data = load_dataset(dataset, data_root, download, image_size=artifact.config.image_size,
+                        skip_bad_images=skip_bad_images)
     check_encoder_fits(encoder, artifact.config, dataset, data)
     shapes[PIXELS] = tuple(data.train_images.shape[1:])
     encoder_meta = {**describe_metadata(artifact.metadata), "sha256": artifact.sha256, "path": str(encoder)}
@@ -67,13 +69,14 @@ def extract(
 
     if output is None or output == "-":
         buffer = io.BytesIO()  # h5py cannot seek a pipe: build the file in memory, then copy bytes
-        with h5py.File(buffer, "w") as f:
+        with create_feature_file(buffer) as f:
             fill(f)
-        write_stdout_bytes(buffer.getvalue())
+        write_stdout_bytes(seal_bytes(buffer.getvalue()))
     else:
         with atomic_path(output) as tmp:
-            with h5py.File(tmp, "w") as f:
+            with create_feature_file(tmp) as f:
                 fill(f)
+            seal_file(tmp)
 
 
 def _bar(total: int):

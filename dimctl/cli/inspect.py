@@ -1,5 +1,6 @@
 """`dimctl inspect`: what a dimctl artifact is and how it was made, as JSON."""
 
+import io
 import json
 import math
 from pathlib import Path
@@ -11,8 +12,8 @@ import typer
 from dimctl.cli.common import emit
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.io.artifacts import describe_metadata, read_metadata, sha256_of
+from dimctl.io.features import looks_like_features, verify_seal
 
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def inspect(file: Annotated[Path, typer.Argument(help="A .safetensors artifact or an HDF5 feature file.")]):
@@ -22,9 +23,7 @@ def inspect(file: Annotated[Path, typer.Argument(help="A .safetensors artifact o
     """
     if not file.is_file():
         raise UsageError(f"{file}: no such file")
-    with open(file, "rb") as f:
-        head = f.read(8)
-    info = _hdf5(file) if head == HDF5_SIGNATURE else _safetensors(file)
+    info = _hdf5(file) if looks_like_features(file) else _safetensors(file)
     emit(json.dumps({"file": str(file), "sha256": sha256_of(file), **info}, indent=2))
 
 
@@ -40,15 +39,17 @@ def _safetensors(file: Path) -> dict:
 
 
 def _hdf5(file: Path) -> dict:
+    data = file.read_bytes()
+    verify_seal(data, str(file))  # damaged bytes never reach libhdf5
     try:
-        with h5py.File(file, "r") as f:
+        with h5py.File(io.BytesIO(data), "r") as f:
             attrs = describe_metadata({k: v if isinstance(v, str) else json.dumps(_plain(v))
                                        for k, v in f.attrs.items()})
             if "kind" not in attrs:
                 raise ArtifactError(f"{file} is HDF5 but not a dimctl file")
             splits = {name: {k: list(d.shape) for k, d in group.items()}
                       for name, group in f.items() if isinstance(group, h5py.Group)}
-    except OSError as e:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
         raise ArtifactError(f"{file} is not a readable HDF5 file ({e})") from e
     return {"format": "hdf5", **attrs, "splits": splits}
 

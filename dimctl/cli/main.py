@@ -59,6 +59,13 @@ def _is_click_error(e: Exception) -> bool:
     return hasattr(e, "format_message") and isinstance(getattr(e, "exit_code", None), int)
 
 
+def _quiet_exit() -> int:
+    """The reader stopped early (`… | head -1`): not our failure, and nothing left to say."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 0
+
+
 def _fail(message: str, code: int) -> int:
     print(f"dimctl: error: {message}", file=sys.stderr, flush=True)
     return code
@@ -81,11 +88,15 @@ def run(argv: list[str]) -> int:
         if debug:
             traceback.print_exc()
         return _fail(str(e), e.exit_code)
-    except (ReaderGone, BrokenPipeError):
-        # The reader stopped early (`… | head -1`): not our failure, and nothing left to say.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
+    except OSError as e:
+        if isinstance(e, BrokenPipeError):
+            return _quiet_exit()
+        if debug:
+            traceback.print_exc()
+        where = f" {e.filename}" if e.filename else ""
+        return _fail(f"cannot read or write{where}: {e.strerror or e} (earlier files are intact)", 1)
+    except ReaderGone:
+        return _quiet_exit()
     except Exception as e:
         if _is_click_error(e):  # bad flag or value, found while parsing
             if not e.format_message():  # `dimctl` alone: the help was the message

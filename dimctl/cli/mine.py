@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, emit
+from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, emit
 from dimctl.cli.mi import _progress
 from dimctl.cli.sources import encoder_and_dataset, encoder_layer, pick_device
 from dimctl.errors import UsageError
@@ -20,6 +20,7 @@ def mine(
     dataset: DatasetOpt = "digits",
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
+    skip_bad_images: SkipBadImagesOpt = False,
     layer: Annotated[str, typer.Option(help="The representation Y (y, fc or conv).")] = "y",
     steps: Annotated[int, typer.Option(help="Statistics-network training steps.")] = 2000,
     batch_size: Annotated[int, typer.Option(help="Image/representation pairs per step.")] = 64,
@@ -39,7 +40,7 @@ def mine(
     if steps < 1 or batch_size < 2:
         raise UsageError("--steps must be ≥ 1 and --batch-size ≥ 2")
     device = pick_device(cpu)
-    artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, device)
+    artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, device, skip_bad_images)
     arrays = encoder_layer(artifact, data, layer, device)
     train_y, test_y = standardise(arrays.train, arrays.test)
     config = MINEConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)

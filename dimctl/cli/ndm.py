@@ -6,11 +6,12 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, emit
+from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, emit
 from dimctl.cli.mi import _progress
-from dimctl.cli.sources import encoder_and_dataset, encoder_layer, feature_layer, is_hdf5, open_features, pick_device
+from dimctl.cli.sources import encoder_and_dataset, encoder_layer, feature_layer, open_features, pick_device
 from dimctl.errors import UsageError
 from dimctl.evaluate.mi import standardise
+from dimctl.io.features import looks_like_features
 from dimctl.evaluate.ndm import NDMConfig, neural_dependency
 
 
@@ -20,6 +21,7 @@ def ndm(
     dataset: DatasetOpt = "digits",
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
+    skip_bad_images: SkipBadImagesOpt = False,
     steps: Annotated[int, typer.Option(help="Discriminator training steps.")] = 2000,
     batch_size: Annotated[int, typer.Option(help="Samples per step (each shuffled per dimension for the negatives).")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate of the discriminator.")] = 1e-4,
@@ -44,12 +46,12 @@ def ndm(
         raise UsageError("--steps must be ≥ 1 and --batch-size ≥ 2")
     if source != "-" and not Path(source).is_file():
         raise UsageError(f"{source}: no such file")
-    if source == "-" or is_hdf5(Path(source)):
+    if source == "-" or looks_like_features(Path(source)):
         feats = open_features(source)
         arrays, name = feature_layer(feats, layer), feats.name
     else:
         device = pick_device(cpu)
-        artifact, data = encoder_and_dataset(Path(source), dataset, data_root, download, device)
+        artifact, data = encoder_and_dataset(Path(source), dataset, data_root, download, device, skip_bad_images)
         arrays, name = encoder_layer(artifact, data, layer, device), source
     train, test = standardise(arrays.train, arrays.test)
     config = NDMConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)

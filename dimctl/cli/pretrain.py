@@ -2,12 +2,13 @@
 
 import json
 import shutil
+import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, emit, note, progress_enabled
+from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, emit, note, progress_enabled
 from dimctl.data.registry import load_dataset
 from dimctl.errors import UsageError
 from dimctl.objectives.bounds import ESTIMATORS
@@ -18,7 +19,8 @@ from dimctl.train.loop import Progress
 from dimctl.train.loop import pretrain as run_pretrain
 
 # Settings a resumed run may change; any other difference would silently mix two experiments.
-RESUMABLE_CHANGES = {"epochs", "checkpoint_every", "keep_checkpoints", "log_every", "cpu", "data_root", "download"}
+RESUMABLE_CHANGES = {"epochs", "checkpoint_every", "keep_checkpoints", "log_every", "cpu", "data_root", "download",
+                     "nan_policy"}
 PRESET_HELP = "Objective weights: " + ", ".join(
     f"{name} (α={w['alpha']:g}, β={w['beta']:g}, γ={w['gamma']:g})" for name, w in PRESETS.items()) + "."
 RUN_FILES = ("config.json", "metrics.jsonl", "encoder.safetensors", "checkpoints")
@@ -29,6 +31,7 @@ def pretrain(
     dataset: DatasetOpt = "digits",
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
+    skip_bad_images: SkipBadImagesOpt = False,
     preset: Annotated[str, typer.Option(help=PRESET_HELP)] = "dim-l",
     alpha: Annotated[float | None, typer.Option(help="Global MI weight (overrides the preset).")] = None,
     beta: Annotated[float | None, typer.Option(help="Local MI weight (overrides the preset).")] = None,
@@ -45,6 +48,7 @@ def pretrain(
     checkpoint_every: Annotated[int, typer.Option(help="Save resume state every N steps (0: only at the end).")] = 500,
     keep_checkpoints: Annotated[int, typer.Option(help="Keep the newest K checkpoints.")] = 3,
     log_every: Annotated[int, typer.Option(help="Write metrics.jsonl every N steps.")] = 10,
+    nan_policy: Annotated[str, typer.Option(help="A NaN/inf loss: `stop` (before the bad update; the last checkpoint stays good) or `skip` the step.")] = "stop",
     cpu: Annotated[bool, typer.Option("--cpu", help="Train on the CPU even when a GPU is present.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's newest checkpoint (start fresh if it has none).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run folder.")] = False,
@@ -67,20 +71,22 @@ def pretrain(
         dataset=dataset, data_root=str(data_root) if data_root else None, download=download,
         preset=None if explicit else preset, **weights, estimator=estimator, mi_units=mi_units, y_dim=y_dim,
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, crop_padding=crop_padding, hflip=hflip,
-        checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log_every=log_every, cpu=cpu,
+        checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log_every=log_every,
+        nan_policy=nan_policy, cpu=cpu,
     ).validate()
     run_dir = out or Path("runs") / f"{preset if not explicit else 'custom'}-{estimator}-{dataset}"
     _prepare_run_dir(run_dir, config, resume, force)
 
-    data = load_dataset(dataset, data_root, download)
+    data = load_dataset(dataset, data_root, download, skip_bad_images=skip_bad_images)
     progress = _ProgressReporter()
     try:
-        result = run_pretrain(config, data, run_dir, resume=resume, on_progress=progress)
-    except KeyboardInterrupt:
-        progress.close()
-        note(f"interrupted; continue with: dimctl pretrain --out {run_dir} --resume (same flags)")
+        with _StopRequest() as stop:
+            result = run_pretrain(config, data, run_dir, resume=resume, on_progress=progress, should_stop=stop)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, back to the last checkpoint
+        note(f"interrupted; continue from the last checkpoint with: dimctl pretrain --out {run_dir} --resume")
         raise
-    progress.close()
+    finally:
+        progress.close()
     if result.is_main_process:
         emit(str(result.encoder_path))
 
@@ -92,9 +98,14 @@ def _prepare_run_dir(run_dir: Path, config: PretrainConfig, resume: bool, force:
     if not existing:
         return
     if force:
-        for name in existing:
+        # The old encoder and config stay until the new ones atomically replace them, so a
+        # failed --force run loses nothing that was published; resume state and metrics would mix.
+        for name in ("metrics.jsonl", "checkpoints"):
             path = run_dir / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
         return
     if not resume:
         raise UsageError(f"--out {run_dir} already holds a run ({', '.join(existing)}); "
@@ -107,6 +118,32 @@ def _prepare_run_dir(run_dir: Path, config: PretrainConfig, resume: bool, force:
             k = changed[0]
             raise UsageError(f"--resume: {k} was {saved.get(k)!r} in {run_dir} but is now {config.to_dict()[k]!r}; "
                              f"use the run's settings or a new --out")
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM ask the loop to finish its step and checkpoint; a second Ctrl-C stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received = None
+
+    def __enter__(self) -> "_StopRequest":
+        self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+        note(f"{signal.Signals(signum).name}: finishing this step and saving a checkpoint (Ctrl-C again to stop now)")
+
+    def __call__(self) -> bool:
+        return self.received is not None
 
 
 class _ProgressReporter:

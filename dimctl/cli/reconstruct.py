@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, emit, note, progress_enabled
+from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, emit, note, progress_enabled
 from dimctl.cli.sources import encoder_and_dataset, pick_device
 from dimctl.errors import UsageError
 from dimctl.evaluate.msssim import describe_setting, ms_ssim_setting
@@ -23,6 +23,7 @@ def reconstruct(
     dataset: DatasetOpt = "digits",
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
+    skip_bad_images: SkipBadImagesOpt = False,
     layer: Annotated[str, typer.Option("--from", "--layer", help=f"The layer to decode: {', '.join(SOURCE_LAYERS)}.")] = "y",
     epochs: Annotated[int, typer.Option(help="Passes over the training split (0 scores the untrained decoder, a floor).")] = 10,
     batch_size: Annotated[int, typer.Option(help="Images per decoder training step (at least 2, for BatchNorm).")] = 64,
@@ -44,7 +45,7 @@ def reconstruct(
         raise UsageError(f"--out {run_dir} exists and is not a folder")
 
     device = pick_device(cpu)
-    artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, device)
+    artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, device, skip_bad_images)
     setting = ms_ssim_setting(data.image_size)
 
     progress = _ProgressReporter()

@@ -14,7 +14,6 @@ from dimctl.evaluate.extract import iter_features
 from dimctl.io.artifacts import EncoderArtifact, load_encoder
 from dimctl.io.features import Features, read_features
 
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 LABELS = "labels"
 
 
@@ -24,11 +23,6 @@ class SplitArrays:
     test: np.ndarray
     encoder: str | None  # sha256 of the encoder the arrays came from
     dataset: str | None
-
-
-def is_hdf5(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(8) == HDF5_SIGNATURE
 
 
 def open_features(source: str) -> Features:
@@ -53,10 +47,11 @@ def feature_layer(feats: Features, layer: str) -> SplitArrays:
 
 
 def encoder_and_dataset(encoder: Path, dataset: str, data_root: Path | None, download: bool,
-                        device: torch.device) -> tuple[EncoderArtifact, ImageDataset]:
+                        device: torch.device, skip_bad_images: bool = False) -> tuple[EncoderArtifact, ImageDataset]:
     """Load an encoder and the dataset it will run on; refuse a pair that does not fit (exit 3)."""
     artifact = load_encoder(encoder, device=device)
-    data = load_dataset(dataset, data_root, download, image_size=artifact.config.image_size)
+    data = load_dataset(dataset, data_root, download, image_size=artifact.config.image_size,
+                        skip_bad_images=skip_bad_images)
     check_encoder_fits(encoder, artifact.config, dataset, data)
     return artifact, data
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dimctl.errors import UsageError
+from dimctl.errors import ArtifactError
 
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"),
@@ -35,7 +35,7 @@ def read_batch(path: Path) -> dict:
     try:
         batch = _ArraysOnly(io.BytesIO(path.read_bytes()), encoding="latin1").load()
     except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
-        raise UsageError(f"cannot read CIFAR batch {path}: {e}") from e
+        raise ArtifactError(f"cannot read CIFAR batch {path}: {e}") from e
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
 
 

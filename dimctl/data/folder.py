@@ -12,7 +12,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from dimctl.data.dataset import ImageDataset, seeded_split
-from dimctl.errors import UsageError
+from dimctl.errors import ArtifactError, UsageError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -32,15 +32,22 @@ def _list_images(root: Path) -> tuple[list[Path], list[int], list[str]]:
     return paths, labels, classes
 
 
-def _read(paths: list[Path], image_size: int) -> torch.Tensor:
-    opened = []
-    for path in paths:
+def _open_all(paths: list[Path], skip_bad: bool) -> tuple[list, list[int]]:
+    """Decoded images and the indices of those that could be read."""
+    opened, kept = [], []
+    for i, path in enumerate(paths):
         try:
             with Image.open(path) as img:
                 img.load()
                 opened.append(img.copy())
-        except (UnidentifiedImageError, OSError) as e:
-            raise UsageError(f"cannot read image {path}: {e}") from e
+                kept.append(i)
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            if not skip_bad:
+                raise ArtifactError(f"cannot read image {path} ({e}); fix or remove it, or pass --skip-bad-images") from e
+    return opened, kept
+
+
+def _to_tensor(opened: list, image_size: int) -> torch.Tensor:
     grey = all(img.mode in ("L", "1", "I;16", "I") for img in opened)
     mode = "L" if grey else "RGB"
     arrays = []
@@ -53,7 +60,7 @@ def _read(paths: list[Path], image_size: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays))
 
 
-def load_folder(root: Path, image_size: int = 32) -> ImageDataset:
+def load_folder(root: Path, image_size: int = 32, skip_bad_images: bool = False) -> ImageDataset:
     if not root.is_dir():
         raise UsageError(f"image folder {root} does not exist; pass --data-root DIR")
     if (root / "train").is_dir() and (root / "test").is_dir():
@@ -70,17 +77,20 @@ def load_folder(root: Path, image_size: int = 32) -> ImageDataset:
         test_paths = [paths[i] for i in test_idx]
         train_labels = [labels[i] for i in train_idx]
         test_labels = [labels[i] for i in test_idx]
-    if not train_paths or not test_paths:
-        raise UsageError(f"{root}: need images in both the train and the test split")
     # Read both splits together so they share one channel count.
-    images = _read(train_paths + test_paths, image_size)
-    n = len(train_paths)
+    opened, kept = _open_all(train_paths + test_paths, skip_bad_images)
+    labels = train_labels + test_labels
+    n = sum(1 for i in kept if i < len(train_paths))
+    if n == 0 or n == len(kept):
+        raise UsageError(f"{root}: need readable images in both the train and the test split")
+    images = _to_tensor(opened, image_size)
+    kept_labels = torch.tensor([labels[i] for i in kept], dtype=torch.int64)
     return ImageDataset(
         name="folder",
         train_images=images[:n],
-        train_labels=torch.tensor(train_labels, dtype=torch.int64),
+        train_labels=kept_labels[:n],
         test_images=images[n:],
-        test_labels=torch.tensor(test_labels, dtype=torch.int64),
+        test_labels=kept_labels[n:],
         classes=classes,
         source=str(root),
     )

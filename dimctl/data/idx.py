@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dimctl.errors import UsageError
+from dimctl.errors import ArtifactError
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -20,15 +20,15 @@ def read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError) as e:
-        raise UsageError(f"cannot read {path}: {e}") from e
+        raise ArtifactError(f"cannot read {path}: {e}") from e
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
-        raise UsageError(f"{path} is not an idx file (bad magic number)")
+        raise ArtifactError(f"{path} is not an idx file (bad magic number)")
     ndim = data[3]
     dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     offset = 4 + 4 * ndim
     array = np.frombuffer(data, dtype=_DTYPES[data[2]], offset=offset)
     if array.size != int(np.prod(dims)):
-        raise UsageError(f"{path} is truncated: header says {dims}, found {array.size} values")
+        raise ArtifactError(f"{path} is truncated: header says {dims}, found {array.size} values")
     return array.reshape(dims)
 
 

@@ -16,12 +16,14 @@ from dimctl.data.folder import load_folder
 from dimctl.data.transforms import pad_to, resize
 from dimctl.errors import DatasetNotFound
 
+# Every loader takes (root, download, image_size, skip_bad_images); only an image folder can hold
+# individually unreadable files, so the others ignore the last.
 # Where Debian's dataset-fashion-mnist package puts the files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DEFAULT_IMAGE_SIZE = 32
 
 
-def load_digits(root: Path | None, download: bool, image_size: int) -> ImageDataset:
+def load_digits(root: Path | None, download: bool, image_size: int, skip_bad_images: bool) -> ImageDataset:
     """scikit-learn's 1,797 real 8×8 handwritten digits (values 0–16), resized; no files needed."""
     from sklearn.datasets import load_digits as sk_digits
 
@@ -47,7 +49,7 @@ def _idx_loader(name: str, subfolder: str, torchvision_class: str, classes: list
                 return found
         return None
 
-    def load(root: Path | None, download: bool, image_size: int) -> ImageDataset:
+    def load(root: Path | None, download: bool, image_size: int, skip_bad_images: bool) -> ImageDataset:
         roots = [root] if root is not None else [Path("data")] + ([default_root] if default_root else [])
         files = next((f for f in (find(r) for r in roots) if f), None)
         if files is None and download:
@@ -87,7 +89,7 @@ def _fit(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _cifar_loader(which: str, torchvision_class: str, num_classes: int):
-    def load(root: Path | None, download: bool, image_size: int) -> ImageDataset:
+    def load(root: Path | None, download: bool, image_size: int, skip_bad_images: bool) -> ImageDataset:
         root = root if root is not None else Path("data")
         if not cifar.is_present(root, which) and download:
             import torchvision.datasets
@@ -106,13 +108,13 @@ def _cifar_loader(which: str, torchvision_class: str, num_classes: int):
     return load
 
 
-def _folder(root: Path | None, download: bool, image_size: int) -> ImageDataset:
+def _folder(root: Path | None, download: bool, image_size: int, skip_bad_images: bool) -> ImageDataset:
     if root is None:
         raise DatasetNotFound("--dataset folder needs --data-root DIR (a folder of images, class sub-folders optional)")
-    return load_folder(root, image_size)
+    return load_folder(root, image_size, skip_bad_images)
 
 
-DATASETS: dict[str, Callable[[Path | None, bool, int], ImageDataset]] = {
+DATASETS: dict[str, Callable[[Path | None, bool, int, bool], ImageDataset]] = {
     "digits": load_digits,
     "mnist": _idx_loader("mnist", "MNIST", "MNIST", [str(d) for d in range(10)], None),
     "fashion-mnist": _idx_loader(
@@ -127,8 +129,8 @@ DATASETS: dict[str, Callable[[Path | None, bool, int], ImageDataset]] = {
 
 
 def load_dataset(name: str, data_root: str | Path | None = None, download: bool = False,
-                 image_size: int = DEFAULT_IMAGE_SIZE) -> ImageDataset:
+                 image_size: int = DEFAULT_IMAGE_SIZE, skip_bad_images: bool = False) -> ImageDataset:
     if name not in DATASETS:
         raise DatasetNotFound(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     root = Path(data_root).expanduser() if data_root else None
-    return DATASETS[name](root, download, image_size)
+    return DATASETS[name](root, download, image_size, skip_bad_images)

@@ -1,11 +1,17 @@
 """Feature files: HDF5 with one group per split and one float32 dataset per layer.
 
+The file starts with a 512-byte HDF5 user block holding ``dimctl-features``, the schema and the
+sha256 of every byte after the block. Readers check it before libhdf5 parses anything: a
+truncated or damaged file is refused at once (and libhdf5, which can hang on some damaged
+attributes, never sees one).
+
 Schema 1: ``/train`` and ``/test`` groups; in each, float32 datasets (N, …) named by layer and an
 int64 ``labels`` dataset (N,) (or (N, K) multi-label). Root attributes: ``dimctl.kind`` =
 "features", ``dimctl.schema``, ``dimctl.encoder`` (JSON: the encoder's metadata and sha256),
 ``dimctl.dataset`` (JSON), ``dimctl.layers`` (JSON list), ``dimctl.version``.
 """
 
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -19,6 +25,49 @@ from dimctl.errors import ArtifactError, UsageError
 
 SCHEMA = 1
 SPLITS = ("train", "test")
+USERBLOCK = 512
+MAGIC = b"dimctl-features"
+
+
+def looks_like_features(path: str | Path) -> bool:
+    """By its first bytes: a dimctl feature file (or some other HDF5 file) rather than safetensors."""
+    with open(path, "rb") as f:
+        head = f.read(len(MAGIC))
+    return head.startswith(MAGIC) or head.startswith(b"\x89HDF")
+
+
+def create_feature_file(target) -> h5py.File:
+    """An HDF5 file (path or binary file object) with room for the checksum block; call ``seal`` after closing it."""
+    return h5py.File(target, "w", userblock_size=USERBLOCK)
+
+
+def _block(body: bytes | memoryview) -> bytes:
+    header = b"%s schema=%d sha256=%s\n" % (MAGIC, SCHEMA, hashlib.sha256(body).hexdigest().encode())
+    return header.ljust(USERBLOCK, b"\0")
+
+
+def seal_bytes(data: bytes) -> bytes:
+    return _block(memoryview(data)[USERBLOCK:]) + data[USERBLOCK:]
+
+
+def seal_file(path: str | Path) -> None:
+    with open(path, "r+b") as f:
+        f.seek(USERBLOCK)
+        block = _block(f.read())
+        f.seek(0)
+        f.write(block)
+
+
+def verify_seal(data: bytes, name: str) -> None:
+    """Refuse (ArtifactError) anything but a whole, undamaged dimctl feature file."""
+    if len(data) < USERBLOCK or not data.startswith(MAGIC):
+        raise ArtifactError(f"{name} is not a dimctl feature file (no dimctl header); make one with `dimctl extract`")
+    fields = dict(item.split(b"=", 1) for item in data[len(MAGIC):USERBLOCK].split(b"\n")[0].split() if b"=" in item)
+    if fields.get(b"schema") != str(SCHEMA).encode():
+        raise ArtifactError(f"{name} has feature schema {fields.get(b'schema', b'?').decode(errors='replace')}; "
+                            f"this dimctl reads schema {SCHEMA}")
+    if fields.get(b"sha256") != hashlib.sha256(memoryview(data)[USERBLOCK:]).hexdigest().encode():
+        raise ArtifactError(f"{name} is damaged or truncated (its checksum does not match)")
 
 
 def init_feature_file(f: h5py.File, encoder: dict, dataset: dict, layers: list[str],
@@ -55,20 +104,24 @@ def read_features(source: str | Path | bytes, name: str | None = None) -> Featur
         name = name or "<stdin>"
         if not source:
             raise ArtifactError(f"{name}: no data (did the command before the pipe fail?)")
-        handle = io.BytesIO(source)
+        data = source
     else:
         name = name or str(source)
         if not Path(source).is_file():
             raise UsageError(f"{source}: no such file")
-        handle = str(source)
+        data = Path(source).read_bytes()
+    verify_seal(data, name)
     try:
-        with h5py.File(handle, "r") as f:
-            return _read_validated(f, name)
-    except OSError as e:
-        raise ArtifactError(f"{name} is not a readable HDF5 feature file ({e})") from e
+        with h5py.File(io.BytesIO(data), "r") as f:
+            return _read_validated(f, name, len(data))
+    except ArtifactError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, AttributeError, OverflowError, MemoryError) as e:
+        # h5py reports a damaged file through any of these, depending on where the damage is.
+        raise ArtifactError(f"{name} is not a readable HDF5 feature file ({type(e).__name__}: {e})") from e
 
 
-def _read_validated(f: h5py.File, name: str) -> Features:
+def _read_validated(f: h5py.File, name: str, file_size: int) -> Features:
     if f.attrs.get("dimctl.kind") != "features":
         raise ArtifactError(f"{name} is HDF5 but not a dimctl feature file; make one with `dimctl extract`")
     if int(f.attrs.get("dimctl.schema", -1)) != SCHEMA:
@@ -77,8 +130,11 @@ def _read_validated(f: h5py.File, name: str) -> Features:
         layers = json.loads(f.attrs["dimctl.layers"])
         encoder = json.loads(f.attrs["dimctl.encoder"])
         dataset = json.loads(f.attrs["dimctl.dataset"])
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, TypeError) as e:
         raise ArtifactError(f"{name}: broken dimctl attributes ({e})") from e
+    if not (isinstance(layers, list) and all(isinstance(x, str) for x in layers)
+            and isinstance(encoder, dict) and isinstance(dataset, dict)):
+        raise ArtifactError(f"{name}: dimctl.layers must be a list of names, dimctl.encoder and dimctl.dataset objects")
     splits = {}
     for split in SPLITS:
         if split not in f:
@@ -86,14 +142,21 @@ def _read_validated(f: h5py.File, name: str) -> Features:
         group = f[split]
         arrays = {}
         for key in [*layers, "labels"]:
-            if key not in group:
+            node = group.get(key)
+            if not isinstance(node, h5py.Dataset):
                 raise ArtifactError(f"{name} has no /{split}/{key} dataset")
-            arrays[key] = group[key][()]
-        n = arrays["labels"].shape[0]
+            # A crafted header can claim any shape; never allocate more than the file could hold.
+            if node.size * node.dtype.itemsize > file_size:
+                raise ArtifactError(f"{name}: /{split}/{key} claims {node.shape}, more data than the file holds")
+            arrays[key] = node[()]
+        labels = arrays["labels"]
+        if labels.dtype.kind not in "iu" or labels.ndim not in (1, 2):
+            raise ArtifactError(f"{name}: /{split}/labels must be integers of shape (N,) or (N, K), got {labels.dtype} {labels.shape}")
+        n = labels.shape[0]
         for layer in layers:
             a = arrays[layer]
-            if a.dtype != np.float32 or a.shape[0] != n:
-                raise ArtifactError(f"{name}: /{split}/{layer} must be float32 with {n} rows, got {a.dtype} {a.shape}")
+            if a.dtype != np.float32 or a.ndim < 2 or a.shape[0] != n:
+                raise ArtifactError(f"{name}: /{split}/{layer} must be float32 (N, …) with N = {n}, got {a.dtype} {a.shape}")
             if not np.isfinite(a).all():
                 raise ArtifactError(f"{name}: /{split}/{layer} holds NaN or infinite values")
         splits[split] = arrays

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
-from dimctl.io.atomic import write_text
+from dimctl.io.atomic import fsync_tree, write_text
 
 STATE_FILE = "train_state.json"
 
@@ -38,6 +38,7 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: in
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         write_text(tmp / STATE_FILE, json.dumps({"step": step}))
+        fsync_tree(tmp)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
         for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:

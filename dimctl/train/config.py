@@ -32,6 +32,7 @@ class PretrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     log_every: int = 10
+    nan_policy: str = "stop"  # stop | skip: what a NaN/inf loss does
     cpu: bool = False
 
     def dim(self) -> DIMConfig:
@@ -53,6 +54,8 @@ class PretrainConfig:
         for name in ("epochs", "checkpoint_every", "log_every", "keep_checkpoints", "crop_padding"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be ≥ 0")
+        if self.nan_policy not in ("stop", "skip"):
+            raise UsageError(f"--nan-policy {self.nan_policy!r} is not one of: stop, skip")
         if self.batch_size < 2:
             raise UsageError("--batch-size must be at least 2: negatives come from the other images in the batch")
         if self.lr <= 0 or self.mi_units < 1 or self.y_dim < 1:

@@ -10,7 +10,6 @@ against the (detached) encoded batch.
 """
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from torch import nn
 
 from dimctl.data.dataset import ImageDataset
 from dimctl.data.transforms import augment, normalise
-from dimctl.errors import DimctlError, UsageError
+from dimctl.errors import Interrupted, NonFiniteLoss, UsageError
 from dimctl.io.artifacts import save_encoder
 from dimctl.io.atomic import write_text
 from dimctl.models.discriminators import PriorDiscriminator
@@ -81,7 +80,11 @@ def build_models(config: PretrainConfig, channels: int, image_size: int):
 
 def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resume: bool = False,
              on_progress: Callable[[Progress], None] | None = None,
-             accelerator: Accelerator | None = None) -> PretrainResult:
+             accelerator: Accelerator | None = None,
+             should_stop: Callable[[], bool] | None = None) -> PretrainResult:
+    """Train, checkpoint and publish the encoder. ``should_stop`` is polled after every step
+    (the CLI sets it from SIGINT/SIGTERM): when it turns true, a checkpoint is written and
+    ``Interrupted`` is raised."""
     config.validate()
     accelerator = accelerator or Accelerator(cpu=config.cpu)
     device = accelerator.device
@@ -125,6 +128,7 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resum
     order, order_epoch = None, -1
     window_start, window_images = time.perf_counter(), 0
     metrics: dict[str, float] = {}
+    skipped = 0  # steps left out under --nan-policy skip
     model.train()
 
     for step in range(start_step, total_steps):
@@ -135,6 +139,7 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resum
         batch = images[order[start:start + config.batch_size]]
         x = normalise(augment(batch, config.crop_padding, config.hflip))
 
+        done = step + 1
         y, terms = model(x)
         loss = bare_model.heads.mi_loss(terms)
         if discriminator is not None:
@@ -143,27 +148,37 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resum
             prior_term = prior.encoder_prior_loss(bare_discriminator, encoded)
             bare_discriminator.requires_grad_(True)
             loss = loss + config.gamma * prior_term
-        optimiser.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        optimiser.step()
-
-        if discriminator is not None:
             disc_loss = prior.discriminator_loss(discriminator, encoded.detach(), config.prior_gradient_penalty)
-            disc_optimiser.zero_grad(set_to_none=True)
-            accelerator.backward(disc_loss)
-            disc_optimiser.step()
+            terms = {**terms, "prior_encoder": prior_term, "prior_discriminator": disc_loss}
+        # Losses and gradients are checked before any update, so a bad step never reaches the
+        # weights or a checkpoint.
+        bad = None
+        if not torch.isfinite(loss + (disc_loss if discriminator is not None else 0.0)):
+            bad = next((k for k, v in terms.items() if not torch.isfinite(v)), "loss")
+        else:
+            optimiser.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            if discriminator is not None:
+                disc_optimiser.zero_grad(set_to_none=True)
+                accelerator.backward(disc_loss)
+            if not torch.isfinite(_grad_norm(model) + (_grad_norm(discriminator) if discriminator is not None else 0.0)):
+                bad = "gradients"
+        if bad is not None:
+            if config.nan_policy == "stop":
+                what = "the gradients" if bad == "gradients" else f"loss term {bad}"
+                value = "non-finite" if bad == "gradients" else terms.get(bad, loss).item()
+                raise NonFiniteLoss(
+                    f"{what} became {value} at step {done}; no update was made and the last checkpoint is intact "
+                    f"— lower --lr or try another --estimator, then --resume (or --nan-policy skip to skip such steps)")
+            skipped += 1
+        else:
+            optimiser.step()
+            if discriminator is not None:
+                disc_optimiser.step()
 
         window_images += global_batch
-        done = step + 1
         if done % max(config.log_every, 1) == 0 or done == total_steps:
-            metrics = {"loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
-            if discriminator is not None:
-                metrics["prior_encoder"] = prior_term.item()
-                metrics["prior_discriminator"] = disc_loss.item()
-            bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-            if bad:
-                raise DimctlError(f"loss term {bad[0]} became {metrics[bad[0]]} at step {done}; the last checkpoint "
-                                  f"is intact — lower --lr or try another --estimator, then --resume")
+            metrics = {"loss": loss.item(), **{k: v.item() for k, v in terms.items()}, "skipped_steps": skipped}
             elapsed = time.perf_counter() - window_start
             metrics["images_per_s"] = window_images / elapsed if elapsed > 0 else 0.0
             window_start, window_images = time.perf_counter(), 0
@@ -174,6 +189,10 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resum
             on_progress(Progress(done, total_steps, epoch, metrics))
         if config.checkpoint_every and done % config.checkpoint_every == 0 and done != total_steps:
             checkpoint.save_checkpoint(accelerator, run_dir, done, config.keep_checkpoints)
+        if should_stop is not None and _any_process(accelerator, should_stop()) and done != total_steps:
+            checkpoint.save_checkpoint(accelerator, run_dir, done, config.keep_checkpoints)
+            raise Interrupted(f"stopped at step {done}/{total_steps} with a checkpoint; continue with "
+                              f"`dimctl pretrain --out {run_dir} --resume` and the same settings")
 
     checkpoint.save_checkpoint(accelerator, run_dir, total_steps, config.keep_checkpoints)
     encoder_path = run_dir / "encoder.safetensors"
@@ -183,6 +202,19 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resum
     accelerator.wait_for_everyone()
     return PretrainResult(encoder_path, total_steps, metrics, accelerator.is_main_process)
 
+
+
+def _grad_norm(module: nn.Module) -> torch.Tensor:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else torch.zeros(())
+
+
+def _any_process(accelerator: Accelerator, flag: bool) -> bool:
+    """True if any process raised the flag, so every process takes the same branch (a collective
+    checkpoint entered by only some processes would hang)."""
+    if accelerator.num_processes == 1:
+        return flag
+    return bool(accelerator.reduce(torch.tensor(float(flag), device=accelerator.device), "max").item())
 
 
 def _drop_metrics_after(path: Path, step: int) -> None:

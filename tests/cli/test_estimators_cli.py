@@ -6,6 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
+from dimctl.io.features import seal_file
+
 from tests.cli.test_cli import DIMCTL, TINY, assert_one_line_error, run, sh
 
 
@@ -68,8 +70,14 @@ def test_estimator_errors(made, tmp_path):
     bad.write_bytes(features.read_bytes())
     with h5py.File(bad, "r+") as f:
         f["train/y"][0, 0] = np.nan
-    assert_one_line_error(run("ndm", bad, "--steps", "10"), 3)
-    assert_one_line_error(run("mi", bad, "--steps", "10"), 3)
+    seal_file(bad)  # a whole file whose values are bad, not a damaged one
+    for command in ("ndm", "mi"):
+        result = run(command, bad, "--steps", "10")
+        assert_one_line_error(result, 3)
+        assert "NaN" in result.stderr.decode()
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes(features.read_bytes()[:-100])
+    assert_one_line_error(run("ndm", damaged, "--steps", "10"), 3)
     from tests.data.test_datasets import _write_fake_cifar10
 
     _write_fake_cifar10(tmp_path / "data")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from dimctl.data import cifar
 from dimctl.data.registry import DEBIAN_FASHION_MNIST, load_dataset
-from dimctl.errors import DatasetNotFound, UsageError
+from dimctl.errors import ArtifactError, DatasetNotFound
 
 
 def test_digits_is_real_fixed_and_32px():
@@ -52,7 +52,7 @@ def test_cifar_reader_refuses_code_in_pickles(tmp_path):
 
     path = tmp_path / "evil"
     path.write_bytes(pickle.dumps({b"data": Evil()}))
-    with pytest.raises(UsageError, match="refusing"):
+    with pytest.raises(ArtifactError, match="refusing"):
         cifar.read_batch(path)
 
 
@@ -91,7 +91,7 @@ def test_truncated_idx_is_reported(tmp_path):
     raw.mkdir(parents=True)
     for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (raw / stem).write_bytes(struct.pack(">BBBBI", 0, 0, 8, 1, 100) + b"\x00" * 10)
-    with pytest.raises(UsageError, match="truncated"):
+    with pytest.raises(ArtifactError, match="truncated"):
         load_dataset("mnist", tmp_path)
 
 
@@ -113,5 +113,10 @@ def test_image_folder_with_classes(tmp_path):
     assert ds.classes == ["cat", "dog"]
     assert ds.train_images.shape == (8, 3, 32, 32) and ds.test_images.shape == (2, 3, 32, 32)
     (tmp_path / "dog" / "broken.png").write_bytes(b"not an image")
-    with pytest.raises(UsageError, match="broken.png"):
+    with pytest.raises(ArtifactError, match="broken.png"):
         load_dataset("folder", tmp_path)
+    skipped = load_dataset("folder", tmp_path, skip_bad_images=True)
+    assert skipped.train_images.shape[0] + skipped.test_images.shape[0] == 10
+    Image.fromarray(rng.integers(0, 256, (50, 70), dtype=np.uint8)).save(tmp_path / "cat" / "grey.png")  # other mode and size
+    mixed = load_dataset("folder", tmp_path, skip_bad_images=True)
+    assert mixed.train_images.shape[1:] == (3, 32, 32) and len(mixed.train_labels) + len(mixed.test_labels) == 11

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.io.artifacts import load_encoder, read_metadata, save_encoder
 from dimctl.io.atomic import atomic_path
-from dimctl.io.features import init_feature_file, read_features
+from dimctl.io.features import create_feature_file, init_feature_file, read_features, seal_bytes
 from dimctl.models.encoders import EncoderConfig, build_encoder
 
 DATASET = {"name": "digits", "channels": 1, "image_size": 32}
@@ -71,13 +71,13 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
 
 def _feature_bytes(values=None, schema=None) -> bytes:
     buf = io.BytesIO()
-    with h5py.File(buf, "w") as f:
+    with create_feature_file(buf) as f:
         init_feature_file(f, {"sha256": "ab"}, DATASET, ["y"], {"train": 4, "test": 2}, {"y": (3,)})
         f["train"]["y"][:] = np.arange(12, dtype=np.float32).reshape(4, 3) if values is None else values
         f["train"]["labels"][:] = [0, 1, 0, 1]
         if schema is not None:
             f.attrs["dimctl.schema"] = schema
-    return buf.getvalue()
+    return seal_bytes(buf.getvalue())
 
 
 def test_features_round_trip_from_bytes_and_file(tmp_path):
@@ -95,12 +95,19 @@ def test_bad_feature_files_are_artifact_errors(tmp_path):
         read_features(_feature_bytes(schema=99))
     with pytest.raises(ArtifactError, match="NaN"):
         read_features(_feature_bytes(values=np.full((4, 3), np.nan, dtype=np.float32)))
-    with pytest.raises(ArtifactError, match="not a readable HDF5"):
+    with pytest.raises(ArtifactError, match="not a dimctl feature file"):
         read_features(b"definitely not hdf5")
+    good = _feature_bytes()
+    with pytest.raises(ArtifactError, match="damaged or truncated"):
+        read_features(good[:-10])
+    flipped = bytearray(good)
+    flipped[700] ^= 0xFF
+    with pytest.raises(ArtifactError, match="damaged or truncated"):
+        read_features(bytes(flipped))
     with pytest.raises(ArtifactError, match="no data"):
         read_features(b"")
     plain = tmp_path / "plain.h5"
     with h5py.File(plain, "w") as f:
         f["x"] = np.zeros(3)
     with pytest.raises(ArtifactError, match="not a dimctl feature file"):
-        read_features(plain)
+        read_features(plain)  # plain HDF5: no dimctl header
