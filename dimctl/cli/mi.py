@@ -8,7 +8,8 @@ import typer
 from dimctl.cli.common import emit, note, progress_enabled
 from dimctl.cli.sources import feature_layer, open_features
 from dimctl.errors import UsageError
-from dimctl.evaluate.mi import MIConfig, correlated_gaussians, estimate_mi, standardise
+from dimctl.evaluate.heldout import standardise
+from dimctl.evaluate.mi import MIConfig, correlated_gaussians, estimate_mi
 from dimctl.objectives.bounds import ESTIMATORS
 
 # (dimension, true MI in nats) of the self-test's correlated Gaussians.

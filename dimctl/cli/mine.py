@@ -10,7 +10,7 @@ from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImage
 from dimctl.cli.mi import _progress
 from dimctl.cli.sources import encoder_and_dataset, encoder_layer, pick_device
 from dimctl.errors import UsageError
-from dimctl.evaluate.mi import standardise
+from dimctl.evaluate.heldout import standardise
 from dimctl.evaluate.mine import MINEConfig, estimate_image_mi
 from dimctl.io.atomic import write_text
 

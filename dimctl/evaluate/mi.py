@@ -18,10 +18,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 
+from dimctl.evaluate.heldout import batch_size_for, mean_and_stderr
 from dimctl.objectives.bounds import ESTIMATORS, DVMovingAverage, dv
 
 
@@ -74,24 +74,13 @@ def _evaluation_bound(estimator: str) -> Callable[[torch.Tensor], torch.Tensor]:
     return dv if estimator == "jsd" else ESTIMATORS[estimator]
 
 
-def standardise(train: np.ndarray, test: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flatten, then scale by the train split's mean and std (constant columns are left at 0)."""
-    train = train.reshape(train.shape[0], -1).astype(np.float64)
-    test = test.reshape(test.shape[0], -1).astype(np.float64)
-    mean, std = train.mean(0), train.std(0)
-    std[std == 0] = 1.0
-    return (torch.from_numpy((train - mean) / std).float(), torch.from_numpy((test - mean) / std).float())
-
-
 def estimate_mi(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                 config: MIConfig = MIConfig(), on_step: Callable[[int, float], None] | None = None) -> MIResult:
     """Train a critic on (train_x, train_y) pairs; estimate I(X; Y) in nats on the test pairs."""
     if config.estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {config.estimator!r}; known: {', '.join(ESTIMATORS)}")
     n = train_x.shape[0]
-    batch = min(config.batch_size, n, test_x.shape[0])
-    if batch < 2:
-        raise ValueError("at least two samples per split are needed")
+    batch = batch_size_for(config.batch_size, n, test_x.shape[0])
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     critic = SeparableCritic(train_x.shape[1], train_y.shape[1], config.hidden, config.embedding)
@@ -117,9 +106,7 @@ def estimate_mi(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tens
         for start in range(0, test_x.shape[0] - batch + 1, batch):
             idx = order[start:start + batch]
             values.append(bound(critic(test_x[idx], test_y[idx])).item())
-    values = np.array(values)
-    stderr = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
-    return MIResult(float(values.mean()), stderr, config.estimator, config.steps, len(values), curve)
+    return MIResult(*mean_and_stderr(values), config.estimator, config.steps, len(values), curve)
 
 
 def correlated_gaussians(n: int, dim: int, mi: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,15 +7,14 @@ the Donsker-Varadhan bound and MINE's moving-average gradient correction, with a
 that decays (cosine) to zero; the DV bound on held-out test pairs is the estimate, in nats.
 """
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 
 from dimctl.data.transforms import normalise
+from dimctl.evaluate.heldout import batch_size_for, mean_and_stderr
 from dimctl.objectives.bounds import DVMovingAverage, dv_samples
 
 
@@ -70,9 +69,7 @@ def estimate_image_mi(train_images: torch.Tensor, train_y: torch.Tensor, test_im
     of a random other image.
     """
     n = train_images.shape[0]
-    batch = min(config.batch_size, n, test_images.shape[0])
-    if batch < 2:
-        raise ValueError("at least two samples per split are needed")
+    batch = batch_size_for(config.batch_size, n, test_images.shape[0])
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     network = StatisticsNetwork(train_images.shape[1], train_images.shape[2], train_y.shape[1]).to(device)
@@ -98,6 +95,4 @@ def estimate_image_mi(train_images: torch.Tensor, train_y: torch.Tensor, test_im
         for start in range(0, test_images.shape[0] - batch + 1, batch):
             idx = order[start:start + batch]
             values.append(dv_samples(*network(normalise(test_images[idx]), test_y[idx])).item())
-    values = np.array(values)
-    stderr = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
-    return MINEResult(float(values.mean()), stderr, config.steps, len(values), curve)
+    return MINEResult(*mean_and_stderr(values), config.steps, len(values), curve)

@@ -8,15 +8,14 @@ the Donsker-Varadhan bound evaluated with it on held-out data estimates KL(joint
 marginals) in nats: about 0 for independent factors, larger the more they depend on each other.
 """
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from dimctl.models.discriminators import PriorDiscriminator
+from dimctl.evaluate.heldout import batch_size_for, mean_and_stderr
 from dimctl.objectives.bounds import dv_samples
 
 
@@ -47,9 +46,7 @@ def neural_dependency(train: torch.Tensor, test: torch.Tensor, config: NDMConfig
                       on_step: Callable[[int, float], None] | None = None) -> NDMResult:
     """NDM of (N, d) features: trained on ``train``, evaluated on ``test`` (both standardised)."""
     n, d = train.shape
-    batch = min(config.batch_size, n, test.shape[0])
-    if batch < 2:
-        raise ValueError("at least two samples per split are needed")
+    batch = batch_size_for(config.batch_size, n, test.shape[0])
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     # Same shape as the prior discriminator of App. A.2: fully connected 1000 → 200 → 1.
@@ -76,6 +73,4 @@ def neural_dependency(train: torch.Tensor, test: torch.Tensor, config: NDMConfig
         for start in range(0, test.shape[0] - batch + 1, batch):
             joint = test[order[start:start + batch]]
             values.append(dv_samples(discriminator(joint), discriminator(shuffle_dimensions(joint, generator))).item())
-    values = np.array(values)
-    stderr = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
-    return NDMResult(float(values.mean()), stderr, config.steps, len(values), curve)
+    return NDMResult(*mean_and_stderr(values), config.steps, len(values), curve)
