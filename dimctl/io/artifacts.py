@@ -79,22 +79,29 @@ def sha256_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def save_encoder(path: str | Path, encoder: nn.Module, config: EncoderConfig, dataset: dict,
-                 step: int, training: dict | None = None) -> Path:
+def _save(path: str | Path, module: nn.Module, kind: str, config: dict, dataset: dict, step: int,
+          training: dict | None, extra: dict[str, dict] | None = None) -> Path:
+    """Write one network's tensors with the self-describing header, atomically."""
     metadata = {
-        "dimctl.kind": "encoder",
+        "dimctl.kind": kind,
         "dimctl.schema": str(SCHEMA),
-        "dimctl.config": json.dumps(config.to_dict()),
+        "dimctl.config": json.dumps(config),
+        **{f"dimctl.{key}": json.dumps(value) for key, value in (extra or {}).items()},
         "dimctl.dataset": json.dumps(dataset),
         "dimctl.version": __version__,
         "dimctl.step": str(step),
     }
     if training is not None:
         metadata["dimctl.training"] = json.dumps(training)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return Path(path)
+
+
+def save_encoder(path: str | Path, encoder: nn.Module, config: EncoderConfig, dataset: dict,
+                 step: int, training: dict | None = None) -> Path:
+    return _save(path, encoder, "encoder", config.to_dict(), dataset, step, training)
 
 
 def read_metadata(path: str | Path) -> tuple[dict[str, str], dict[str, list[int]]]:
@@ -156,21 +163,8 @@ def save_decoder(path: str | Path, decoder: nn.Module, config: DecoderConfig, en
                  encoder_path: str | Path, layer: str, dataset: dict, step: int,
                  training: dict | None = None) -> Path:
     """A decoder of ``layer`` of one encoder; ``dimctl.encoder`` names that encoder by sha256 and path."""
-    metadata = {
-        "dimctl.kind": "decoder",
-        "dimctl.schema": str(SCHEMA),
-        "dimctl.config": json.dumps(config.to_dict()),
-        "dimctl.encoder": json.dumps({"sha256": encoder_sha256, "path": str(encoder_path), "layer": layer}),
-        "dimctl.dataset": json.dumps(dataset),
-        "dimctl.version": __version__,
-        "dimctl.step": str(step),
-    }
-    if training is not None:
-        metadata["dimctl.training"] = json.dumps(training)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in decoder.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-    return Path(path)
+    encoder = {"sha256": encoder_sha256, "path": str(encoder_path), "layer": layer}
+    return _save(path, decoder, "decoder", config.to_dict(), dataset, step, training, extra={"encoder": encoder})
 
 
 def load_decoder(path: str | Path, device: str | torch.device = "cpu") -> DecoderArtifact:
