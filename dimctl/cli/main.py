@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 runtime failure, 2 usage error, 3 bad or incompatible a
 """
 
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -71,7 +72,21 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _terminate(signum, frame):
+    # SIGTERM unwinds like Ctrl-C, so every atomic write removes its temporary file on the way out
+    # (pretrain installs its own handler that checkpoints first).
+    raise KeyboardInterrupt
+
+
 def run(argv: list[str]) -> int:
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _run(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: list[str]) -> int:
     debug = "--debug" in argv or os.environ.get("DIMCTL_DEBUG", "") not in ("", "0")
     args = [a for a in argv if a != "--debug"]
     command = typer.main.get_command(app)
@@ -81,6 +96,8 @@ def run(argv: list[str]) -> int:
         default_map = config_file.load_default_map(Path(config_path), command, args) if config_path else None
         rv = command.main(args=args, prog_name="dimctl", standalone_mode=False,
                           default_map=default_map, auto_envvar_prefix="DIMCTL")
+        if rv == 130:  # typer turned a KeyboardInterrupt (Ctrl-C or SIGTERM) into an exit code
+            return _fail("interrupted", 130)
         return rv if isinstance(rv, int) else 0
     except (typer.Abort, KeyboardInterrupt):
         return _fail("interrupted", 130)

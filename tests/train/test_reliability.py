@@ -49,6 +49,18 @@ def test_sigterm_finishes_the_step_checkpoints_and_exits_130(tmp_path):
     assert 3 <= step < 50 * 22 and not (out / "encoder.safetensors").exists()
 
 
+def test_sigterm_on_other_commands_is_a_clean_130(tmp_path):
+    made = subprocess.run([*CMD, "--epochs", "0", "--out", str(tmp_path / "enc")], capture_output=True, env=ENV)
+    assert made.returncode == 0, made.stderr.decode()
+    proc = subprocess.Popen([sys.executable, "-m", "dimctl", "mine", str(tmp_path / "enc" / "encoder.safetensors"),
+                             "--steps", "100000", "--out", str(tmp_path / "mine")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    time.sleep(8)  # inside the training loop by now
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.decode().strip() == "dimctl: error: interrupted", err.decode()
+
+
 def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     flags = ["--epochs", "2", "--checkpoint-every", "3"]
     straight = subprocess.run([*CMD, *flags, "--out", str(tmp_path / "straight")], capture_output=True, env=ENV)
