@@ -10,7 +10,7 @@ from dimctl.cli.common import check_encoder_fits, read_stdin_bytes
 from dimctl.data.dataset import ImageDataset
 from dimctl.data.registry import load_dataset
 from dimctl.errors import UsageError
-from dimctl.evaluate.extract import iter_features
+from dimctl.evaluate.extract import extract_layer
 from dimctl.io.artifacts import EncoderArtifact, load_encoder
 from dimctl.io.features import Features, read_features
 
@@ -63,10 +63,9 @@ def encoder_layer(artifact: EncoderArtifact, data: ImageDataset, layer: str, dev
     for split in ("train", "test"):
         images, _ = data.split(split)
         try:
-            parts = [batch[layer] for _, batch in iter_features(artifact.encoder, images, [layer], batch_size, device)]
+            arrays[split] = extract_layer(artifact.encoder, images, layer, batch_size, device)
         except KeyError:
             raise UsageError(f"the encoder has no layer {layer!r}; choose local, conv, fc or y") from None
-        arrays[split] = np.concatenate(parts).reshape(images.shape[0], -1)
     return SplitArrays(arrays["train"], arrays["test"], artifact.sha256, data.name)
 
 

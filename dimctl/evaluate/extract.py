@@ -22,3 +22,12 @@ def iter_features(encoder: nn.Module, images: torch.Tensor, layers: list[str], b
         taps = encoder(x)
         taps[PIXELS] = x
         yield start, {layer: taps[layer].float().cpu().numpy() for layer in layers}
+
+
+def extract_layer(encoder: nn.Module, images: torch.Tensor, layer: str, batch_size: int = 256,
+                  device: torch.device | str = "cpu") -> np.ndarray:
+    """One tap for all ``images``, flattened to (N, features) float32."""
+    parts = [batch[layer] for _, batch in iter_features(encoder, images, [layer], batch_size, device)]
+    if not parts:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(parts).reshape(images.shape[0], -1)

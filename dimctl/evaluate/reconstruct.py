@@ -9,7 +9,6 @@ reconstructions (dimctl.evaluate.msssim) and their MSE in the normalised [-1, 1]
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,7 +17,7 @@ from torch.optim.swa_utils import update_bn
 from dimctl.data.dataset import ImageDataset
 from dimctl.data.transforms import normalise
 from dimctl.errors import UsageError
-from dimctl.evaluate.extract import iter_features
+from dimctl.evaluate.extract import extract_layer
 from dimctl.evaluate.msssim import ms_ssim_per_image, ms_ssim_setting
 from dimctl.models.decoders import DecoderConfig, build_decoder
 
@@ -52,9 +51,7 @@ class ReconstructionResult:
 
 def encode(encoder: nn.Module, images: torch.Tensor, layer: str, device: torch.device | str) -> torch.Tensor:
     """The frozen encoder's ``layer`` for uint8 ``images``, flattened to (N, features), on ``device``."""
-    chunks = [batch[layer] for _, batch in iter_features(encoder, images, [layer], FEATURE_BATCH, device)]
-    features = np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
-    return torch.from_numpy(features).flatten(1).to(device)
+    return torch.from_numpy(extract_layer(encoder, images, layer, FEATURE_BATCH, device)).to(device)
 
 
 def train_decoder(encoder: nn.Module, data: ImageDataset, layer: str = "y", *, epochs: int = 10,
