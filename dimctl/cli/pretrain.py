@@ -20,7 +20,7 @@ from dimctl.train.loop import pretrain as run_pretrain
 
 # Settings a resumed run may change; any other difference would silently mix two experiments.
 RESUMABLE_CHANGES = {"epochs", "checkpoint_every", "keep_checkpoints", "log_every", "cpu", "data_root", "download",
-                     "nan_policy"}
+                     "nan_policy", "channels_last", "compile"}
 PRESET_HELP = "Objective weights: " + ", ".join(
     f"{name} (α={w['alpha']:g}, β={w['beta']:g}, γ={w['gamma']:g})" for name, w in PRESETS.items()) + "."
 RUN_FILES = ("config.json", "metrics.jsonl", "encoder.safetensors", "checkpoints")
@@ -50,6 +50,10 @@ def pretrain(
     log_every: Annotated[int, typer.Option(help="Write metrics.jsonl every N steps.")] = 10,
     nan_policy: Annotated[str, typer.Option(help="A NaN/inf loss: `stop` (before the bad update; the last checkpoint stays good) or `skip` the step.")] = "stop",
     cpu: Annotated[bool, typer.Option("--cpu", help="Train on the CPU even when a GPU is present.")] = False,
+    precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 (autocast; fp16 adds loss scaling and needs a GPU). The bounds are computed in fp32 either way.")] = "fp32",
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="Channels-last memory format for the convolutions (faster on most CPUs and tensor-core GPUs).")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the encoder and heads (inductor). Pays off on GPUs over long runs; compiling takes a minute.")] = False,
+    sync_bn: Annotated[bool, typer.Option("--sync-bn", help="With several GPU processes: BatchNorm statistics over the global batch (SyncBatchNorm).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's newest checkpoint (start fresh if it has none).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run folder.")] = False,
 ):
@@ -72,7 +76,8 @@ def pretrain(
         preset=None if explicit else preset, **weights, estimator=estimator, mi_units=mi_units, y_dim=y_dim,
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, crop_padding=crop_padding, hflip=hflip,
         checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log_every=log_every,
-        nan_policy=nan_policy, cpu=cpu,
+        nan_policy=nan_policy, cpu=cpu, precision=precision, channels_last=channels_last, compile=compile,
+        sync_bn=sync_bn,
     ).validate()
     run_dir = out or Path("runs") / f"{preset if not explicit else 'custom'}-{estimator}-{dataset}"
     _prepare_run_dir(run_dir, config, resume, force)

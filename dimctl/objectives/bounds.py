@@ -29,6 +29,7 @@ gradient divides by a moving average instead. Its value is still the DV estimate
 
 import math
 from collections.abc import Callable
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -44,12 +45,18 @@ def _as_3d(scores: torch.Tensor) -> torch.Tensor:
     return scores
 
 
+@lru_cache(maxsize=16)
+def _masks(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # Built once per (batch size, device), not per step.
+    eye = torch.eye(n, dtype=torch.bool, device=device)
+    return eye, ~eye
+
+
 def _split(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Positives (N, M) and a boolean (N, N) mask that is True on negative image pairs."""
-    n = scores.shape[0]
-    eye = torch.eye(n, dtype=torch.bool, device=scores.device)
+    eye, negatives = _masks(scores.shape[0], scores.device)
     positives = scores[eye]  # (N, M): row i holds scores[i, i, :]
-    return positives, ~eye
+    return positives, negatives
 
 
 def jsd(scores: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ into the MI estimates. The encoder's loss is ``-(α·I_global + β·I_local) + �
 discriminator is trained separately (``objectives.prior``).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -53,13 +54,17 @@ class DIMHeads(nn.Module):
             self.global_map = MapEmbedding(channels, height, units)
             self.global_y = VectorEmbedding(y_dim, units)
 
-    def mi_terms(self, taps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def mi_terms(self, taps: dict[str, torch.Tensor],
+                 gather: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The MI estimates. ``gather`` (multi-process training) concatenates embeddings from
+        every process, so negatives come from the global batch (train/distributed.py)."""
         bound = ESTIMATORS[self.config.estimator]
+        gather = gather or (lambda t: t)
         terms = {}
         if self.config.beta > 0:
-            terms["local_mi"] = bound(dot_scores(self.local_y(taps["y"]), self.local_map(taps["local"])))
+            terms["local_mi"] = bound(_scores(gather(self.local_y(taps["y"])), gather(self.local_map(taps["local"]))))
         if self.config.alpha > 0:
-            terms["global_mi"] = bound(dot_scores(self.global_y(taps["y"]), self.global_map(taps["local"])))
+            terms["global_mi"] = bound(_scores(gather(self.global_y(taps["y"])), gather(self.global_map(taps["local"]))))
         return terms
 
     def mi_loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -69,3 +74,8 @@ class DIMHeads(nn.Module):
         if "global_mi" in terms:
             loss = loss - self.config.alpha * terms["global_mi"]
         return loss
+
+
+def _scores(global_emb: torch.Tensor, local_emb: torch.Tensor) -> torch.Tensor:
+    # The bounds' softplus and log-sum-exp run in float32 even under bf16/fp16 autocast.
+    return dot_scores(global_emb, local_emb).float()

@@ -8,6 +8,9 @@ from dimctl.objectives.bounds import ESTIMATORS
 from dimctl.objectives.dim import PRESETS, DIMConfig
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
 @dataclass(frozen=True)
 class PretrainConfig:
     dataset: str = "digits"
@@ -34,6 +37,10 @@ class PretrainConfig:
     log_every: int = 10
     nan_policy: str = "stop"  # stop | skip: what a NaN/inf loss does
     cpu: bool = False
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast through Accelerate)
+    channels_last: bool = False
+    compile: bool = False  # torch.compile through Accelerate (inductor)
+    sync_bn: bool = False  # BatchNorm statistics over the global batch (GPUs only)
 
     def dim(self) -> DIMConfig:
         return DIMConfig(alpha=self.alpha, beta=self.beta, gamma=self.gamma,
@@ -58,6 +65,8 @@ class PretrainConfig:
             raise UsageError(f"--nan-policy {self.nan_policy!r} is not one of: stop, skip")
         if self.batch_size < 2:
             raise UsageError("--batch-size must be at least 2: negatives come from the other images in the batch")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision {self.precision!r} is not one of: {', '.join(PRECISIONS)}")
         if self.lr <= 0 or self.mi_units < 1 or self.y_dim < 1:
             raise UsageError("--lr, --mi-units and --y-dim must be positive")
         return self

@@ -4,9 +4,10 @@
     accelerate launch -m dimctl pretrain --dataset cifar10 --data-root data --out runs/c10
 
 The training images live on the training device as uint8; each step draws a batch by index,
-normalises and augments it there. Each step has two optimiser updates: the encoder and MI heads
-minimise -(α·I_global + β·I_local) + γ·prior loss; then the prior discriminator takes its own step
-against the (detached) encoded batch.
+normalises and augments it there. The encoder and MI heads minimise -(α·I_global + β·I_local) +
+γ·prior loss while the prior discriminator minimises its own loss on the (detached) encoded batch;
+both come from one backward pass and one optimiser step (``step_losses``). With several processes
+the MI bounds see the global batch (train/distributed.py).
 """
 
 import json
@@ -31,6 +32,7 @@ from dimctl.objectives import prior
 from dimctl.objectives.dim import DIMHeads
 from dimctl.train import checkpoint
 from dimctl.train.config import PretrainConfig
+from dimctl.train.distributed import convert_sync_batchnorm, gather_with_grad
 
 
 class DIMModel(nn.Module):
@@ -43,7 +45,8 @@ class DIMModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         taps = self.encoder(x)
-        return taps["y"], self.heads.mi_terms(taps)
+        # Negatives from the global batch: embeddings are gathered across processes, with gradient.
+        return taps["y"], self.heads.mi_terms(taps, gather_with_grad)
 
 
 @dataclass
@@ -78,6 +81,74 @@ def build_models(config: PretrainConfig, channels: int, image_size: int):
     return encoder_config, DIMModel(encoder, heads), discriminator
 
 
+def make_accelerator(config: PretrainConfig) -> Accelerator:
+    """The run's Accelerator: device, process group and mixed precision (autocast and, for fp16,
+    loss scaling) all come from Accelerate."""
+    if config.precision == "fp16" and (config.cpu or not torch.cuda.is_available()):
+        # Accelerate would silently fall back to fp32 here. Checked before the Accelerator exists:
+        # its settings are process-wide and cannot change once made.
+        raise UsageError("--precision fp16 needs a GPU; on the CPU use --precision bf16")
+    mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[config.precision]
+    return Accelerator(cpu=config.cpu, mixed_precision=mixed)
+
+
+def prepare_models(config: PretrainConfig, accelerator: Accelerator, channels: int, image_size: int):
+    """Build, convert (sync-BN, channels-last) and wrap the networks; one Adam optimiser holds the
+    encoder+heads and the prior discriminator as two parameter groups (see ``step_losses``)."""
+    encoder_config, model, discriminator = build_models(config, channels, image_size)
+    # Augmentation draws differ per process (the initial weights above do not: same seed).
+    set_seed(config.seed, device_specific=True)
+    if config.sync_bn:
+        model = convert_sync_batchnorm(model, accelerator.device, accelerator.num_processes)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    groups = [{"params": list(model.parameters())}]
+    if discriminator is not None:
+        groups.append({"params": list(discriminator.parameters())})
+    optimiser = torch.optim.Adam(groups, lr=config.lr, betas=(config.adam_beta1, config.adam_beta2))
+    if discriminator is not None:
+        model, discriminator, optimiser = accelerator.prepare(model, discriminator, optimiser)
+    else:
+        model, optimiser = accelerator.prepare(model, optimiser)
+    if config.compile:
+        # Only encoder+heads, after DDP wrapping (the order torch recommends): the prior
+        # discriminator's gradient penalty needs double backward, which compiled graphs lack.
+        model = torch.compile(model)
+    return encoder_config, model, discriminator, optimiser
+
+
+def unwrap(accelerator: Accelerator, module: nn.Module) -> nn.Module:
+    # keep_torch_compile=False: with it on, Accelerate re-points the compiled wrapper at the bare
+    # module, silently dropping DDP from the model we keep training.
+    return accelerator.unwrap_model(module, keep_torch_compile=False)
+
+
+def step_losses(model: nn.Module, discriminator: nn.Module | None, x: torch.Tensor,
+                config: PretrainConfig, accelerator: Accelerator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One step's total loss and its named terms.
+
+    The total is the encoder's loss -(α·I_G + β·I_L) + γ·prior plus the prior discriminator's
+    loss. One backward of the sum gives each network exactly its own loss's gradient: the
+    encoder's prior term goes through the bare discriminator with its weights' gradients off, and
+    the discriminator sees the encoded batch detached. (Summing a two-player game is only right
+    because of those two cuts; see objectives/prior.py.)
+    """
+    bare_model = unwrap(accelerator, model)
+    with accelerator.autocast():
+        y, terms = model(x)
+        loss = bare_model.heads.mi_loss(terms)
+        if discriminator is None:
+            return loss, terms
+        bare_discriminator = unwrap(accelerator, discriminator)
+        encoded = prior.encode_for_prior(y.float())
+        bare_discriminator.requires_grad_(False)
+        prior_term = prior.encoder_prior_loss(bare_discriminator, encoded)
+        bare_discriminator.requires_grad_(True)
+        disc_loss = prior.discriminator_loss(discriminator, encoded.detach(), config.prior_gradient_penalty)
+    terms = {**terms, "prior_encoder": prior_term, "prior_discriminator": disc_loss}
+    return loss + config.gamma * prior_term + disc_loss, terms
+
+
 def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resume: bool = False,
              on_progress: Callable[[Progress], None] | None = None,
              accelerator: Accelerator | None = None,
@@ -86,7 +157,7 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resum
     (the CLI sets it from SIGINT/SIGTERM): when it turns true, a checkpoint is written and
     ``Interrupted`` is raised."""
     config.validate()
-    accelerator = accelerator or Accelerator(cpu=config.cpu)
+    accelerator = accelerator or make_accelerator(config)
     device = accelerator.device
     world, rank = accelerator.num_processes, accelerator.process_index
 
@@ -98,30 +169,20 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resum
     steps_per_epoch = n // global_batch  # drop the ragged tail: every step sees the same number of negatives
     total_steps = config.epochs * steps_per_epoch
 
-    encoder_config, model, discriminator = build_models(config, dataset.channels, dataset.image_size)
-    betas = (config.adam_beta1, config.adam_beta2)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, betas=betas)
-    if discriminator is not None:
-        disc_optimiser = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=betas)
-        model, optimiser, discriminator, disc_optimiser = accelerator.prepare(
-            model, optimiser, discriminator, disc_optimiser)
-        # The encoder's prior loss goes through the bare discriminator: no DDP hooks, no
-        # gradient for the discriminator's weights (they must not follow the encoder's loss).
-        bare_discriminator = accelerator.unwrap_model(discriminator)
-    else:
-        model, optimiser = accelerator.prepare(model, optimiser)
-
-    bare_model = accelerator.unwrap_model(model)
+    encoder_config, model, discriminator, optimiser = prepare_models(
+        config, accelerator, dataset.channels, dataset.image_size)
+    bare_model = unwrap(accelerator, model)
     start_step = checkpoint.load_latest(accelerator, run_dir) if resume else 0
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.json", json.dumps({
             "command": "pretrain", "config": config.to_dict(), "encoder": encoder_config.to_dict(),
             "dataset": dataset.describe(), "num_processes": world, "device": str(device),
-            "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+            "global_batch_size": global_batch, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
         }, indent=2) + "\n")
 
     images = dataset.train_images.to(device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     metrics_path = run_dir / "metrics.jsonl"
     if accelerator.is_main_process:
         _drop_metrics_after(metrics_path, start_step)  # lines a killed run wrote past its checkpoint
@@ -129,39 +190,33 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resum
     window_start, window_images = time.perf_counter(), 0
     metrics: dict[str, float] = {}
     skipped = 0  # steps left out under --nan-policy skip
+    # Under fp16 loss scaling, overflowing gradients are expected now and then; the scaler skips
+    # those updates itself, so only the loss is checked.
+    check_gradients = accelerator.scaler is None
     model.train()
 
     for step in range(start_step, total_steps):
         epoch, position = divmod(step, steps_per_epoch)
         if epoch != order_epoch:
             order, order_epoch = _epoch_order(n, config.seed, epoch, device), epoch
+        # The global batch is split across processes in rank order, so the gathered embeddings
+        # line up exactly with one process holding the whole batch.
         start = position * global_batch + rank * config.batch_size
         batch = images[order[start:start + config.batch_size]]
-        x = normalise(augment(batch, config.crop_padding, config.hflip))
+        x = normalise(augment(batch, config.crop_padding, config.hflip)).contiguous(memory_format=memory_format)
 
         done = step + 1
-        y, terms = model(x)
-        loss = bare_model.heads.mi_loss(terms)
-        if discriminator is not None:
-            encoded = prior.encode_for_prior(y)
-            bare_discriminator.requires_grad_(False)
-            prior_term = prior.encoder_prior_loss(bare_discriminator, encoded)
-            bare_discriminator.requires_grad_(True)
-            loss = loss + config.gamma * prior_term
-            disc_loss = prior.discriminator_loss(discriminator, encoded.detach(), config.prior_gradient_penalty)
-            terms = {**terms, "prior_encoder": prior_term, "prior_discriminator": disc_loss}
+        loss, terms = step_losses(model, discriminator, x, config, accelerator)
         # Losses and gradients are checked before any update, so a bad step never reaches the
         # weights or a checkpoint.
         bad = None
-        if not torch.isfinite(loss + (disc_loss if discriminator is not None else 0.0)):
+        if not torch.isfinite(loss):
             bad = next((k for k, v in terms.items() if not torch.isfinite(v)), "loss")
         else:
             optimiser.zero_grad(set_to_none=True)
             accelerator.backward(loss)
-            if discriminator is not None:
-                disc_optimiser.zero_grad(set_to_none=True)
-                accelerator.backward(disc_loss)
-            if not torch.isfinite(_grad_norm(model) + (_grad_norm(discriminator) if discriminator is not None else 0.0)):
+            if check_gradients and not torch.isfinite(_grad_norm(model) + (
+                    _grad_norm(discriminator) if discriminator is not None else 0.0)):
                 bad = "gradients"
         if bad is not None:
             if config.nan_policy == "stop":
@@ -173,12 +228,11 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resum
             skipped += 1
         else:
             optimiser.step()
-            if discriminator is not None:
-                disc_optimiser.step()
 
         window_images += global_batch
         if done % max(config.log_every, 1) == 0 or done == total_steps:
-            metrics = {"loss": loss.item(), **{k: v.item() for k, v in terms.items()}, "skipped_steps": skipped}
+            encoder_loss = loss - terms["prior_discriminator"] if "prior_discriminator" in terms else loss
+            metrics = {"loss": encoder_loss.item(), **{k: v.item() for k, v in terms.items()}, "skipped_steps": skipped}
             elapsed = time.perf_counter() - window_start
             metrics["images_per_s"] = window_images / elapsed if elapsed > 0 else 0.0
             window_start, window_images = time.perf_counter(), 0
@@ -201,7 +255,6 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resum
                      dataset.describe(), step=total_steps, training=config.to_dict())
     accelerator.wait_for_everyone()
     return PretrainResult(encoder_path, total_steps, metrics, accelerator.is_main_process)
-
 
 
 def _grad_norm(module: nn.Module) -> torch.Tensor:
