@@ -1,18 +1,23 @@
-"""Throughput of `dimctl pretrain` against a bare loop of the same model step, in one run.
+"""Throughput of `dimctl pretrain` against a bare model step, and against the machine's matmul speed.
 
-    python benchmarks/pretrain_throughput.py                      # digits, mi-units 256, 5 epochs
-    python benchmarks/pretrain_throughput.py --mi-units 2048 --epochs 1
+    python benchmarks/pretrain_throughput.py                                   # batch 64,256 × mi-units 256,2048
+    python benchmarks/pretrain_throughput.py --batch-sizes 64 --mi-units 256 --images 3000
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 python benchmarks/pretrain_throughput.py
 
-Three measurements on the same data, seed, model and batches:
-  bare      plain PyTorch: the DIM step (forward, MI + prior losses, two optimiser steps), nothing else;
-  loop      dimctl's training loop called in-process (Accelerate, metrics, checkpoint, artifact);
-  command   `dimctl pretrain` as a user runs it (interpreter start, imports, data loading included).
-Prints images/s of each and the ratios loop/bare and command/bare (target ≥ 0.9 for loop/bare).
-Each is run --repeats times, alternating, and the best time kept (the least disturbed run).
+For every (batch size, --mi-units) on the same data (digits, DIM(L), JSD, prior on), seed and batches:
+  bare      plain PyTorch: the DIM step (forward, MI + prior losses, backward, Adam), nothing else;
+  loop      dimctl's training loop called in-process (Accelerate, checks, metrics, checkpoint, artifact);
+  loop-cl   the same with --channels-last.
+It prints images/s, loop/bare (target ≥ 0.9 on CPU), the FLOPs of one step per image (counted by
+torch's FlopCounterMode, forward + backward), and the achieved FLOP/s of the loop ÷ the FLOP/s of a
+large fp32 matmul measured in the same run (the practical limit of the machine). Then the whole
+command (`dimctl pretrain` as a user runs it, start-up included), with and without tcmalloc when
+Debian's libtcmalloc-minimal4 is installed. Each timing is the best of --repeats, alternating.
 """
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -21,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from dimctl.data.registry import load_dataset
 from dimctl.data.transforms import normalise
@@ -28,34 +34,64 @@ from dimctl.objectives import prior
 from dimctl.train.config import PretrainConfig
 from dimctl.train.loop import _epoch_order, build_models, pretrain
 
+TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
+
+
+def matmul_flops_per_s(size: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 * repeats / best
+
+
+def bare_step(model, disc, optimiser, x, config):
+    y, terms = model(x)
+    encoded = prior.encode_for_prior(y)
+    disc.requires_grad_(False)
+    loss = model.heads.mi_loss(terms) + config.gamma * prior.encoder_prior_loss(disc, encoded)
+    disc.requires_grad_(True)
+    loss = loss + prior.discriminator_loss(disc, encoded.detach(), config.prior_gradient_penalty)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+
 
 def bare_loop(config: PretrainConfig, images: torch.Tensor) -> tuple[float, int]:
     """The reference: the same step with nothing around it. Returns (seconds, images)."""
     _, model, disc = build_models(config, images.shape[1], images.shape[2])
-    model.train()
-    betas = (config.adam_beta1, config.adam_beta2)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=betas)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=betas)
+    model, disc = model.to(images.device).train(), disc.to(images.device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimiser = torch.optim.Adam([{"params": model.parameters()}, {"params": disc.parameters()}],
+                                 lr=config.lr, betas=(config.adam_beta1, config.adam_beta2))
     n, b = images.shape[0], config.batch_size
     steps_per_epoch = n // b
     start = time.perf_counter()
     for epoch in range(config.epochs):
         order = _epoch_order(n, config.seed, epoch, images.device)
         for step in range(steps_per_epoch):
-            x = normalise(images[order[step * b:(step + 1) * b]])
-            y, terms = model(x)
-            encoded = prior.encode_for_prior(y)
-            disc.requires_grad_(False)
-            loss = model.heads.mi_loss(terms) + config.gamma * prior.encoder_prior_loss(disc, encoded)
-            disc.requires_grad_(True)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            d_loss = prior.discriminator_loss(disc, encoded.detach(), config.prior_gradient_penalty)
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
+            x = normalise(images[order[step * b:(step + 1) * b]]).contiguous(memory_format=memory_format)
+            bare_step(model, disc, optimiser, x, config)
+    if images.device.type == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - start, config.epochs * steps_per_epoch * b
+
+
+def step_flops_per_image(config: PretrainConfig, images: torch.Tensor) -> float:
+    # FlopCounterMode cannot follow the gradient penalty's double backward; the penalty runs on the
+    # 64→1000→200→1 discriminator and adds well under 1 % of a step's FLOPs.
+    config = PretrainConfig(**{**config.to_dict(), "prior_gradient_penalty": 0.0})
+    _, model, disc = build_models(config, images.shape[1], images.shape[2])
+    optimiser = torch.optim.Adam([{"params": model.parameters()}, {"params": disc.parameters()}], lr=config.lr)
+    x = normalise(images[:config.batch_size])
+    with FlopCounterMode(display=False) as counter:
+        bare_step(model, disc, optimiser, x, config)
+    return counter.get_total_flops() / config.batch_size
 
 
 def dimctl_loop(config: PretrainConfig, data, run_dir: Path) -> tuple[float, int]:
@@ -64,46 +100,80 @@ def dimctl_loop(config: PretrainConfig, data, run_dir: Path) -> tuple[float, int
     return time.perf_counter() - start, result.steps * config.batch_size
 
 
-def dimctl_command(args, run_dir: Path) -> tuple[float, int]:
-    cmd = [sys.executable, "-m", "dimctl", "pretrain", "--dataset", args.dataset, "--mi-units", str(args.mi_units),
-           "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--checkpoint-every", "0",
-           "--out", str(run_dir), "--force"]
+def dimctl_command(config: PretrainConfig, run_dir: Path, preload: Path | None) -> tuple[float, int]:
+    cmd = [sys.executable, "-m", "dimctl", "pretrain", "--dataset", config.dataset, "--mi-units", str(config.mi_units),
+           "--epochs", str(config.epochs), "--batch-size", str(config.batch_size), "--checkpoint-every", "0",
+           "--out", str(run_dir), "--force", "--cpu"]
+    env = {**os.environ, "DIMCTL_NO_PROGRESS": "1"}
+    if preload is not None:
+        env["LD_PRELOAD"] = str(preload)
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "DIMCTL_NO_PROGRESS": "1"})
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
     elapsed = time.perf_counter() - start
     steps = json.loads((run_dir / "config.json").read_text())["total_steps"]
-    return elapsed, steps * args.batch_size
+    return elapsed, steps * config.batch_size
+
+
+def best_of(repeats: int, runs: dict) -> dict[str, float]:
+    best, counts = {k: float("inf") for k in runs}, {}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            seconds, count = fn()
+            best[name], counts[name] = min(best[name], seconds), count
+    return {k: counts[k] / best[k] for k in runs}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="digits")
-    parser.add_argument("--mi-units", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-sizes", default="64,256")
+    parser.add_argument("--mi-units", default="256,2048")
+    parser.add_argument("--images", type=int, default=2800, help="Images per measurement (rounded up to whole epochs).")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
     data = load_dataset(args.dataset)
-    config = PretrainConfig(dataset=args.dataset, mi_units=args.mi_units, epochs=args.epochs,
-                            batch_size=args.batch_size, checkpoint_every=0, cpu=True)
     images = data.train_images
-    best = {"bare": float("inf"), "loop": float("inf"), "command": float("inf")}
-    counts = {}
+    peak = matmul_flops_per_s()
+    allocator = "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "glibc"
+    print(f"machine: {torch.get_num_threads()} threads, torch {torch.__version__}, allocator {allocator}, "
+          f"fp32 matmul 2048³: {peak / 1e9:.0f} GFLOP/s")
+    print(f"settings: dataset={args.dataset} preset=dim-l estimator=jsd prior on, {args.images}+ images per "
+          f"measurement, best of {args.repeats}")
+    print(f"{'batch':>5} {'units':>5} {'bare':>8} {'loop':>8} {'loop-cl':>8} {'loop/bare':>9} {'cl/bare':>8} "
+          f"{'GFLOP/img':>9} {'GFLOP/s':>8} {'of peak':>7}")
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.repeats):
-            for name, fn in (("bare", lambda: bare_loop(config, images)),
-                             ("loop", lambda: dimctl_loop(config, data, Path(tmp) / f"loop{r}")),
-                             ("command", lambda: dimctl_command(args, Path(tmp) / f"cmd{r}"))):
-                seconds, count = fn()
-                best[name], counts[name] = min(best[name], seconds), count
-    rate = {k: counts[k] / best[k] for k in best}
-    print(f"settings: dataset={args.dataset} mi_units={args.mi_units} epochs={args.epochs} batch={args.batch_size} "
-          f"preset=dim-l estimator=jsd device=cpu threads={torch.get_num_threads()} torch={torch.__version__}")
-    for k in best:
-        print(f"{k:8s} {rate[k]:8.1f} images/s  ({counts[k]} images in {best[k]:.2f} s, best of {args.repeats})")
-    print(f"ratio loop/bare    {rate['loop'] / rate['bare']:.3f}")
-    print(f"ratio command/bare {rate['command'] / rate['bare']:.3f}")
+        for units in [int(u) for u in args.mi_units.split(",")]:
+            for batch in [int(b) for b in args.batch_sizes.split(",")]:
+                epochs = max(1, math.ceil(args.images / (images.shape[0] // batch * batch)))
+                config = PretrainConfig(dataset=args.dataset, mi_units=units, epochs=epochs, batch_size=batch,
+                                        checkpoint_every=0, cpu=True)
+                cl = PretrainConfig(**{**config.to_dict(), "channels_last": True})
+                rate = best_of(args.repeats, {
+                    "bare": lambda: bare_loop(config, images),
+                    "loop": lambda: dimctl_loop(config, data, Path(tmp) / f"loop-{units}-{batch}"),
+                    "loop-cl": lambda: dimctl_loop(cl, data, Path(tmp) / f"cl-{units}-{batch}"),
+                })
+                flops = step_flops_per_image(config, images)
+                achieved = flops * rate["loop"]
+                print(f"{batch:5d} {units:5d} {rate['bare']:8.1f} {rate['loop']:8.1f} {rate['loop-cl']:8.1f} "
+                      f"{rate['loop'] / rate['bare']:9.3f} {rate['loop-cl'] / rate['bare']:8.3f} {flops / 1e9:9.3f} "
+                      f"{achieved / 1e9:8.1f} {achieved / peak:7.1%}", flush=True)
+
+        # The command as users run it, at the first settings, with and without tcmalloc.
+        units, batch = int(args.mi_units.split(",")[0]), int(args.batch_sizes.split(",")[0])
+        epochs = max(1, math.ceil(args.images / (images.shape[0] // batch * batch)))
+        config = PretrainConfig(dataset=args.dataset, mi_units=units, epochs=epochs, batch_size=batch,
+                                checkpoint_every=0, cpu=True)
+        runs = {"bare": lambda: bare_loop(config, images),
+                "command": lambda: dimctl_command(config, Path(tmp) / "cmd", None)}
+        if TCMALLOC.exists():
+            runs["command+tcmalloc"] = lambda: dimctl_command(config, Path(tmp) / "cmd-tc", TCMALLOC)
+        rate = best_of(args.repeats, runs)
+        print(f"whole command (start-up, imports and data loading included), batch {batch}, mi-units {units}, "
+              f"{epochs} epochs:")
+        for name, value in rate.items():
+            print(f"  {name:17s} {value:8.1f} images/s  {value / rate['bare']:.3f} of bare (in-process, {allocator})")
 
 
 if __name__ == "__main__":

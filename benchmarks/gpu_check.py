@@ -1,0 +1,88 @@
+"""The one short check a session with a lent GPU runs: DIM(L) speed at the paper's width, and the
+projected wall time of the paper's 1000-epoch CIFAR-10 run.
+
+    bash benchmarks/gpu_check.sh            # or: PYTHONPATH=. python3 benchmarks/gpu_check.py
+
+DIM(L), infoNCE, --mi-units 2048, prior on, on CIFAR-shaped images (3×32×32, random uint8: speed
+does not depend on content, and the machine has no dataset). For batch 64 and 256, fp32 and bf16,
+eager and compiled, it trains through dimctl's own loop and reads images/s from its metrics over
+the steps after the first --warmup (compilation and cuDNN autotuning excluded). It also times the
+bare model step (fp32, eager, channels-last) for the loop/bare ratio (target ≥ 0.85 on a GPU). One table on stdout.
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pretrain_throughput import bare_loop  # noqa: E402
+
+from dimctl.data.dataset import ImageDataset
+from dimctl.train.config import PretrainConfig
+from dimctl.train.loop import pretrain
+
+CIFAR_TRAIN = 50_000
+PAPER_EPOCHS = 1000
+
+
+def fake_cifar(n: int) -> ImageDataset:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    return ImageDataset("cifar-shaped", images, labels, images[:512], labels[:512], [str(i) for i in range(10)])
+
+
+def loop_rate(config: PretrainConfig, data: ImageDataset, run_dir: Path, warmup: int) -> float:
+    pretrain(config, data, run_dir)
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    timed = [m for m in lines if m["step"] > warmup] or lines[-1:]
+    # Each line's images_per_s covers the log_every steps before it.
+    return sum(m["images_per_s"] for m in timed) / len(timed)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=20_480, help="Training images per measurement (one epoch).")
+    parser.add_argument("--warmup", type=int, default=20, help="Steps left out of the rate.")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("gpu_check: no CUDA device here")
+    data = fake_cifar(args.images)
+    print(f"device: {torch.cuda.get_device_name()} · torch {torch.__version__} · DIM(L) infoNCE mi-units 2048, "
+          f"prior on, 3×32×32, {args.images} images per run, first {args.warmup} steps excluded")
+    print(f"{'batch':>5} {'precision':>9} {'compiled':>8} {'images/s':>9} {'1000 CIFAR-10 epochs':>21}")
+    eager_fp32 = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for batch in (64, 256):
+            for precision in ("fp32", "bf16"):
+                for compiled in (False, True):
+                    config = PretrainConfig(estimator="infonce", mi_units=2048, batch_size=batch, epochs=1,
+                                            precision=precision, compile=compiled, checkpoint_every=0, log_every=5,
+                                            channels_last=True)
+                    start = time.perf_counter()
+                    name = f"{batch}-{precision}-{int(compiled)}"
+                    try:
+                        rate = loop_rate(config, data, Path(tmp) / name, args.warmup)
+                    except Exception as e:  # one failing setting must not hide the others
+                        print(f"{batch:5d} {precision:>9} {str(compiled):>8}  failed: {type(e).__name__}: {e}")
+                        continue
+                    hours = CIFAR_TRAIN * PAPER_EPOCHS / rate / 3600
+                    print(f"{batch:5d} {precision:>9} {str(compiled):>8} {rate:9.0f} {hours:17.2f} h "
+                          f"(run {time.perf_counter() - start:.0f} s)", flush=True)
+                    if precision == "fp32" and not compiled:
+                        eager_fp32[batch] = rate
+        for batch, rate in eager_fp32.items():
+            config = PretrainConfig(estimator="infonce", mi_units=2048, batch_size=batch, epochs=1, channels_last=True)
+            images = data.train_images.cuda()
+            bare_loop(config, images)  # warm-up: cuDNN autotuning, allocator
+            seconds, count = bare_loop(config, images)
+            print(f"loop/bare, batch {batch}, fp32 eager: {rate:.0f} / {count / seconds:.0f} = {rate * seconds / count:.3f}")
+
+
+if __name__ == "__main__":
+    main()
