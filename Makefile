@@ -4,7 +4,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-DIMCTL := $(VENV)/bin/dimctl
+# Debian's tcmalloc (apt-get install libtcmalloc-minimal4) speeds up eager PyTorch on the CPU
+# (benchmarks/pretrain_throughput.py measures it); used whenever it is installed.
+TCMALLOC := $(firstword $(wildcard /usr/lib/*/libtcmalloc_minimal.so.4))
+DIMCTL := $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC) )$(VENV)/bin/dimctl
 DEMO   := runs/demo
 # Small settings that fit a 2-core CPU in a few minutes (the paper's heads are 2048 wide).
 DEMO_FLAGS ?= --dataset digits --mi-units 256 --epochs 20 --seed 0

@@ -54,7 +54,7 @@ def extract(
     sizes = {split: data.split(split)[0].shape[0] for split in SPLITS}
 
     def fill(f: h5py.File) -> None:
-        init_feature_file(f, encoder_meta, data.describe(), wanted, sizes, shapes)
+        init_feature_file(f, encoder_meta, data.describe(), wanted, sizes, shapes, tuple(data.train_labels.shape[1:]))
         bar = _bar(sum(sizes.values()))
         for split in SPLITS:
             images, labels = data.split(split)

@@ -14,6 +14,9 @@ import typer
 
 from dimctl import __version__
 from dimctl.cli import config_file, extract, inspect, mi, mine, ndm, pretrain, probe, reconstruct
+from dimctl.cli import finetune
+from dimctl.cli import generate
+from dimctl.cli import neighbors, report
 from dimctl.cli.common import ReaderGone
 from dimctl.errors import DimctlError
 
@@ -53,6 +56,10 @@ app.command("mi")(mi.mi)
 app.command("mine")(mine.mine)
 app.command("ndm")(ndm.ndm)
 app.command("reconstruct")(reconstruct.reconstruct)
+app.command("finetune")(finetune.finetune)
+app.command("neighbors")(neighbors.neighbors)
+app.command("report")(report.report)
+app.add_typer(generate.app, name="generate")
 
 
 def _is_click_error(e: Exception) -> bool:

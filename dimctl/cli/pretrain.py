@@ -10,7 +10,9 @@ import typer
 
 from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, emit, note, progress_enabled
 from dimctl.data.registry import load_dataset
+from dimctl.data.streaming import open_streaming_folder
 from dimctl.errors import UsageError
+from dimctl.models.encoders import ENCODERS, INPUT_SIZES
 from dimctl.objectives.bounds import ESTIMATORS
 from dimctl.objectives.dim import PRESETS
 from dimctl.train import checkpoint
@@ -20,9 +22,11 @@ from dimctl.train.loop import pretrain as run_pretrain
 
 # Settings a resumed run may change; any other difference would silently mix two experiments.
 RESUMABLE_CHANGES = {"epochs", "checkpoint_every", "keep_checkpoints", "log_every", "cpu", "data_root", "download",
-                     "nan_policy", "channels_last", "compile"}
+                     "nan_policy", "channels_last", "compile", "workers"}
 PRESET_HELP = "Objective weights: " + ", ".join(
     f"{name} (α={w['alpha']:g}, β={w['beta']:g}, γ={w['gamma']:g})" for name, w in PRESETS.items()) + "."
+ARCH_HELP = ("Encoder: " + ", ".join(f"{name} ({size}×{size})" for name, size in INPUT_SIZES.items() if name in ENCODERS)
+             + ". Smaller images are resized up to the encoder's size (digits to 64 for alexnet).")
 RUN_FILES = ("config.json", "metrics.jsonl", "encoder.safetensors", "checkpoints")
 
 
@@ -39,6 +43,17 @@ def pretrain(
     estimator: Annotated[str, typer.Option(help=f"MI estimator: {', '.join(ESTIMATORS)}.")] = "jsd",
     mi_units: Annotated[int, typer.Option(help="Width of the MI heads' embeddings (paper: 2048; smaller is much faster on CPU).")] = 2048,
     y_dim: Annotated[int, typer.Option(help="Size of the representation Y.")] = 64,
+    local_critic: Annotated[str, typer.Option(help="Local MI critic: dot (encode-and-dot-product, every pair in the batch) or concat (Y tiled and concatenated to the local map, 1×1 convs 512-512-1; one shuffled negative image, as in the paper).")] = "dot",
+    occlude: Annotated[bool, typer.Option("--occlude", help="Compute the global feature from a randomly occluded copy of each image (blocks the size of a local feature's receptive field; locals see the full image).")] = False,
+    coord: Annotated[str, typer.Option(help="Coordinate prediction from local + global features: none, abs (where a local feature is), rel (offset between two), both.")] = "none",
+    coord_abs_weight: Annotated[float, typer.Option(help="Weight of the absolute-coordinate cross-entropy.")] = 1.0,
+    coord_rel_weight: Annotated[float, typer.Option(help="Weight of the relative-coordinate cross-entropy.")] = 1.0,
+    globals_: Annotated[int, typer.Option("--globals", help="Extra less-global features, each summarising a random block of the local map, scored by the same local estimator (paper Table 3; best with the folded encoders).")] = 0,
+    arch: Annotated[str, typer.Option(help=ARCH_HELP)] = "dcgan",
+    width: Annotated[float, typer.Option(help="Multiply the encoder's conv channels (1: the paper's; e.g. 0.25 for quick CPU runs).")] = 1.0,
+    fc_dim: Annotated[int | None, typer.Option(help="Width of the encoder's fully connected layers (default: the paper's, 1024 or 4096 for AlexNet).")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Load images at this size (default: the --arch's input size). Only with --crop-size may it differ from that.")] = None,
+    crop_size: Annotated[int, typer.Option(help="Random crop-size × crop-size windows of the loaded images feed the encoder (STL-10 as in the paper: --image-size 96 --crop-size 64 --hflip). 0: off.")] = 0,
     epochs: Annotated[int, typer.Option(help="Passes over the training split (0 publishes the initial, random encoder).")] = 10,
     batch_size: Annotated[int, typer.Option(help="Images per step per process; negatives come from the batch.")] = 64,
     lr: Annotated[float, typer.Option(help="Adam learning rate (encoder, heads and prior discriminator).")] = 1e-4,
@@ -54,6 +69,8 @@ def pretrain(
     channels_last: Annotated[bool, typer.Option("--channels-last", help="Channels-last memory format for the convolutions (faster on most CPUs and tensor-core GPUs).")] = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the encoder and heads (inductor). Pays off on GPUs over long runs; compiling takes a minute.")] = False,
     sync_bn: Annotated[bool, typer.Option("--sync-bn", help="With several GPU processes: BatchNorm statistics over the global batch (SyncBatchNorm).")] = False,
+    stream: Annotated[bool, typer.Option("--stream", help="--dataset folder only: decode images batch by batch in worker processes instead of loading the folder into memory (for folders larger than RAM).")] = False,
+    workers: Annotated[int, typer.Option(help="Decoding worker processes with --stream.")] = 4,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's newest checkpoint (start fresh if it has none).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run folder.")] = False,
 ):
@@ -67,6 +84,8 @@ def pretrain(
 
       dimctl pretrain --preset dim-g --estimator infonce --dataset cifar10 --data-root data --out runs/c10-g
 
+      dimctl pretrain --arch alexnet --dataset stl10 --image-size 96 --crop-size 64 --hflip --out runs/stl
+
       accelerate launch -m dimctl pretrain --dataset cifar10 --data-root data --out runs/c10
     """
     weights = resolve_preset(preset, alpha, beta, gamma)
@@ -74,15 +93,24 @@ def pretrain(
     config = PretrainConfig(
         dataset=dataset, data_root=str(data_root) if data_root else None, download=download,
         preset=None if explicit else preset, **weights, estimator=estimator, mi_units=mi_units, y_dim=y_dim,
+        local_critic=local_critic, occlude=occlude, coord=coord, coord_abs_weight=coord_abs_weight,
+        coord_rel_weight=coord_rel_weight, globals=globals_,
+        arch=arch, width=width, fc_dim=fc_dim, image_size=image_size, crop_size=crop_size,
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, crop_padding=crop_padding, hflip=hflip,
         checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log_every=log_every,
         nan_policy=nan_policy, cpu=cpu, precision=precision, channels_last=channels_last, compile=compile,
-        sync_bn=sync_bn,
+        sync_bn=sync_bn, stream=stream, workers=workers,
     ).validate()
     run_dir = out or Path("runs") / f"{preset if not explicit else 'custom'}-{estimator}-{dataset}"
     _prepare_run_dir(run_dir, config, resume, force)
 
-    data = load_dataset(dataset, data_root, download, skip_bad_images=skip_bad_images)
+    if stream:
+        if data_root is None:
+            raise UsageError("--dataset folder needs --data-root DIR (a folder of images, class sub-folders optional)")
+        data = open_streaming_folder(Path(data_root).expanduser(), config.load_size(), skip_bad_images)
+    else:  # unlabelled images (STL-10's) join the training split: pretraining needs no labels
+        data = load_dataset(dataset, data_root, download, image_size=config.load_size(),
+                            skip_bad_images=skip_bad_images).pretraining_pool()
     progress = _ProgressReporter()
     try:
         with _StopRequest() as stop:

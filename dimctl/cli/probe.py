@@ -4,11 +4,12 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from dimctl.cli.common import emit, note, progress_enabled, read_stdin_bytes, split_list
 from dimctl.errors import UsageError
-from dimctl.evaluate.probes import CLASSIFIERS, ProbeConfig
+from dimctl.evaluate.probes import CLASSIFIERS, ProbeConfig, probe_attributes
 from dimctl.evaluate.probes import probe as run_probe
 from dimctl.io.features import read_features
 
@@ -29,6 +30,9 @@ def probe(
     svm: linear SVM on standardised features. mlp: the paper's probe (200 units, dropout 0.1,
     BN, ReLU). logreg: logistic regression. knn: cosine k-nearest neighbours.
 
+    Multi-label files (CelebA's 40 attributes) get one binary classifier per attribute; the
+    accuracy is their mean, and --json adds each attribute's accuracy.
+
     Examples:
 
       dimctl probe features.h5 --layer y --classifier svm,mlp
@@ -45,18 +49,30 @@ def probe(
         feats = read_features(read_stdin_bytes()) if source == "-" else read_features(Path(source))
         layers = feats.layers if layer == "all" else split_list(layer, feats.layers, f"--layer (in {feats.name})")
         train_y, test_y = feats.layer("train", "labels"), feats.layer("test", "labels")
-        if train_y.ndim != 1 or (train_y < 0).any() or (test_y < 0).any():
+        multi_label = train_y.ndim == 2
+        if multi_label and not (np.isin(train_y, (0, 1)).all() and np.isin(test_y, (0, 1)).all()):
+            raise UsageError(f"{feats.name} has (N, K) labels that are not all 0/1 attributes; nothing to probe")
+        if (train_y < 0).any() or (test_y < 0).any():
             raise UsageError(f"{feats.name} has no class labels for every image (an unlabelled folder?); nothing to probe")
         for name in layers:
             for clf in classifiers:
                 if progress_enabled():
                     note(f"probe {feats.name}: {name} with {clf} ({feats.layer('train', name).shape[0]} training samples)")
-                accuracy = run_probe(feats.layer("train", name), train_y, feats.layer("test", name), test_y, clf, config)
+                arrays = (feats.layer("train", name), train_y, feats.layer("test", name), test_y)
+                extra = {}
+                if multi_label:  # one binary classifier per attribute; their mean accuracy leads
+                    per_attribute = probe_attributes(*arrays, clf, config)
+                    accuracy = sum(per_attribute) / len(per_attribute)
+                    names = feats.dataset.get("attributes") or [str(k) for k in range(len(per_attribute))]
+                    extra = {"multi_label": True, "n_attributes": len(per_attribute),
+                             "attribute_accuracy": {n: round(a, 6) for n, a in zip(names, per_attribute)}}
+                else:
+                    accuracy = run_probe(*arrays, clf, config)
                 row = {
                     "command": "probe", "features": feats.name, "layer": name, "classifier": clf,
                     "accuracy": round(accuracy, 6), "encoder": feats.encoder.get("sha256"),
                     "dataset": feats.dataset.get("name"), "n_train": int(train_y.shape[0]),
-                    "n_test": int(test_y.shape[0]), "dim": int(feats.layer("train", name)[0].size),
+                    "n_test": int(test_y.shape[0]), "dim": int(feats.layer("train", name)[0].size), **extra,
                 }
                 if as_json:
                     emit(json.dumps(row))

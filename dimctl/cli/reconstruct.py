@@ -46,6 +46,9 @@ def reconstruct(
 
     device = pick_device(cpu)
     artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, device, skip_bad_images)
+    if artifact.config.image_size != 32:
+        raise UsageError(f"{encoder} takes {artifact.config.image_size}×{artifact.config.image_size} images; "
+                         f"the paper's decoder, and so reconstruct, is for 32×32 encoders")
     setting = ms_ssim_setting(data.image_size)
 
     progress = _ProgressReporter()

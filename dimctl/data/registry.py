@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dimctl.data import cifar, idx
+from dimctl.data import celeba, cifar, idx, stl10, tiny_imagenet
 from dimctl.data.dataset import ImageDataset, seeded_split
 from dimctl.data.folder import load_folder
 from dimctl.data.transforms import pad_to, resize
-from dimctl.errors import DatasetNotFound
+from dimctl.errors import DatasetNotFound, UsageError
 
 # Every loader takes (root, download, image_size, skip_bad_images); only an image folder can hold
 # individually unreadable files, so the others ignore the last.
@@ -108,6 +108,56 @@ def _cifar_loader(which: str, torchvision_class: str, num_classes: int):
     return load
 
 
+def _stl10(root: Path | None, download: bool, image_size: int, skip_bad_images: bool) -> ImageDataset:
+    """STL-10 (torchvision's binary layout); the unlabelled images join only the pretraining pool."""
+    root = root if root is not None else Path("data")
+    if not stl10.is_present(root) and download:
+        import torchvision.datasets
+
+        torchvision.datasets.STL10(str(root), split="train+unlabeled", download=True)  # one archive, every split
+    if not stl10.is_present(root):
+        raise DatasetNotFound(
+            f"stl10 not found: expected {root / stl10.FOLDER}/ with train_X.bin, train_y.bin, test_X.bin, test_y.bin "
+            f"(and unlabeled_X.bin for pretraining; torchvision's layout); pass --data-root DIR, or --download to fetch it"
+        )
+    return stl10.load(root, image_size)
+
+
+def _tiny_imagenet(root: Path | None, download: bool, image_size: int, skip_bad_images: bool) -> ImageDataset:
+    root = root if root is not None else Path("data")
+    if not tiny_imagenet.is_present(root):
+        if download:
+            raise UsageError(
+                f"--download is not available for tiny-imagenet: torchvision has no loader for it; fetch "
+                f"{tiny_imagenet.URL} yourself and unzip it into {root}/"
+            )
+        raise DatasetNotFound(
+            f"tiny-imagenet not found: expected {root / tiny_imagenet.FOLDER}/ with wnids.txt, train/ and "
+            f"val/val_annotations.txt (unzip {tiny_imagenet.URL} there); pass --data-root DIR"
+        )
+    return tiny_imagenet.load(root, image_size)
+
+
+def _celeba(root: Path | None, download: bool, image_size: int, skip_bad_images: bool) -> ImageDataset:
+    """CelebA's aligned faces with their 40 attributes as (N, 40) 0/1 labels."""
+    root = root if root is not None else Path("data")
+    if not celeba.is_present(root) and download:
+        import torchvision.datasets
+
+        try:
+            torchvision.datasets.CelebA(str(root), split="all", download=True)
+        except RuntimeError as e:
+            if "gdown" in str(e):  # torchvision fetches CelebA from Google Drive through gdown
+                raise UsageError("--download of celeba needs the gdown package: pip install gdown") from e
+            raise
+    if not celeba.is_present(root):
+        raise DatasetNotFound(
+            f"celeba not found: expected {root / celeba.FOLDER}/ with {celeba.IMAGES}/, {celeba.ATTRIBUTES} and "
+            f"{celeba.PARTITION} (torchvision's layout); pass --data-root DIR, or --download to fetch it (needs gdown)"
+        )
+    return celeba.load(root, image_size)
+
+
 def _folder(root: Path | None, download: bool, image_size: int, skip_bad_images: bool) -> ImageDataset:
     if root is None:
         raise DatasetNotFound("--dataset folder needs --data-root DIR (a folder of images, class sub-folders optional)")
@@ -124,6 +174,9 @@ DATASETS: dict[str, Callable[[Path | None, bool, int, bool], ImageDataset]] = {
     ),
     "cifar10": _cifar_loader("cifar10", "CIFAR10", 10),
     "cifar100": _cifar_loader("cifar100", "CIFAR100", 100),
+    "stl10": _stl10,
+    "tiny-imagenet": _tiny_imagenet,
+    "celeba": _celeba,
     "folder": _folder,
 }
 

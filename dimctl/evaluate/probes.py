@@ -4,10 +4,15 @@
 - ``svm``: linear SVM on standardised features (paper Table 4): libsvm's exact solver up to
   ``svm_exact_max`` training samples (fast while the support set is small), liblinear's
   LinearSVC with a capped iteration count above that (it scales linearly in the sample count).
+- ``svm-torch``: the same linear SVM as LinearSVC (one-vs-rest, squared hinge) solved by full-batch
+  L-BFGS in torch (benchmarks/probe_time.py times it against scikit-learn).
 - ``logreg``: multinomial logistic regression on standardised features.
 - ``knn``: k-nearest neighbours by cosine distance.
 - ``mlp``: the paper's non-linear probe: linear 200 → dropout 0.1 → BN → ReLU → linear,
   Adam with a step-decayed learning rate (App. A.2).
+
+Multi-label data ((N, K) 0/1 labels) is probed one binary classifier per attribute
+(``probe_attributes``).
 """
 
 import warnings
@@ -73,7 +78,8 @@ def logreg(train_x, train_y, test_x, test_y, config: ProbeConfig) -> float:
 def knn(train_x, train_y, test_x, test_y, config: ProbeConfig) -> float:
     from sklearn.neighbors import KNeighborsClassifier
 
-    model = KNeighborsClassifier(n_neighbors=config.knn_k, metric="cosine").fit(train_x, train_y)
+    k = min(config.knn_k, train_x.shape[0])  # a training set smaller than k still has neighbours
+    model = KNeighborsClassifier(n_neighbors=k, metric="cosine").fit(train_x, train_y)
     return _accuracy(model.predict(test_x), test_y)
 
 
@@ -110,7 +116,33 @@ def mlp(train_x, train_y, test_x, test_y, config: ProbeConfig) -> float:
     return _accuracy(predicted, test_y)
 
 
-CLASSIFIERS: dict[str, Callable[..., float]] = {"svm": svm, "mlp": mlp, "logreg": logreg, "knn": knn}
+def svm_torch(train_x, train_y, test_x, test_y, config: ProbeConfig) -> float:
+    """LinearSVC's model solved in the primal with batched tensor ops (evaluate/linear_svm.py)."""
+    from dimctl.evaluate.linear_svm import linear_svm_accuracy
+
+    train_x, test_x = _standardise(train_x, test_x)
+    return linear_svm_accuracy(train_x, train_y, test_x, test_y, config.svm_c)
+
+
+CLASSIFIERS: dict[str, Callable[..., float]] = {"svm": svm, "svm-torch": svm_torch, "mlp": mlp, "logreg": logreg,
+                                                "knn": knn}
+
+
+def probe_attributes(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+                     classifier: str, config: ProbeConfig = ProbeConfig()) -> list[float]:
+    """Multi-label data, (N, K) 0/1 labels (CelebA's 40 attributes): one binary ``classifier`` per
+    attribute; the test accuracy of each. An attribute constant over the training split gets that
+    constant as its prediction (no classifier can be fitted to one class)."""
+    if train_y.ndim != 2 or test_y.ndim != 2 or train_y.shape[1] != test_y.shape[1]:
+        raise ValueError(f"need (N, K) labels in both splits, got {train_y.shape} and {test_y.shape}")
+    accuracies = []
+    for k in range(train_y.shape[1]):
+        train_k, test_k = train_y[:, k], test_y[:, k]
+        if np.unique(train_k).size < 2:
+            accuracies.append(_accuracy(np.full_like(test_k, train_k[0]), test_k))
+        else:
+            accuracies.append(probe(train_x, train_k, test_x, test_k, classifier, config))
+    return accuracies
 
 
 def probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,

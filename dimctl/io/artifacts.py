@@ -22,10 +22,11 @@ from dimctl.errors import ArtifactError, UsageError
 from dimctl.io.atomic import atomic_path
 from dimctl.models.decoders import DecoderConfig, build_decoder
 from dimctl.models.encoders import EncoderConfig, build_encoder
+from dimctl.models.generators import GeneratorConfig, build_generator
 
 SCHEMA = 1
 # The command that makes each kind, for the hint when a file lacks dimctl metadata.
-MADE_BY = {"encoder": "pretrain", "decoder": "reconstruct"}
+MADE_BY = {"encoder": "pretrain", "decoder": "reconstruct", "generator": "generate train"}
 
 
 @dataclass
@@ -179,3 +180,41 @@ def load_decoder(path: str | Path, device: str | torch.device = "cpu") -> Decode
         raise ArtifactError(f"{path} has a broken dimctl.config, dimctl.encoder or dimctl.dataset entry ({e})") from e
     _load_weights(path, decoder, device, "decoder")
     return DecoderArtifact(decoder, config, metadata, sha256_of(path), path)
+
+
+@dataclass
+class GeneratorArtifact:
+    generator: nn.Module
+    config: GeneratorConfig
+    metadata: dict[str, str]
+    sha256: str
+    path: Path
+
+    @property
+    def dataset(self) -> dict:
+        return json.loads(self.metadata["dimctl.dataset"])
+
+    @property
+    def training(self) -> dict:
+        return json.loads(self.metadata.get("dimctl.training", "{}"))
+
+
+def save_generator(path: str | Path, generator: nn.Module, config: GeneratorConfig, dataset: dict, step: int,
+                   training: dict | None = None) -> Path:
+    """An image generator (``dimctl generate train``); ``training`` records the method and its settings."""
+    return _save(path, generator, "generator", config.to_dict(), dataset, step, training)
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> GeneratorArtifact:
+    """The generator rebuilt from its header, in eval mode (batch norm uses its running statistics,
+    so a sample does not depend on the others drawn with it)."""
+    path = Path(path)
+    metadata = _read_checked(path, "generator")
+    try:
+        config = GeneratorConfig.from_dict(json.loads(metadata["dimctl.config"]))
+        json.loads(metadata["dimctl.dataset"])
+        generator = build_generator(config)
+    except (KeyError, ValueError, TypeError) as e:
+        raise ArtifactError(f"{path} has a broken dimctl.config or dimctl.dataset entry ({e})") from e
+    _load_weights(path, generator, device, f"{config.arch} generator")
+    return GeneratorArtifact(generator, config, metadata, sha256_of(path), path)

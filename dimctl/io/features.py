@@ -71,8 +71,10 @@ def verify_seal(data: bytes, name: str) -> None:
 
 
 def init_feature_file(f: h5py.File, encoder: dict, dataset: dict, layers: list[str],
-                      sizes: dict[str, int], shapes: dict[str, tuple[int, ...]]) -> None:
-    """Create every dataset at full size, so extraction can fill them batch by batch."""
+                      sizes: dict[str, int], shapes: dict[str, tuple[int, ...]],
+                      label_shape: tuple[int, ...] = ()) -> None:
+    """Create every dataset at full size, so extraction can fill them batch by batch.
+    ``label_shape`` is () for one class per sample, (K,) for K binary attributes."""
     f.attrs["dimctl.kind"] = "features"
     f.attrs["dimctl.schema"] = SCHEMA
     f.attrs["dimctl.encoder"] = json.dumps(encoder)
@@ -83,7 +85,7 @@ def init_feature_file(f: h5py.File, encoder: dict, dataset: dict, layers: list[s
         group = f.create_group(split)
         for layer in layers:
             group.create_dataset(layer, shape=(n, *shapes[layer]), dtype="float32")
-        group.create_dataset("labels", shape=(n,), dtype="int64")
+        group.create_dataset("labels", shape=(n, *label_shape), dtype="int64")
 
 
 @dataclass

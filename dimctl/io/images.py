@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
 
 from dimctl.io.atomic import atomic_path
 
@@ -18,6 +17,9 @@ def save_image_rows(path: str | Path, rows: list[torch.Tensor]) -> Path:
     """
     if not rows or any(r.shape != rows[0].shape for r in rows):
         raise ValueError(f"need rows of equal shape, got {[tuple(r.shape) for r in rows]}")
+    # Imported here: torchvision costs ~2 s at start-up, which every command would pay.
+    from torchvision.utils import save_image
+
     images = torch.cat([r.detach().float().cpu() for r in rows]).add(1).div(2).clamp(0, 1)
     with atomic_path(path) as tmp:
         # The temporary name ends in .tmp, so name the format rather than let save_image guess it.

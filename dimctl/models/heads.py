@@ -81,3 +81,52 @@ def dot_scores(global_emb: torch.Tensor, local_emb: torch.Tensor) -> torch.Tenso
     n, units, m = local_emb.shape
     flat = local_emb.permute(1, 0, 2).reshape(units, n * m)  # (U, N·M)
     return (global_emb @ flat).view(global_emb.shape[0], n, m) / math.sqrt(units)
+
+
+class ConcatCritic(nn.Module):
+    """The concat-and-convolve local critic (paper Eq. 11–12, App. Table 7): Y tiled over the local
+    map and concatenated to it, then 1×1 convs ``hidden`` → ``hidden`` → 1 with ReLU.
+
+    It scores chosen (global, local map) pairs rather than all N² of them. Its first 1×1 conv acts
+    on a concatenation, so it splits into a Y part and a map part (W·[y; l] = W_y·y + W_l·l); each
+    image's two parts are computed once and only their sums are formed per pair.
+    """
+
+    def __init__(self, local_channels: int, y_dim: int, hidden: int = 512):
+        super().__init__()
+        self.local_in = nn.Conv1d(local_channels, hidden, 1)
+        self.y_in = nn.Linear(y_dim, hidden, bias=False)
+        self.body = nn.Sequential(nn.ReLU(), nn.Conv1d(hidden, hidden, 1), nn.ReLU(), nn.Conv1d(hidden, 1, 1))
+
+    def project(self, y: torch.Tensor, local: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, Y) and (N, C, H, W) → the first layer's Y part (N, hidden) and map part (N, hidden, H·W)."""
+        return self.y_in(y), self.local_in(local.flatten(2))
+
+    def score_shifted(self, y_part: torch.Tensor, map_part: torch.Tensor, negatives: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positives (N, M): each global with its own map. Negatives (N, K·M): global i with the maps
+        of images i+1 … i+K (mod N), so every global meets K other images (the paper uses K = 1)."""
+        n, hidden, m = map_part.shape
+        shifts = torch.arange(negatives + 1, device=map_part.device)
+        partner = (torch.arange(n, device=map_part.device)[:, None] + shifts) % n  # (N, 1+K)
+        h = y_part[:, None, :, None] + map_part[partner]  # (N, 1+K, hidden, M)
+        scores = self.body(h.reshape(-1, hidden, m)).view(n, negatives + 1, m)
+        return scores[:, 0], scores[:, 1:].reshape(n, -1)
+
+
+class CoordinatePredictor(nn.Module):
+    """MLP with two hidden layers (BN, ReLU) predicting a location as two categorical variables,
+    row and column (App. A.7). Used for absolute coordinates (classes = H, W) and relative offsets
+    (classes = 2H-1, 2W-1)."""
+
+    def __init__(self, in_features: int, rows: int, cols: int, hidden: int = 512):
+        super().__init__()
+        self.rows = rows
+        self.net = nn.Sequential(
+            nn.Linear(in_features, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+            nn.Linear(hidden, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+            nn.Linear(hidden, rows + cols),
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.net(x)
+        return logits[:, :self.rows], logits[:, self.rows:]

@@ -53,36 +53,39 @@ def _masks(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _split(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positives (N, M) and a boolean (N, N) mask that is True on negative image pairs."""
-    eye, negatives = _masks(scores.shape[0], scores.device)
-    positives = scores[eye]  # (N, M): row i holds scores[i, i, :]
-    return positives, negatives
+    """Positives (N, M) and each global's negatives (N, (N-1)·M): every local of every other image."""
+    n = scores.shape[0]
+    eye, negatives = _masks(n, scores.device)
+    return scores[eye], scores[negatives].reshape(n, -1)
 
 
-def jsd(scores: torch.Tensor) -> torch.Tensor:
-    scores = _as_3d(scores)
-    positives, neg_mask = _split(scores)
-    e_pos = -F.softplus(-positives).mean()
-    e_neg = F.softplus(scores[neg_mask]).mean()
-    return e_pos - e_neg
+# Each bound on paired form: positives (N, M), scores of global i with local m of its own image;
+# negatives (N, K), global i's scores with K locals of other images. Critics that score every pair
+# (dot products) use all of them; critics that score chosen pairs (concat-and-convolve) pass theirs.
+
+def jsd_pairs(positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    return -F.softplus(-positives).mean() - F.softplus(negatives).mean()
 
 
-def infonce(scores: torch.Tensor) -> torch.Tensor:
-    scores = _as_3d(scores)
-    n, _, m = scores.shape
-    positives, neg_mask = _split(scores)
-    # Negatives of global i are the same for every position m: all locals of every other image.
-    masked = scores.masked_fill(~neg_mask.unsqueeze(-1), float("-inf"))
-    neg_lse = torch.logsumexp(masked.reshape(n, -1), dim=1, keepdim=True)  # (N, 1)
+def infonce_pairs(positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    # Negatives of global i are the same for every position m.
+    neg_lse = torch.logsumexp(negatives, dim=1, keepdim=True)  # (N, 1)
     log_softmax = positives - torch.logaddexp(positives, neg_lse)
-    candidates = 1 + (n - 1) * m
-    return log_softmax.mean() + math.log(candidates)
+    return log_softmax.mean() + math.log(1 + negatives.shape[1])
 
 
-def dv(scores: torch.Tensor) -> torch.Tensor:
-    scores = _as_3d(scores)
-    positives, neg_mask = _split(scores)
-    return dv_samples(positives, scores[neg_mask])
+def dv_pairs(positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    return dv_samples(positives, negatives)
+
+
+def nwj_pairs(positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    return positives.mean() - torch.exp(negatives - 1.0).mean()
+
+
+def smile_pairs(positives: torch.Tensor, negatives: torch.Tensor, clip: float = 5.0) -> torch.Tensor:
+    clipped_dv = dv_samples(positives, negatives.clamp(-clip, clip))
+    js = jsd_pairs(positives, negatives)
+    return js + (clipped_dv - js).detach()  # value: clipped DV; gradient: JSD's
 
 
 def _log_mean_exp(values: torch.Tensor) -> torch.Tensor:
@@ -96,18 +99,24 @@ def dv_samples(positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor
     return positives.mean() - _log_mean_exp(negatives)
 
 
+def jsd(scores: torch.Tensor) -> torch.Tensor:
+    return jsd_pairs(*_split(_as_3d(scores)))
+
+
+def infonce(scores: torch.Tensor) -> torch.Tensor:
+    return infonce_pairs(*_split(_as_3d(scores)))
+
+
+def dv(scores: torch.Tensor) -> torch.Tensor:
+    return dv_pairs(*_split(_as_3d(scores)))
+
+
 def nwj(scores: torch.Tensor) -> torch.Tensor:
-    scores = _as_3d(scores)
-    positives, neg_mask = _split(scores)
-    return positives.mean() - torch.exp(scores[neg_mask] - 1.0).mean()
+    return nwj_pairs(*_split(_as_3d(scores)))
 
 
 def smile(scores: torch.Tensor, clip: float = 5.0) -> torch.Tensor:
-    scores = _as_3d(scores)
-    positives, neg_mask = _split(scores)
-    clipped_dv = dv_samples(positives, scores[neg_mask].clamp(-clip, clip))
-    js = jsd(scores)
-    return js + (clipped_dv - js).detach()  # value: clipped DV; gradient: JSD's
+    return smile_pairs(*_split(_as_3d(scores)), clip=clip)
 
 
 class DVMovingAverage:
@@ -122,9 +131,7 @@ class DVMovingAverage:
         self.log_average: torch.Tensor | None = None
 
     def __call__(self, scores: torch.Tensor) -> torch.Tensor:
-        scores = _as_3d(scores)
-        positives, neg_mask = _split(scores)
-        return self.samples(positives, scores[neg_mask])
+        return self.samples(*_split(_as_3d(scores)))
 
     def samples(self, positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
         log_mean_exp = _log_mean_exp(negatives)
@@ -136,6 +143,14 @@ class DVMovingAverage:
         ratio = torch.exp(log_mean_exp - self.log_average)  # E_neg[exp(s)] / moving average
         return positives.mean() - (log_mean_exp.detach() + ratio - ratio.detach())
 
+
+PAIRED_ESTIMATORS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "jsd": jsd_pairs,
+    "infonce": infonce_pairs,
+    "dv": dv_pairs,
+    "nwj": nwj_pairs,
+    "smile": smile_pairs,
+}
 
 ESTIMATORS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "jsd": jsd,

@@ -1,8 +1,11 @@
-"""The Deep InfoMax objective (paper Eq. 8): α·global MI + β·local MI, with γ·prior matching.
+"""The Deep InfoMax objective (paper Eq. 8): α·global MI + β·local MI, with γ·prior matching, and
+the paper's extensions: the concat-and-convolve local critic, occlusion, coordinate prediction and
+multiple less-global features.
 
-``DIMHeads`` owns the critics' embedding networks; ``DIMHeads.mi_terms`` turns an encoder's taps
-into the MI estimates. The encoder's loss is ``-(α·I_global + β·I_local) + γ·prior``; the prior
-discriminator is trained separately (``objectives.prior``).
+``DIMHeads`` owns the critics and predictors; ``DIMHeads.terms`` runs the encoder on a batch and
+returns Y and every term. The encoder's loss is ``DIMHeads.loss(terms)`` (−α·I_global − β·I_local +
+coordinate cross-entropies) + γ·prior; the prior discriminator is trained separately
+(``objectives.prior``).
 """
 
 from collections.abc import Callable
@@ -11,8 +14,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dimctl.models.heads import LocalEmbedding, MapEmbedding, VectorEmbedding, dot_scores
-from dimctl.objectives.bounds import ESTIMATORS
+from dimctl.models.heads import ConcatCritic, CoordinatePredictor, LocalEmbedding, MapEmbedding, VectorEmbedding, dot_scores
+from dimctl.objectives import coordinates
+from dimctl.objectives.blocks import random_blocks
+from dimctl.objectives.bounds import ESTIMATORS, PAIRED_ESTIMATORS
+from dimctl.objectives.occlusion import occlude
+
+LOCAL_CRITICS = ("dot", "concat")
+COORDS = ("none", "abs", "rel", "both")
+CONCAT_NEGATIVES = 1  # other images each global meets in the concat critic (the paper's one shuffle)
 
 
 @dataclass(frozen=True)
@@ -22,6 +32,12 @@ class DIMConfig:
     gamma: float = 0.1  # prior matching weight
     estimator: str = "jsd"
     mi_units: int = 2048
+    local_critic: str = "dot"  # dot: encode-and-dot-product; concat: concat-and-convolve (Eq. 11-12)
+    occlude: bool = False  # the global feature sees an occluded copy of the input
+    coord: str = "none"  # coordinate prediction: none | abs | rel | both
+    coord_abs_weight: float = 1.0
+    coord_rel_weight: float = 1.0
+    globals: int = 0  # extra less-global features from random blocks of the local map
 
 
 # The paper's settings (FACTS.md). dim-lg's α is the common ports' choice; the paper's pair is lost.
@@ -31,41 +47,84 @@ PRESETS: dict[str, dict[str, float]] = {
     "dim-lg": {"alpha": 0.5, "beta": 1.0, "gamma": 0.1},
 }
 
+Gather = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
+
 
 class DIMHeads(nn.Module):
-    """Critic embeddings for the enabled terms.
+    """Critics and predictors for the enabled terms.
 
-    Local term: each location of the ``local`` map against Y. Global term: the whole ``local``
-    map (through the global discriminator's convs) against Y. Each term has its own Y embedding.
+    Local term: each location of the ``local`` map against Y (dot-product embeddings, or the
+    concat-and-convolve critic). Global term: the whole ``local`` map (through the global
+    discriminator's convs) against Y. Each term has its own Y embedding. ``occlusion_block`` is the
+    side of the occluded squares (objectives/occlusion.py), needed only with ``occlude``.
     """
 
-    def __init__(self, config: DIMConfig, tap_shapes: dict[str, tuple[int, ...]]):
+    def __init__(self, config: DIMConfig, tap_shapes: dict[str, tuple[int, ...]], occlusion_block: int = 0):
         super().__init__()
         if config.estimator not in ESTIMATORS:
             raise ValueError(f"unknown estimator {config.estimator!r}; known: {', '.join(ESTIMATORS)}")
+        if config.local_critic not in LOCAL_CRITICS or config.coord not in COORDS:
+            raise ValueError(f"local critic {config.local_critic!r} / coord {config.coord!r} not known")
+        if config.globals and config.beta == 0:
+            raise ValueError("multiple globals share the local estimator: they need β > 0")
+        if config.occlude and occlusion_block < 1:
+            raise ValueError("occlusion needs the block size")
         self.config = config
-        channels, height, _ = tap_shapes["local"]
+        self.occlusion_block = occlusion_block
+        channels, height, width = tap_shapes["local"]
         (y_dim,) = tap_shapes["y"]
         units = config.mi_units
-        if config.beta > 0:
+        if config.beta > 0 and config.local_critic == "dot":
             self.local_map = LocalEmbedding(channels, units)
             self.local_y = VectorEmbedding(y_dim, units)
+        if config.beta > 0 and config.local_critic == "concat":
+            self.concat = ConcatCritic(channels, y_dim)
         if config.alpha > 0:
             self.global_map = MapEmbedding(channels, height, units)
             self.global_y = VectorEmbedding(y_dim, units)
+        if config.coord in ("abs", "both"):
+            self.coord_abs = CoordinatePredictor(channels + y_dim, height, width)
+        if config.coord in ("rel", "both"):
+            self.coord_rel = CoordinatePredictor(2 * channels + y_dim, 2 * height - 1, 2 * width - 1)
 
-    def mi_terms(self, taps: dict[str, torch.Tensor],
-                 gather: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """The MI estimates. ``gather`` (multi-process training) concatenates embeddings from
+    def terms(self, encoder: nn.Module, x: torch.Tensor, gather: Gather | None = None
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Y of the full images and the named terms (MI estimates to maximise, ``coord_*`` cross-
+        entropies to minimise). ``gather`` (multi-process training) concatenates embeddings from
         every process, so negatives come from the global batch (train/distributed.py)."""
-        bound = ESTIMATORS[self.config.estimator]
-        gather = gather or (lambda t: t)
+        config, gather = self.config, gather or _same
+        taps = encoder(x)
+        y, local = taps["y"], taps["local"]
+        # The global feature: of an occluded copy (locals always come from the full image).
+        y_global = encoder(occlude(x, self.occlusion_block))["y"] if config.occlude else y
+        globals_ = [y_global]
+        if config.globals:
+            h, w = local.shape[-2:]
+            for _ in range(config.globals):
+                mask = random_blocks(local.shape[0], h, w, local.device).to(local.dtype)
+                globals_.append(encoder.summarise(local * mask)["y"])
         terms = {}
-        if self.config.beta > 0:
-            terms["local_mi"] = bound(_scores(gather(self.local_y(taps["y"])), gather(self.local_map(taps["local"]))))
-        if self.config.alpha > 0:
-            terms["global_mi"] = bound(_scores(gather(self.global_y(taps["y"])), gather(self.global_map(taps["local"]))))
-        return terms
+        if config.beta > 0:
+            terms["local_mi"] = torch.stack([self._local_mi(g, local, gather) for g in globals_]).mean()
+        if config.alpha > 0:
+            terms["global_mi"] = ESTIMATORS[config.estimator](
+                _scores(gather(self.global_y(y_global)), gather(self.global_map(local))))
+        if config.coord in ("abs", "both"):
+            terms["coord_abs_ce"] = coordinates.absolute_loss(self.coord_abs, local, y_global)
+        if config.coord in ("rel", "both"):
+            terms["coord_rel_ce"] = coordinates.relative_loss(self.coord_rel, local, y_global)
+        return y, terms
+
+    def _local_mi(self, y: torch.Tensor, local: torch.Tensor, gather: Gather) -> torch.Tensor:
+        if self.config.local_critic == "concat":
+            y_part, map_part = self.concat.project(y, local)
+            positives, negatives = self.concat.score_shifted(gather(y_part), gather(map_part), CONCAT_NEGATIVES)
+            return PAIRED_ESTIMATORS[self.config.estimator](positives.float(), negatives.float())
+        return ESTIMATORS[self.config.estimator](_scores(gather(self.local_y(y)), gather(self.local_map(local))))
 
     def mi_loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         loss = 0.0
@@ -73,6 +132,10 @@ class DIMHeads(nn.Module):
             loss = loss - self.config.beta * terms["local_mi"]
         if "global_mi" in terms:
             loss = loss - self.config.alpha * terms["global_mi"]
+        if "coord_abs_ce" in terms:
+            loss = loss + self.config.coord_abs_weight * terms["coord_abs_ce"]
+        if "coord_rel_ce" in terms:
+            loss = loss + self.config.coord_rel_weight * terms["coord_rel_ce"]
         return loss
 
 

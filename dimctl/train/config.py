@@ -4,8 +4,9 @@ and writes it, fully resolved, to the run folder's config.json."""
 from dataclasses import asdict, dataclass
 
 from dimctl.errors import UsageError
+from dimctl.models.encoders import ENCODERS, INPUT_SIZES
 from dimctl.objectives.bounds import ESTIMATORS
-from dimctl.objectives.dim import PRESETS, DIMConfig
+from dimctl.objectives.dim import COORDS, LOCAL_CRITICS, PRESETS, DIMConfig
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -22,7 +23,18 @@ class PretrainConfig:
     gamma: float = 0.1
     estimator: str = "jsd"
     mi_units: int = 2048
+    local_critic: str = "dot"  # dot | concat (paper Eq. 11-12)
+    occlude: bool = False  # global feature from an occluded copy (paper §4.3)
+    coord: str = "none"  # coordinate prediction: none | abs | rel | both
+    coord_abs_weight: float = 1.0
+    coord_rel_weight: float = 1.0
+    globals: int = 0  # extra less-global features from random blocks of local features (Table 3)
     y_dim: int = 64
+    arch: str = "dcgan"  # encoder architecture (models/encoders.py ENCODERS)
+    width: float = 1.0  # multiplier of the encoder's conv channels (1.0: the paper's)
+    fc_dim: int | None = None  # the encoder's fully connected width (None: the architecture's, 1024 or 4096)
+    image_size: int | None = None  # size the images load at (None: the encoder's input size)
+    crop_size: int = 0  # random crop_size × crop_size windows of each batch feed the encoder (0: off)
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-4
@@ -39,15 +51,27 @@ class PretrainConfig:
     cpu: bool = False
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast through Accelerate)
     channels_last: bool = False
-    compile: bool = False  # torch.compile through Accelerate (inductor)
+    compile: bool = False  # torch.compile of encoder+heads (inductor)
     sync_bn: bool = False  # BatchNorm statistics over the global batch (GPUs only)
+    stream: bool = False  # decode an image folder batch by batch instead of loading it into memory
+    workers: int = 4  # DataLoader worker processes when streaming
 
     def dim(self) -> DIMConfig:
-        return DIMConfig(alpha=self.alpha, beta=self.beta, gamma=self.gamma,
-                         estimator=self.estimator, mi_units=self.mi_units)
+        return DIMConfig(alpha=self.alpha, beta=self.beta, gamma=self.gamma, estimator=self.estimator,
+                         mi_units=self.mi_units, local_critic=self.local_critic, occlude=self.occlude,
+                         coord=self.coord, coord_abs_weight=self.coord_abs_weight,
+                         coord_rel_weight=self.coord_rel_weight, globals=self.globals)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def input_size(self) -> int:
+        """The side of the images the encoder takes: the crop, or the architecture's input size."""
+        return self.crop_size or INPUT_SIZES[self.arch]
+
+    def load_size(self) -> int:
+        """The side the dataset's images are loaded at (then cropped to ``crop_size``, if set)."""
+        return self.image_size or INPUT_SIZES[self.arch]
 
     def validate(self) -> "PretrainConfig":
         if self.estimator not in ESTIMATORS:
@@ -58,18 +82,45 @@ class PretrainConfig:
             raise UsageError("--alpha, --beta and --gamma must be ≥ 0")
         if self.alpha == 0 and self.beta == 0:
             raise UsageError("--alpha and --beta are both 0: there is no MI term to train (try --preset dim-l)")
-        for name in ("epochs", "checkpoint_every", "log_every", "keep_checkpoints", "crop_padding"):
+        for name in ("epochs", "checkpoint_every", "log_every", "keep_checkpoints", "crop_padding", "workers"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be ≥ 0")
         if self.nan_policy not in ("stop", "skip"):
             raise UsageError(f"--nan-policy {self.nan_policy!r} is not one of: stop, skip")
         if self.batch_size < 2:
             raise UsageError("--batch-size must be at least 2: negatives come from the other images in the batch")
+        if self.stream and self.dataset != "folder":
+            raise UsageError(f"--stream reads image folders (--dataset folder); {self.dataset} loads into memory")
+        if self.local_critic not in LOCAL_CRITICS:
+            raise UsageError(f"--local-critic {self.local_critic!r} is not one of: {', '.join(LOCAL_CRITICS)}")
+        if self.coord not in COORDS:
+            raise UsageError(f"--coord {self.coord!r} is not one of: {', '.join(COORDS)}")
+        if min(self.coord_abs_weight, self.coord_rel_weight) < 0 or self.globals < 0:
+            raise UsageError("--coord-abs-weight, --coord-rel-weight and --globals must be ≥ 0")
+        if self.globals and self.beta == 0:
+            raise UsageError("--globals adds less-global features to the local MI term: it needs --beta > 0")
         if self.precision not in PRECISIONS:
             raise UsageError(f"--precision {self.precision!r} is not one of: {', '.join(PRECISIONS)}")
+        self._validate_encoder()
         if self.lr <= 0 or self.mi_units < 1 or self.y_dim < 1:
             raise UsageError("--lr, --mi-units and --y-dim must be positive")
         return self
+
+    def _validate_encoder(self) -> None:
+        if self.arch not in ENCODERS:
+            raise UsageError(f"--arch {self.arch!r} is not one of: {', '.join(ENCODERS)}")
+        if self.width <= 0 or (self.fc_dim is not None and self.fc_dim < 1) or self.crop_size < 0:
+            raise UsageError("--width and --fc-dim must be positive, --crop-size ≥ 0")
+        size = INPUT_SIZES[self.arch]
+        if self.crop_size and self.crop_size != size:
+            raise UsageError(f"--crop-size {self.crop_size}: the {self.arch} encoder takes {size}×{size} images, "
+                             f"so crops must be {size}")
+        if self.crop_size and (self.image_size or 0) <= self.crop_size:
+            raise UsageError(f"--crop-size {self.crop_size} needs --image-size larger than the crop "
+                             f"(the size images load at; STL-10's own is 96)")
+        if not self.crop_size and self.image_size is not None and self.image_size != size:
+            raise UsageError(f"--arch {self.arch} takes {size}×{size} images, not --image-size {self.image_size} "
+                             f"(or add --crop-size {size} for random {size}-px crops of larger images)")
 
 
 def resolve_preset(preset: str | None, alpha: float | None, beta: float | None, gamma: float | None) -> dict:

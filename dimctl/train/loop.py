@@ -4,7 +4,8 @@
     accelerate launch -m dimctl pretrain --dataset cifar10 --data-root data --out runs/c10
 
 The training images live on the training device as uint8; each step draws a batch by index,
-normalises and augments it there. The encoder and MI heads minimise -(α·I_global + β·I_local) +
+normalises and augments it there (an image folder too large for memory streams instead: DataLoader
+workers decode the same batches into pinned memory, data/streaming.py). The encoder and MI heads minimise -(α·I_global + β·I_local) +
 γ·prior loss while the prior discriminator minimises its own loss on the (detached) encoded batch;
 both come from one backward pass and one optimiser step (``step_losses``). With several processes
 the MI bounds see the global batch (train/distributed.py).
@@ -22,6 +23,7 @@ from accelerate.utils import set_seed
 from torch import nn
 
 from dimctl.data.dataset import ImageDataset
+from dimctl.data.streaming import StreamingFolder, stream_batches
 from dimctl.data.transforms import augment, normalise
 from dimctl.errors import Interrupted, NonFiniteLoss, UsageError
 from dimctl.io.artifacts import save_encoder
@@ -30,6 +32,7 @@ from dimctl.models.discriminators import PriorDiscriminator
 from dimctl.models.encoders import EncoderConfig, build_encoder, tap_shapes
 from dimctl.objectives import prior
 from dimctl.objectives.dim import DIMHeads
+from dimctl.objectives.occlusion import block_size, receptive_field
 from dimctl.train import checkpoint
 from dimctl.train.config import PretrainConfig
 from dimctl.train.distributed import convert_sync_batchnorm, gather_with_grad
@@ -44,9 +47,8 @@ class DIMModel(nn.Module):
         self.heads = heads
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        taps = self.encoder(x)
         # Negatives from the global batch: embeddings are gathered across processes, with gradient.
-        return taps["y"], self.heads.mi_terms(taps, gather_with_grad)
+        return self.heads.terms(self.encoder, x, gather_with_grad)
 
 
 @dataclass
@@ -74,9 +76,15 @@ def build_models(config: PretrainConfig, channels: int, image_size: int):
     """Encoder first, straight after seeding, so the same seed gives the same initial encoder
     whatever the heads are (a random-init baseline is `--epochs 0` with the same seed)."""
     set_seed(config.seed)
-    encoder_config = EncoderConfig(in_channels=channels, image_size=image_size, y_dim=config.y_dim)
+    # With --crop-size the encoder takes the crops, not the images as loaded.
+    encoder_config = EncoderConfig(arch=config.arch, in_channels=channels, image_size=config.crop_size or image_size,
+                                   y_dim=config.y_dim, width=config.width, fc_dim=config.fc_dim)
     encoder = build_encoder(encoder_config)
-    heads = DIMHeads(config.dim(), tap_shapes(encoder_config))
+    block = 0
+    if config.occlude:  # squares at least a local feature's receptive field wide (objectives/occlusion.py)
+        field = receptive_field(build_encoder(encoder_config), encoder_config.in_channels, encoder_config.image_size)
+        block = block_size(encoder_config.image_size, field)
+    heads = DIMHeads(config.dim(), tap_shapes(encoder_config), occlusion_block=block)
     discriminator = PriorDiscriminator(config.y_dim) if config.gamma > 0 else None
     return encoder_config, DIMModel(encoder, heads), discriminator
 
@@ -149,7 +157,7 @@ def step_losses(model: nn.Module, discriminator: nn.Module | None, x: torch.Tens
     return loss + config.gamma * prior_term + disc_loss, terms
 
 
-def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resume: bool = False,
+def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, run_dir: Path, resume: bool = False,
              on_progress: Callable[[Progress], None] | None = None,
              accelerator: Accelerator | None = None,
              should_stop: Callable[[], bool] | None = None) -> PretrainResult:
@@ -161,7 +169,8 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resum
     device = accelerator.device
     world, rank = accelerator.num_processes, accelerator.process_index
 
-    n = dataset.train_images.shape[0]
+    streamed = isinstance(dataset, StreamingFolder)
+    n = dataset.num_train if streamed else dataset.train_images.shape[0]
     global_batch = config.batch_size * world
     if n < global_batch:
         raise UsageError(f"{dataset.name} has {n} training images, fewer than one batch of {global_batch}; "
@@ -172,6 +181,8 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resum
     encoder_config, model, discriminator, optimiser = prepare_models(
         config, accelerator, dataset.channels, dataset.image_size)
     bare_model = unwrap(accelerator, model)
+    if resume and checkpoint.list_checkpoints(run_dir):
+        _check_same_world(run_dir, world)
     start_step = checkpoint.load_latest(accelerator, run_dir) if resume else 0
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -181,7 +192,7 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resum
             "global_batch_size": global_batch, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
         }, indent=2) + "\n")
 
-    images = dataset.train_images.to(device)
+    images = None if streamed else dataset.train_images.to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     metrics_path = run_dir / "metrics.jsonl"
     if accelerator.is_main_process:
@@ -199,11 +210,17 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resum
         epoch, position = divmod(step, steps_per_epoch)
         if epoch != order_epoch:
             order, order_epoch = _epoch_order(n, config.seed, epoch, device), epoch
-        # The global batch is split across processes in rank order, so the gathered embeddings
-        # line up exactly with one process holding the whole batch.
-        start = position * global_batch + rank * config.batch_size
-        batch = images[order[start:start + config.batch_size]]
-        x = normalise(augment(batch, config.crop_padding, config.hflip)).contiguous(memory_format=memory_format)
+            # The global batch is split across processes in rank order, so the gathered embeddings
+            # line up exactly with one process holding the whole batch.
+            starts = [p * global_batch + rank * config.batch_size for p in range(position, steps_per_epoch)]
+            if streamed:
+                batches = stream_batches(dataset, [order[s:s + config.batch_size].tolist() for s in starts],
+                                         device, config.workers)
+            else:
+                batches = (images[order[s:s + config.batch_size]] for s in starts)
+        batch = next(batches)
+        x = normalise(augment(batch, config.crop_padding, config.hflip, crop_size=config.crop_size)
+                      ).contiguous(memory_format=memory_format)
 
         done = step + 1
         loss, terms = step_losses(model, discriminator, x, config, accelerator)
@@ -255,6 +272,17 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset, run_dir: Path, resum
                      dataset.describe(), step=total_steps, training=config.to_dict())
     accelerator.wait_for_everyone()
     return PretrainResult(encoder_path, total_steps, metrics, accelerator.is_main_process)
+
+
+def _check_same_world(run_dir: Path, world: int) -> None:
+    # Steps, batches and per-process RNG states in a checkpoint all assume its number of processes.
+    try:
+        saved = json.loads((run_dir / "config.json").read_text()).get("num_processes", world)
+    except (OSError, ValueError):
+        return
+    if saved != world:
+        raise UsageError(f"--resume: {run_dir} was trained by {saved} process(es), this launch has {world}; "
+                         f"resume with {saved}, or start a new --out")
 
 
 def _grad_norm(module: nn.Module) -> torch.Tensor:

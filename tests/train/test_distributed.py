@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).parent))
 from distributed_worker import ESTIMATORS, TRAIN_CONFIG, reference_grads  # noqa: E402
 
+from dimctl.cli.main import run  # noqa: E402
 from dimctl.errors import UsageError  # noqa: E402
 from dimctl.train.distributed import convert_sync_batchnorm  # noqa: E402
 
@@ -71,6 +72,9 @@ def test_two_process_training_keeps_ranks_identical_and_resumes_through_the_cli(
     resumed = load_file(str(tmp_path / "cli" / "encoder.safetensors"))
     for key in straight:
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=1e-6, msg=key)
+
+    # A 2-process checkpoint cannot silently continue in 1 process (its steps and RNG states differ).
+    assert run(["pretrain", *flags, "--epochs", "3", "--resume"]) == 2
 
 
 def test_sync_bn_converts_on_accelerators_and_refuses_the_cpu():

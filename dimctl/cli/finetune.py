@@ -1,0 +1,69 @@
+"""`dimctl finetune`: semi-supervised fine-tuning of a pretrained encoder with a fraction of the labels."""
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, emit, note
+from dimctl.cli.sources import encoder_and_dataset
+from dimctl.io.artifacts import save_encoder, sha256_of
+from dimctl.io.atomic import write_text
+from dimctl.train.finetune import EpochReport, FinetuneConfig
+from dimctl.train.finetune import finetune as run_finetune
+
+
+def finetune(
+    encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain` (or by finetune).")],
+    dataset: DatasetOpt = "digits",
+    data_root: DataRootOpt = None,
+    download: DownloadOpt = False,
+    skip_bad_images: SkipBadImagesOpt = False,
+    labels_fraction: Annotated[float, typer.Option(help="Fraction of the training labels to learn from, drawn per class (seeded), in (0, 1].")] = 0.1,
+    epochs: Annotated[int, typer.Option(help="Passes over the labelled subset.")] = 20,
+    lr: Annotated[float, typer.Option(help="Adam learning rate of the encoder and the classifier.")] = 1e-4,
+    batch_size: Annotated[int, typer.Option(help="Labelled images per step per process (at least 2, for BatchNorm).")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed for the labelled subset, the classifier's initialisation and the data order.")] = 0,
+    crop_padding: Annotated[int, typer.Option(help="Random-crop augmentation padding in pixels (0: off).")] = 0,
+    hflip: Annotated[bool, typer.Option("--hflip/--no-hflip", help="Random horizontal flips.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder. Default runs/finetune-ENCODER_FOLDER-DATASET-FRACTION.")] = None,
+    cpu: Annotated[bool, typer.Option("--cpu", help="Train on the CPU even when a GPU is present.")] = False,
+):
+    """Fine-tune a pretrained encoder with labels (the paper's semi-supervised setting, Table 2 "SS").
+
+    A small classifier (linear 200, dropout 0.1, BatchNorm, ReLU, linear) goes on the encoder's last convolutional layer (the conv tap) and the encoder up to that layer trains with it, by cross-entropy on a seeded, class-balanced --labels-fraction of the training labels (Adam). The layers after conv (fc, Y) keep their weights.
+
+    Writes OUT/encoder.safetensors (the fine-tuned encoder: `dimctl extract` and `probe` take it) and OUT/finetune.jsonl; prints one JSON line: command, encoder (sha256 of the input encoder), dataset, labels_fraction, n_labels, accuracy (test), train_accuracy, epochs, finetuned (path) and its sha256. Progress goes to stderr.
+
+    Examples:
+
+      dimctl finetune runs/dim-l/encoder.safetensors --labels-fraction 0.1
+
+      dimctl finetune runs/stl/encoder.safetensors --dataset stl10 --data-root data --labels-fraction 1 --hflip
+    """
+    config = FinetuneConfig(labels_fraction=labels_fraction, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                            crop_padding=crop_padding, hflip=hflip, cpu=cpu).validate()
+    out_dir = out or Path("runs") / f"finetune-{encoder.resolve().parent.name}-{dataset}-{labels_fraction:g}"
+    artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, "cpu", skip_bad_images)
+
+    def report(e: EpochReport) -> None:
+        note(f"finetune epoch {e.epoch}/{e.epochs} loss {e.loss:.4g} img/s {e.images_per_s:.3g}")
+
+    result = run_finetune(artifact.encoder, data, config, on_epoch=report)
+    if not result.is_main_process:
+        return
+    training = {"command": "finetune", **config.to_dict(), "n_labels": result.n_labels,
+                "test_accuracy": result.accuracy,
+                "pretrained": {"sha256": artifact.sha256, "path": str(encoder),
+                               "step": artifact.metadata.get("dimctl.step")}}
+    path = save_encoder(out_dir / "encoder.safetensors", result.encoder.cpu(), artifact.config, data.describe(),
+                        step=result.steps, training=training)
+    row = {
+        "command": "finetune", "encoder": artifact.sha256, "dataset": data.name,
+        "labels_fraction": labels_fraction, "n_labels": result.n_labels, "accuracy": round(result.accuracy, 6),
+        "train_accuracy": round(result.train_accuracy, 6), "epochs": epochs, "steps": result.steps,
+        "arch": artifact.config.arch, "finetuned": str(path), "finetuned_sha256": sha256_of(path),
+    }
+    write_text(out_dir / "finetune.jsonl", json.dumps(row) + "\n")
+    emit(json.dumps(row))

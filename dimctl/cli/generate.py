@@ -1,0 +1,331 @@
+"""`dimctl generate train|sample|score`: an image generator trained by implicit prior matching
+(paper App. A.8) or as a GAN (NS-GAN-CP, WGAN-GP), its samples, and their scores."""
+
+import json
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+from PIL import Image
+
+from dimctl.cli.common import (DataRootOpt, DownloadOpt, emit, note, progress_enabled, read_stdin_bytes,
+                               stdout_is_terminal, write_stdout_bytes)
+from dimctl.cli.pretrain import _StopRequest
+from dimctl.cli.sources import pick_device
+from dimctl.data.registry import DATASETS, load_dataset
+from dimctl.errors import ArtifactError, UsageError
+from dimctl.evaluate.extract import extract_layer
+from dimctl.evaluate.frechet import (DEFAULT_SPLITS, frechet_distance_of, inception_score, load_fid_inception,
+                                     network_outputs)
+from dimctl.io.artifacts import load_encoder, load_generator, sha256_of
+from dimctl.io.atomic import atomic_path
+from dimctl.io.features import looks_like_features
+from dimctl.io.samples import read_samples, samples_bytes, write_samples
+from dimctl.objectives.generative import DEFAULT_CRITIC_STEPS, DEFAULT_PENALTY
+from dimctl.train import checkpoint
+from dimctl.train.generate import (GenerateConfig, GenerateProgress, fixed_noise, generate_images, save_grid,
+                                   train_generator)
+
+app = typer.Typer(
+    name="generate",
+    help="Train an image generator by implicit prior matching (paper App. A.8) or as a GAN, sample it, score it.\n\n"
+         "Example: dimctl generate train --method ie --steps 2000 --out runs/gen-ie && "
+         "dimctl generate sample runs/gen-ie/generator.safetensors -n 64 -o grid.png",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Settings a resumed run may change; any other difference would silently mix two experiments.
+RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every", "cpu",
+                     "data_root", "download"}
+RUN_FILES = ("config.json", "metrics.jsonl", "generator.safetensors", "checkpoints", "samples", "samples.png")
+METHOD_HELP = ("ie: the paper's implicit prior matching (an encoder pushed to N(mu-real, 1) on real and N(mu-fake, 1) "
+               "on generated images; the generator moves its mode's mean to mu-real); nsgan-cp: non-saturating GAN "
+               "with the contractive penalty; wgan-gp: WGAN with gradient penalty.")
+
+
+@app.command("train")
+def train(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder. Default runs/gen-METHOD-DATASET.")] = None,
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help=f"One of: {', '.join(DATASETS)}.")] = "digits",
+    data_root: DataRootOpt = None,
+    download: DownloadOpt = False,
+    method: Annotated[str, typer.Option(help=METHOD_HELP)] = "ie",
+    image_size: Annotated[int, typer.Option(help="32 or 64: Gulrajani et al.'s 32×32 or 64×64 ResNet; images load at this size.")] = 32,
+    steps: Annotated[int, typer.Option(help="Generator updates (each after --critic-steps critic updates).")] = 2000,
+    batch_size: Annotated[int, typer.Option(help="Real and generated images per update, per process.")] = 64,
+    z_dim: Annotated[int, typer.Option(help="Size of the generator's input noise z ~ N(0, I).")] = 128,
+    width: Annotated[int | None, typer.Option(help="Channels of generator and critic (default Gulrajani et al.'s: 128 at 32×32, 64 at 64×64; 16–32 for quick CPU runs).")] = None,
+    critic_steps: Annotated[int | None, typer.Option(help=f"Critic updates per generator update (default: {DEFAULT_CRITIC_STEPS}).")] = None,
+    lr: Annotated[float, typer.Option(help="Adam learning rate of every network (betas 0, 0.9, as Gulrajani et al.).")] = 2e-4,
+    penalty: Annotated[float | None, typer.Option(help=f"Contractive penalty (ie, nsgan-cp) or gradient penalty λ (wgan-gp) (default: {DEFAULT_PENALTY}).")] = None,
+    mu_real: Annotated[float, typer.Option(help="ie: the encoder's target mean for real images.")] = 0.0,
+    mu_fake: Annotated[float, typer.Option(help="ie: its target mean for generated images (unit variances; the gap sets how much the modes overlap).")] = 1.0,
+    clip_norm: Annotated[float, typer.Option(help="ie: gradient-norm clipping of the two 1-D discriminators.")] = 1.0,
+    prior_critic_lr: Annotated[float, typer.Option(help="ie: Adam learning rate of the two 1-D discriminators (they must keep up with the encoder).")] = 5e-3,
+    prior_critic_penalty: Annotated[float, typer.Option(help="ie: contractive penalty on the two 1-D discriminators.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, data order and noise.")] = 0,
+    sample_every: Annotated[int, typer.Option(help="Write RUN/samples/step_N.png (8×8, fixed noise) every N steps (0: only RUN/samples.png at the end).")] = 500,
+    checkpoint_every: Annotated[int, typer.Option(help="Save resume state every N steps (0: only at the end).")] = 500,
+    keep_checkpoints: Annotated[int, typer.Option(help="Keep the newest K checkpoints.")] = 3,
+    log_every: Annotated[int, typer.Option(help="Write metrics.jsonl every N steps.")] = 10,
+    cpu: Annotated[bool, typer.Option("--cpu", help="Train on the CPU even when a GPU is present.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's newest checkpoint (start fresh if it has none).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run folder.")] = False,
+):
+    """Train a generator; print the path of RUN/generator.safetensors.
+
+    The generator and critic/encoder are the ResNets of Gulrajani et al. (2017), batch norm in the generator only (App. A.9). ie trains an encoder, through two 1-D JSD f-GAN discriminators (gradients clipped), to map real images to N(mu-real, 1) and generated ones to N(mu-fake, 1), with the contractive penalty; the generator moves the mean of the encoder's output on its samples to mu-real (Eq. 13–15) — no minimax game between generator and encoder.
+
+    Writes RUN/config.json, RUN/metrics.jsonl (losses; mode_overlap: the Bhattacharyya coefficient of the real and generated output distributions — App. A.8 names their separation the sign of failing training), RUN/checkpoints/, RUN/samples/step_N.png, RUN/samples.png and RUN/generator.safetensors.
+
+    Examples:
+
+      dimctl generate train --method ie --steps 2000 --out runs/gen-ie
+
+      dimctl generate train --method wgan-gp --width 32 --steps 500 --out runs/gen-wgan
+
+      dimctl generate train --dataset celeba --data-root data --image-size 64 --method nsgan-cp --out runs/celeba
+    """
+    config = GenerateConfig(
+        dataset=dataset, data_root=str(data_root) if data_root else None, download=download, method=method,
+        image_size=image_size, z_dim=z_dim, width=width, steps=steps, batch_size=batch_size, critic_steps=critic_steps,
+        lr=lr, penalty=penalty, mu_real=mu_real, mu_fake=mu_fake, clip_norm=clip_norm, prior_critic_lr=prior_critic_lr,
+        prior_critic_penalty=prior_critic_penalty, seed=seed,
+        sample_every=sample_every, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
+        log_every=log_every, cpu=cpu,
+    ).validate()
+    run_dir = out or Path("runs") / f"gen-{method}-{dataset}"
+    _prepare_run_dir(run_dir, config.resolved(), resume, force)
+    data = load_dataset(dataset, data_root, download, image_size=image_size)
+    progress = _ProgressReporter()
+    try:
+        with _StopRequest() as stop:
+            result = train_generator(config, data, run_dir, resume=resume, on_progress=progress, should_stop=stop)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, back to the last checkpoint
+        note(f"interrupted; continue from the last checkpoint with: dimctl generate train --out {run_dir} --resume")
+        raise
+    finally:
+        progress.close()
+    if result.is_main_process:
+        emit(str(result.generator_path))
+
+
+@app.command("sample")
+def sample(
+    generator: Annotated[Path, typer.Argument(help="A generator.safetensors made by `dimctl generate train`.")],
+    n: Annotated[int, typer.Option("-n", "--num", help="How many images.")] = 64,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="FILE.png: one grid; FILE.h5: the images as HDF5 (for `generate score`); -: HDF5 on stdout. Default: stdout when it is a pipe.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Write each image as DIR/sample_NNNNNN.png instead.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the noise: the same seed and -n give the same images.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
+    cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")] = False,
+):
+    """Draw images from a trained generator, seeded; print the path written.
+
+    Examples:
+
+      dimctl generate sample runs/gen-ie/generator.safetensors -n 64 -o grid.png
+
+      dimctl generate sample runs/gen-ie/generator.safetensors -n 5000 -o samples.h5
+
+      dimctl generate sample runs/gen-ie/generator.safetensors -n 100 --out-dir samples/
+
+      dimctl generate sample runs/gen-ie/generator.safetensors -n 2000 | dimctl generate score - --features runs/dim/encoder.safetensors
+    """
+    if n < 1 or batch_size < 1:
+        raise UsageError("-n and --batch-size must be positive")
+    if output is not None and out_dir is not None:
+        raise UsageError("pass either -o FILE or --out-dir DIR, not both")
+    kind = _output_kind(output, out_dir)
+    artifact = load_generator(generator, device=pick_device(cpu))
+    images = generate_images(artifact.generator, fixed_noise(n, artifact.config.z_dim, seed), batch_size)
+    if kind == "grid":
+        emit(str(save_grid(output, images)))
+    elif kind == "folder":
+        for i, image in enumerate(images):
+            _save_png(out_dir / f"sample_{i:06d}.png", image)
+        emit(str(out_dir))
+    else:
+        described = {"sha256": artifact.sha256, "path": str(generator), "method": artifact.training.get("method")}
+        if kind == "h5":
+            emit(str(write_samples(output, images, described, artifact.dataset, seed)))
+        else:
+            write_stdout_bytes(samples_bytes(images, described, artifact.dataset, seed))
+
+
+@app.command("score")
+def score(
+    source: Annotated[str, typer.Argument(help="A generator.safetensors, a samples .h5 from `generate sample`, or - (samples on stdin).")],
+    features: Annotated[Path | None, typer.Option("--features", help="A DIM encoder.safetensors: report the Fréchet distance in its feature space (named fd_dim, not FID).")] = None,
+    layer: Annotated[str, typer.Option(help="With --features: the encoder's layers to compare in, comma-separated (y, fc, conv).")] = "y",
+    inception_weights: Annotated[Path | None, typer.Option("--inception-weights", help="The FID Inception weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth, or as .safetensors): report FID and Inception score. Read as tensors only; never downloaded.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Real images to compare with. Default: the dataset the generator was trained on.")] = None,
+    data_root: DataRootOpt = None,
+    download: DownloadOpt = False,
+    split: Annotated[str, typer.Option(help="Which split of the dataset: test or train.")] = "test",
+    n: Annotated[int, typer.Option("-n", "--num", help="Images to draw from a GENERATOR (a samples file is used whole).")] = 5000,
+    seed: Annotated[int, typer.Option(help="Seed of the noise when drawing from a GENERATOR.")] = 0,
+    splits: Annotated[int, typer.Option(help="Inception score: mean and std over this many parts of the samples.")] = DEFAULT_SPLITS,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 128,
+    cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")] = False,
+):
+    """Score generated images against real ones: one JSON line per number.
+
+    --features ENCODER: the Fréchet distance between Gaussians fitted to a DIM encoder's features of the generated and of the real images (metric fd_dim, with the layer and the encoder's sha256). It is not FID: its scale depends on the encoder.
+
+    --inception-weights FILE: the standard FID (Inception pool3 features, metric fid) and Inception score (metric inception_score, with std over --splits parts). Images are resized to 299×299; grey images repeated to RGB. FID and IS are biased at small sample counts: compare numbers made from the same count (the common standard is 50,000).
+
+    Keys of each line: command, metric, value, features, layer, samples, dataset, split, reference_images, source, generator (sha256 or null), and encoder or inception_weights (sha256).
+
+    Examples:
+
+      dimctl generate score runs/gen-ie/generator.safetensors --features runs/dim/encoder.safetensors -n 2000
+
+      dimctl generate score samples.h5 --inception-weights pt_inception-2015-12-05-6726825d.pth --dataset cifar10 --split train
+    """
+    if features is None and inception_weights is None:
+        raise UsageError("nothing to score with: pass --features ENCODER and/or --inception-weights FILE")
+    if split not in ("train", "test"):
+        raise UsageError(f"--split {split!r} is not one of: train, test")
+    if n < 2 or batch_size < 1 or splits < 1:
+        raise UsageError("-n must be at least 2, --batch-size and --splits positive")
+    layers = [v.strip() for v in layer.split(",") if v.strip()]
+    device = pick_device(cpu)
+    images, origin = _images_to_score(source, n, seed, batch_size, device)
+    name = dataset or origin["dataset"].get("name") or "digits"
+    size = images.shape[-1]
+    data = load_dataset(name, data_root, download, image_size=size)
+    if data.channels != images.shape[1]:
+        raise ArtifactError(f"{source} holds {images.shape[1]}×{size}×{size} images but {name} has "
+                            f"{data.channels}×{size}×{size}; score against data of the kind it was trained on")
+    reference = data.split(split)[0]
+    common = {"samples": int(images.shape[0]), "dataset": data.name, "split": split,
+              "reference_images": int(reference.shape[0]), "source": source, "generator": origin.get("sha256")}
+
+    def row(metric: str, value: float, features: str, layer: str, **extra) -> str:
+        return json.dumps({"command": "generate score", "metric": metric, "value": round(value, 6),
+                           "features": features, "layer": layer, **common, **extra})
+
+    if features is not None:
+        encoder = load_encoder(features, device=device)
+        if (encoder.config.in_channels, encoder.config.image_size) != (images.shape[1], size):
+            raise ArtifactError(f"{features} takes {encoder.config.in_channels}×{encoder.config.image_size}×"
+                                f"{encoder.config.image_size} images but the samples are {images.shape[1]}×{size}×{size}; "
+                                f"use an encoder trained on this kind of data")
+        for tap in layers:
+            try:
+                fake = extract_layer(encoder.encoder, images, tap, batch_size, device)
+            except KeyError:
+                raise UsageError(f"--layer: the encoder has no layer {tap!r}; choose y, fc or conv") from None
+            real = extract_layer(encoder.encoder, reference, tap, batch_size, device)
+            emit(row("fd_dim", frechet_distance_of(fake, real), f"dim-encoder:{tap}", tap, encoder=encoder.sha256))
+
+    if inception_weights is not None:
+        network = load_fid_inception(inception_weights, device)
+        weights = sha256_of(inception_weights)
+        fake_pool, fake_probs = network_outputs(network, images, batch_size, device)
+        real_pool, _ = network_outputs(network, reference, batch_size, device)
+        emit(row("fid", frechet_distance_of(fake_pool, real_pool), "inception-pool3", "pool3",
+                 inception_weights=weights))
+        mean, std = inception_score(fake_probs, splits)
+        emit(row("inception_score", mean, "inception-logits", "logits", std=round(std, 6), splits=splits,
+                 inception_weights=weights))
+
+
+def _output_kind(output: str | None, out_dir: Path | None) -> str:
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"--out-dir {out_dir} exists and is not a folder")
+        return "folder"
+    if output is None or output == "-":
+        if stdout_is_terminal():
+            raise UsageError("stdout is a terminal; pass -o FILE.png|FILE.h5, --out-dir DIR, or pipe into `dimctl generate score -`")
+        return "stdout"
+    suffix = Path(output).suffix.lower()
+    if suffix == ".png":
+        return "grid"
+    if suffix in (".h5", ".hdf5"):
+        return "h5"
+    raise UsageError(f"-o {output}: name a .png (a grid) or an .h5 file (the images, for `generate score`)")
+
+
+def _save_png(path: Path, image: torch.Tensor) -> None:
+    array = image.permute(1, 2, 0).numpy()
+    picture = Image.fromarray(array[:, :, 0], "L") if array.shape[2] == 1 else Image.fromarray(array, "RGB")
+    with atomic_path(path) as tmp:
+        picture.save(tmp, format="PNG")
+
+
+def _images_to_score(source: str, n: int, seed: int, batch_size: int, device: torch.device) -> tuple[torch.Tensor, dict]:
+    """uint8 images and where they came from: {"sha256" of the generator or None, "dataset" it learned}."""
+    if source == "-":
+        samples = read_samples(read_stdin_bytes())
+        return samples.images, {"sha256": samples.generator.get("sha256"), "dataset": samples.dataset}
+    path = Path(source)
+    if not path.is_file():
+        raise UsageError(f"{source}: no such file")
+    if looks_like_features(path):
+        samples = read_samples(path)
+        return samples.images, {"sha256": samples.generator.get("sha256"), "dataset": samples.dataset}
+    artifact = load_generator(path, device=device)
+    images = generate_images(artifact.generator, fixed_noise(n, artifact.config.z_dim, seed), batch_size)
+    return images, {"sha256": artifact.sha256, "dataset": artifact.dataset}
+
+
+def _prepare_run_dir(run_dir: Path, config: GenerateConfig, resume: bool, force: bool) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out {run_dir} exists and is not a folder")
+    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if not existing:
+        return
+    if force:
+        # The old generator and config stay until the new ones atomically replace them; resume
+        # state, metrics and training grids would mix.
+        for name in ("metrics.jsonl", "checkpoints", "samples"):
+            path = run_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        return
+    if not resume:
+        raise UsageError(f"--out {run_dir} already holds a run ({', '.join(existing)}); "
+                         f"pass --resume to continue it or --force to overwrite it")
+    saved_path = run_dir / "config.json"
+    if saved_path.is_file() and checkpoint.list_checkpoints(run_dir):
+        saved = json.loads(saved_path.read_text()).get("config", {})
+        changed = [k for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES and saved.get(k) != v]
+        if changed:
+            k = changed[0]
+            raise UsageError(f"--resume: {k} was {saved.get(k)!r} in {run_dir} but is now {config.to_dict()[k]!r}; "
+                             f"use the run's settings or a new --out")
+
+
+class _ProgressReporter:
+    """A tqdm bar on an interactive stderr; otherwise a line at every tenth of the run (logs, CI)."""
+
+    SHOWN = ("critic_loss", "generator_loss", "mode_overlap", "images_per_s")
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, p: GenerateProgress) -> None:
+        shown = {k: v for k, v in p.metrics.items() if k in self.SHOWN}
+        if progress_enabled():
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=p.total_steps, initial=p.step - 1, unit="step", desc="generate", dynamic_ncols=True)
+            self.bar.update(1)
+            if shown:
+                self.bar.set_postfix({k.replace("images_per_s", "img/s"): f"{v:.3g}" for k, v in shown.items()},
+                                     refresh=False)
+        elif p.step == p.total_steps or p.step % max(1, p.total_steps // 10) == 0:
+            note(f"generate step {p.step}/{p.total_steps} " + " ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

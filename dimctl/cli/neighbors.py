@@ -1,0 +1,84 @@
+"""`dimctl neighbors`: the nearest test images of one query per class, in an encoder's representation space."""
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, emit
+from dimctl.cli.sources import encoder_and_dataset, pick_device
+from dimctl.data.transforms import normalise
+from dimctl.errors import UsageError
+from dimctl.evaluate.extract import extract_layer
+from dimctl.evaluate.neighbors import DISTANCES, nearest_neighbors
+from dimctl.io.atomic import write_text
+from dimctl.io.images import save_image_rows
+
+LAYERS = ("y", "fc", "conv", "pixels")
+
+
+def neighbors(
+    encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain`.")],
+    dataset: DatasetOpt = "digits",
+    data_root: DataRootOpt = None,
+    download: DownloadOpt = False,
+    skip_bad_images: SkipBadImagesOpt = False,
+    layer: Annotated[str, typer.Option(help=f"The representation to search in: {', '.join(LAYERS)} (pixels: the images themselves, a baseline).")] = "y",
+    n: Annotated[int, typer.Option("-n", "--neighbors", help="Neighbours per query (the paper shows 4).")] = 4,
+    distance: Annotated[str, typer.Option(help=f"Distance: {', '.join(DISTANCES)} (cosine: 1 − cosine similarity).")] = "l1",
+    squash: Annotated[bool, typer.Option("--squash/--no-squash", help="For --layer y: compare sigmoid(Y), the space prior matching makes uniform on [0, 1] (the paper orders neighbours 'to reflect the uniform prior').")] = True,
+    seed: Annotated[int, typer.Option(help="Seed of the choice of query images.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder for neighbors.png and neighbors.jsonl. Default runs/neighbors-ENCODER_FOLDER-LAYER.")] = None,
+    cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")] = False,
+):
+    """Nearest neighbours in representation space (paper App. A.4): for one random test image of
+    each class, the -n test images closest to it under --distance.
+
+    Writes OUT/neighbors.png (one row per class: the query, then its neighbours, nearest first)
+    and OUT/neighbors.jsonl, and prints the same JSON lines: one per query with command, class,
+    query (test index), neighbors (test indices), distances, neighbor_labels, same_class (fraction
+    of neighbours of the query's class), layer, distance, encoder (sha256), dataset and grid (path).
+
+    Examples:
+
+      dimctl neighbors runs/dim-l/encoder.safetensors --dataset digits
+
+      dimctl neighbors runs/dim-l/encoder.safetensors --layer conv --distance cosine -n 8 --out runs/nn-conv
+    """
+    if layer not in LAYERS:
+        raise UsageError(f"--layer: unknown layer {layer!r}; choose from {', '.join(LAYERS)}")
+    if distance not in DISTANCES:
+        raise UsageError(f"--distance: unknown distance {distance!r}; choose from {', '.join(DISTANCES)}")
+    if batch_size < 1:
+        raise UsageError("--batch-size must be positive")
+    run_dir = out or Path("runs") / f"neighbors-{encoder.resolve().parent.name}-{layer}"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out {run_dir} exists and is not a folder")
+
+    device = pick_device(cpu)
+    artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, device, skip_bad_images)
+    images, labels = data.split("test")
+    features = extract_layer(artifact.encoder, images, layer, batch_size, device)
+    squashed = squash and layer == "y"
+    if squashed:
+        features = torch.sigmoid(torch.from_numpy(features)).numpy()
+    found = nearest_neighbors(features, labels.numpy(), n, distance, seed)
+
+    grid = save_image_rows(run_dir / "neighbors.png",
+                           [normalise(images[[q.query, *q.neighbors]]) for q in found])
+    rows = [{
+        "command": "neighbors", "class": q.label,
+        **({"class_name": data.classes[q.label]} if q.label < len(data.classes) else {}),
+        "query": q.query, "neighbors": q.neighbors, "distances": [round(d, 6) for d in q.distances],
+        "neighbor_labels": q.neighbor_labels, "same_class": round(q.same_class, 6),
+        "layer": layer, "space": "sigmoid(y)" if squashed else layer, "distance": distance, "n": n, "seed": seed,
+        "encoder": artifact.sha256, "dataset": data.name, "grid": str(grid),
+    } for q in found]
+    lines = [json.dumps(r) for r in rows]
+    write_text(run_dir / "neighbors.jsonl", "".join(line + "\n" for line in lines))
+    for line in lines:
+        emit(line)
+

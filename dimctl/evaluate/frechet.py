@@ -1,0 +1,229 @@
+"""How close generated images are to real ones: the Fréchet distance between Gaussians fitted to
+their features, and the Inception score (paper App. A.9, Table 11).
+
+**Fréchet distance** (Heusel et al. 2017) between N(μ₁, Σ₁) and N(μ₂, Σ₂):
+‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2·tr (Σ₁Σ₂)^½. The trace of the matrix square root is computed in a
+stable, real form: (Σ₁Σ₂)^½ has the same eigenvalues as the symmetric PSD matrix Σ₁^½ Σ₂ Σ₁^½, so
+tr (Σ₁Σ₂)^½ = Σᵢ √λᵢ(Σ₁^½ Σ₂ Σ₁^½), with two symmetric eigendecompositions (scipy.linalg.eigh) in
+float64 and round-off negatives clipped to 0. It agrees with scipy.linalg.sqrtm's trace
+(tests/evaluate/test_frechet.py) without its complex parts or failures on singular covariances
+(fewer samples than dimensions). In the Inception network's pool features it is the FID; in any
+other feature space it is a Fréchet distance in that space, and is named so.
+
+**Inception score** (Salimans et al. 2016): exp(E_x KL(p(y|x) ‖ p(y))), the mean and standard
+deviation over ``splits`` equal parts of the samples, as the original code does. 1 for a
+classifier that says the same thing about every image; the number of classes for one that is
+certain about each image and spreads the images evenly over the classes.
+
+**The FID Inception network** is torchvision's Inception3 changed the way pytorch-fid does to match
+the TensorFlow graph that defines FID (inception-2015-12-05): 1008 classes, no auxiliary head,
+average pools that exclude the padding in the A, C and first E blocks, a max pool in the last E
+block. Its weights come from a file the user supplies (pytorch-fid's
+pt_inception-2015-12-05-6726825d.pth, or the same tensors as .safetensors), read with
+``torch.load(weights_only=True)`` — tensors only, no pickled code runs — or safetensors. Nothing is
+downloaded. Images are resized to 299×299 (bilinear), scaled to [-1, 1], and grey images repeated
+to three channels.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from scipy import linalg
+from torch import nn
+
+from dimctl.errors import ArtifactError, UsageError
+
+INCEPTION_SIZE = 299
+INCEPTION_CLASSES = 1008
+INCEPTION_FEATURES = 2048  # the pool3 features FID uses
+DEFAULT_SPLITS = 10
+
+
+def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance (float64, unbiased) of (N, D) features, N ≥ 2."""
+    x = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+    if x.shape[0] < 2:
+        raise UsageError(f"a Fréchet distance needs at least 2 samples, got {x.shape[0]}")
+    return x.mean(axis=0), np.atleast_2d(np.cov(x, rowvar=False))
+
+
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    values, vectors = linalg.eigh(matrix)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """tr (Σ₁Σ₂)^½ for symmetric PSD Σ₁, Σ₂, via the eigenvalues of Σ₁^½ Σ₂ Σ₁^½."""
+    root = _psd_sqrt(sigma1)
+    middle = root @ sigma2 @ root
+    middle = (middle + middle.T) / 2  # symmetric up to round-off; make it exactly so for eigh
+    return float(np.sqrt(np.clip(linalg.eigvalsh(middle), 0, None)).sum())
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+    sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+        raise ValueError(f"feature sizes differ: {mu1.shape} and {mu2.shape}")
+    diff = mu1 - mu2
+    distance = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2)
+    return max(float(distance), 0.0)  # ≥ 0 in exact arithmetic; round-off can dip a hair below
+
+
+def frechet_distance_of(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    """The Fréchet distance between Gaussians fitted to two (N, D) feature sets."""
+    return frechet_distance(*gaussian_statistics(features_a), *gaussian_statistics(features_b))
+
+
+def inception_score(probabilities: np.ndarray, splits: int = DEFAULT_SPLITS) -> tuple[float, float]:
+    """(mean, std) over ``splits`` parts of exp(E_x KL(p(y|x) ‖ p(y))), from (N, K) class probabilities."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] < splits or splits < 1:
+        raise UsageError(f"an Inception score over {splits} splits needs at least {splits} samples, got {p.shape[0]}")
+    scores = []
+    for part in np.array_split(p, splits):
+        marginal = part.mean(axis=0, keepdims=True)
+        # p·log(p/p_y) with 0·log 0 = 0; p_y > 0 wherever p > 0.
+        kl = np.where(part > 0, part * (np.log(np.where(part > 0, part, 1)) - np.log(np.where(marginal > 0, marginal, 1))), 0)
+        scores.append(np.exp(kl.sum(axis=1).mean()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def as_unit_rgb(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) → float [0, 1] with three channels (grey images repeated)."""
+    x = images.float() / 255.0
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    elif x.shape[1] != 3:
+        raise UsageError(f"the Inception network reads grey or RGB images, not {x.shape[1]}-channel ones")
+    return x
+
+
+@torch.no_grad()
+def network_outputs(network: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], images: torch.Tensor,
+                    batch_size: int = 64, device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """(features, class probabilities) of uint8 ``images`` from a network that maps [0, 1] RGB
+    images to (features, logits): the FID Inception network, or a small stand-in."""
+    if isinstance(network, nn.Module):
+        network.eval()
+    features, probabilities = [], []
+    for start in range(0, images.shape[0], batch_size):
+        x = as_unit_rgb(images[start:start + batch_size].to(device))
+        feats, logits = network(x)
+        features.append(feats.double().cpu().numpy())
+        probabilities.append(torch.softmax(logits.double(), dim=1).cpu().numpy())
+    return np.concatenate(features), np.concatenate(probabilities)
+
+
+class _FIDInceptionA(torchvision.models.inception.InceptionA):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b1 = self.branch1x1(x)
+        b5 = self.branch5x5_2(self.branch5x5_1(x))
+        b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+        # TensorFlow's average pool leaves the zero padding out of the mean.
+        pool = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False))
+        return torch.cat([b1, b5, b3, pool], 1)
+
+
+class _FIDInceptionC(torchvision.models.inception.InceptionC):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b1 = self.branch1x1(x)
+        b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
+        b7d = x
+        for layer in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
+                      self.branch7x7dbl_5):
+            b7d = layer(b7d)
+        pool = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False))
+        return torch.cat([b1, b7, b7d, pool], 1)
+
+
+class _FIDInceptionE(torchvision.models.inception.InceptionE):
+    """``max_pool``: the last E block of the FID graph max-pools where Inception v3 averages."""
+
+    def __init__(self, in_channels: int, max_pool: bool):
+        super().__init__(in_channels)
+        self.max_pool = max_pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b1 = self.branch1x1(x)
+        b3 = self.branch3x3_1(x)
+        b3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
+        bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+        bd = torch.cat([self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd)], 1)
+        if self.max_pool:
+            pooled = F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
+        else:
+            pooled = F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+        return torch.cat([b1, b3, bd, self.branch_pool(pooled)], 1)
+
+
+class FIDInception(nn.Module):
+    """[0, 1] RGB images of any size → (pool3 features (N, 2048), logits (N, 1008)).
+
+    The parameters keep torchvision's Inception3 names, which are those of pytorch-fid's file.
+    """
+
+    def __init__(self):
+        super().__init__()
+        net = torchvision.models.inception.Inception3(num_classes=INCEPTION_CLASSES, aux_logits=False,
+                                                      init_weights=False)
+        net.Mixed_5b = _FIDInceptionA(192, pool_features=32)
+        net.Mixed_5c = _FIDInceptionA(256, pool_features=64)
+        net.Mixed_5d = _FIDInceptionA(288, pool_features=64)
+        net.Mixed_6b = _FIDInceptionC(768, channels_7x7=128)
+        net.Mixed_6c = _FIDInceptionC(768, channels_7x7=160)
+        net.Mixed_6d = _FIDInceptionC(768, channels_7x7=160)
+        net.Mixed_6e = _FIDInceptionC(768, channels_7x7=192)
+        net.Mixed_7b = _FIDInceptionE(1280, max_pool=False)
+        net.Mixed_7c = _FIDInceptionE(2048, max_pool=True)
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.net
+        x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
+        x = 2 * x - 1
+        x = F.max_pool2d(n.Conv2d_2b_3x3(n.Conv2d_2a_3x3(n.Conv2d_1a_3x3(x))), kernel_size=3, stride=2)
+        x = F.max_pool2d(n.Conv2d_4a_3x3(n.Conv2d_3b_1x1(x)), kernel_size=3, stride=2)
+        for block in (n.Mixed_5b, n.Mixed_5c, n.Mixed_5d, n.Mixed_6a, n.Mixed_6b, n.Mixed_6c, n.Mixed_6d, n.Mixed_6e,
+                      n.Mixed_7a, n.Mixed_7b, n.Mixed_7c):
+            x = block(x)
+        pool = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return pool, n.fc(pool)
+
+
+def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors from a .safetensors file or a torch state-dict file read with weights_only=True
+    (only tensors and plain containers are unpickled; anything else is refused)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError, SafetensorError, RuntimeError, EOFError, …: all mean "not usable"
+        raise ArtifactError(f"{path} is not a readable weights file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ArtifactError(f"{path} does not hold a dictionary of tensors")
+    return state
+
+
+def load_fid_inception(path: str | Path, device: torch.device | str = "cpu") -> FIDInception:
+    """The FID Inception network with the weights in ``path`` (pytorch-fid's pt_inception-2015-12-05-6726825d.pth)."""
+    state = read_weights_file(path)
+    model = FIDInception()
+    try:
+        model.net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ArtifactError(f"{path} does not hold the FID Inception weights "
+                            f"(pytorch-fid's pt_inception-2015-12-05-6726825d.pth): {str(e).splitlines()[0]}") from e
+    return model.to(device).eval()

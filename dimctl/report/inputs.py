@@ -1,0 +1,221 @@
+"""What a report reads: run folders and JSON-lines result files, and nothing else.
+
+A run folder is a directory holding ``config.json``, ``metrics.jsonl`` or a ``*.safetensors``
+artifact, or pictures beside result lines; its ``*.png`` files are its pictures. A result is a JSON object with a ``"command"``
+key, one per line, as every evaluation command prints them. Results and runs meet through the
+sha256 of an encoder file: a result row names it under ``"encoder"``, a run folder holds it as
+``encoder.safetensors``, and a decoder's header names the encoder it decodes.
+"""
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dimctl.errors import UsageError
+from dimctl.io.artifacts import read_metadata, sha256_of
+
+RUN_MARKERS = ("config.json", "metrics.jsonl")
+NOT_RESULTS = {"config.json", "metrics.jsonl"}  # a run's settings and training curve, not result rows
+SKIP_FOLDERS = {"checkpoints"}  # Accelerate's resume state: never part of a report
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"  # a picture is embedded only if it is one
+SERIES_SHOWN = 4  # of a sub-folder's series of pictures (samples every N steps): the first and the last 3
+
+
+@dataclass
+class RunFolder:
+    path: Path
+    name: str = ""  # path relative to the folder all runs share; set by collect()
+    config: dict | None = None  # config.json, as written
+    metrics: list[dict] = field(default_factory=list)  # metrics.jsonl lines
+    bad_metric_lines: int = 0  # lines of metrics.jsonl that did not parse (a run killed mid-write)
+    pictures: list[Path] = field(default_factory=list)  # *.png here and in sub-folders (samples/), in order
+    pictures_left_out: int = 0  # a long series of pictures in a sub-folder shows only its first and last ones
+    artifacts: dict[str, Path] = field(default_factory=dict)  # file name → path of each *.safetensors
+    kinds: dict[str, str] = field(default_factory=dict)  # file name → its dimctl.kind
+    artifact_sha256: dict[str, str] = field(default_factory=dict)  # file name → sha256 of the file
+    encoder_sha256: str | None = None  # of the folder's encoder.safetensors
+    about: str | None = None  # sha256 of the encoder whose measurements this folder holds (decoders, mine, …)
+    about_path: str | None = None  # that encoder's path, when the folder names it
+    rows: list[dict] = field(default_factory=list)  # result rows found in the folder's files
+
+    @property
+    def command(self) -> str | None:
+        """The command that made the folder, as far as its files tell."""
+        if self.config and isinstance(self.config.get("command"), str):
+            return self.config["command"]
+        commands = [r["command"] for r in self.rows]
+        if commands:
+            return commands[0]
+        kinds = set(self.kinds.values())
+        return next(iter(kinds)) if len(kinds) == 1 else None
+
+
+@dataclass
+class Inputs:
+    runs: list[RunFolder]
+    rows: list[dict]  # every result row once, in the order first read
+
+
+def parse_result_lines(text: str, name: str) -> list[dict]:
+    """The result rows (objects with a "command" key) of JSON-lines text; other objects are skipped."""
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            raise UsageError(f"{name}: line {number} is not JSON; dimctl report reads JSON lines "
+                             f"(`dimctl probe --json`, mine, ndm, reconstruct, …) and run folders") from None
+        if not isinstance(value, dict):
+            raise UsageError(f"{name}: line {number} is not a JSON object")
+        if isinstance(value.get("command"), str):
+            rows.append(value)
+    return rows
+
+
+def is_run_folder(path: Path) -> bool:
+    """A folder a command made: its settings, a training curve or an artifact, or pictures beside
+    the result lines they belong to (a neighbours grid and its neighbors.jsonl)."""
+    if any((path / m).is_file() for m in RUN_MARKERS) or any(path.glob("*.safetensors")):
+        return True
+    return any(path.glob("*.png")) and (any(path.glob("*.jsonl")) or (path / "result.json").is_file())
+
+
+def read_run_folder(path: Path) -> RunFolder:
+    run = RunFolder(path=path)
+    config = path / "config.json"
+    if config.is_file():
+        try:
+            run.config = json.loads(config.read_text())
+        except ValueError as e:
+            raise UsageError(f"{config} is not JSON ({e})") from None
+    metrics = path / "metrics.jsonl"
+    if metrics.is_file():
+        for line in metrics.read_text().splitlines():
+            try:
+                value = json.loads(line)
+            except ValueError:
+                run.bad_metric_lines += 1
+                continue
+            if isinstance(value, dict):
+                run.metrics.append(value)
+    run.pictures, run.pictures_left_out = _pictures(path)
+    for artifact in sorted(path.glob("*.safetensors")):
+        metadata, _ = read_metadata(artifact)
+        run.artifacts[artifact.name] = artifact
+        run.kinds[artifact.name] = metadata.get("dimctl.kind", "unknown")
+        run.artifact_sha256[artifact.name] = sha256_of(artifact)
+        if artifact.name == "encoder.safetensors":
+            run.encoder_sha256 = run.artifact_sha256[artifact.name]
+        elif "dimctl.encoder" in metadata:  # a decoder names the encoder whose features it decodes
+            try:
+                encoder = json.loads(metadata["dimctl.encoder"])
+                run.about, run.about_path = encoder.get("sha256"), encoder.get("path")
+            except (ValueError, AttributeError):
+                pass
+    for results in sorted([*path.glob("*.jsonl"), *path.glob("result.json")]):
+        if results.name not in NOT_RESULTS:
+            run.rows.extend(parse_result_lines(results.read_text(), str(results)))
+    if run.encoder_sha256 is None and run.about is None:
+        about = {r.get("encoder") for r in run.rows if isinstance(r.get("encoder"), str)}
+        if len(about) == 1:  # mine's result.json, neighbors.jsonl: every row measures one encoder
+            run.about = about.pop()
+    return run
+
+
+def _natural(path: Path) -> list:
+    """step_20.png before step_100.png."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
+
+
+def _pictures(run_dir: Path) -> tuple[list[Path], int]:
+    """The run's own PNGs, then those of its sub-folders that are not runs themselves (a generator's
+    samples/step_N.png); of a long series, the first and the last few."""
+    pictures = [p for p in sorted(run_dir.glob("*.png"), key=_natural) if _is_png(p)]
+    left_out = 0
+    for here, subfolders, names in os.walk(run_dir):
+        subfolders[:] = sorted(d for d in subfolders if d not in SKIP_FOLDERS and not d.startswith("."))
+        here = Path(here)
+        if here == run_dir:
+            continue
+        if is_run_folder(here):
+            subfolders[:] = []
+            continue
+        series = [p for p in sorted(here.glob("*.png"), key=_natural) if _is_png(p)]
+        if len(series) > SERIES_SHOWN:
+            left_out += len(series) - SERIES_SHOWN
+            series = series[:1] + series[1 - SERIES_SHOWN:]
+        pictures += series
+    return pictures, left_out
+
+
+def _is_png(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE
+
+
+def _walk(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Run folders and loose result files below ``folder`` (itself included)."""
+    runs, files = [], []
+    for here, subfolders, names in os.walk(folder):
+        subfolders[:] = sorted(d for d in subfolders if d not in SKIP_FOLDERS and not d.startswith("."))
+        here = Path(here)
+        if is_run_folder(here):
+            runs.append(here)  # its result files are read with it
+        else:
+            files.extend(here / n for n in sorted(names) if n.endswith(".jsonl") and not n.startswith("."))
+    return runs, files
+
+
+def collect(paths: list[Path], extra_rows: list[dict] | None = None) -> Inputs:
+    """Read every run folder and result file under ``paths``; result rows read elsewhere join them."""
+    run_paths: list[Path] = []
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found_runs, found_files = _walk(path)
+            run_paths += found_runs
+            files += found_files
+        elif path.is_file() and path.suffix == ".safetensors":
+            run_paths.append(path.parent)  # an artifact stands for the run folder that holds it
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UsageError(f"{path}: no such file or folder")
+    run_paths = list(dict.fromkeys(p.resolve() for p in run_paths))
+    runs = [read_run_folder(p) for p in run_paths]
+    _name_runs(runs)
+
+    rows: list[dict] = []
+    seen: set[str] = set()
+
+    def add(row: dict) -> None:
+        key = json.dumps(row, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            rows.append(row)
+
+    for path in dict.fromkeys(files):
+        for row in parse_result_lines(path.read_text(), str(path)):
+            add(row)
+    for row in extra_rows or []:
+        add(row)
+    for run in runs:
+        for row in run.rows:
+            add(row)
+    if not runs and not rows:
+        raise UsageError(f"found no run folders and no result lines in {', '.join(map(str, paths)) or 'the input'}")
+    return Inputs(runs, rows)
+
+
+def _name_runs(runs: list[RunFolder]) -> None:
+    """Name each run by its path below the folder all runs share (one run: its folder's name)."""
+    if not runs:
+        return
+    common = Path(os.path.commonpath([r.path.parent for r in runs]))
+    for run in runs:
+        run.name = run.path.relative_to(common).as_posix()
+    runs.sort(key=lambda r: r.name)

@@ -1,0 +1,179 @@
+"""The numbers of each encoder: results grouped by the encoder they measure, and its objective.
+
+A *model* is one encoder file, known by its sha256: its run folder (when given), the folders of
+measurements made on it (decoders, MINE curves, neighbour grids), and every result row that names it.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import mean
+
+from dimctl.objectives.dim import PRESETS
+from dimctl.report.inputs import Inputs, RunFolder
+
+# The measurement commands whose rows the paper's tables lay out, and the key of each one's number.
+SCALAR_RESULTS = {"reconstruct": "ms_ssim", "mine": "estimate", "ndm": "ndm"}
+LAYER_ORDER = ("conv", "fc", "y", "local", "pixels")
+CLASSIFIER_ORDER = ("svm", "mlp", "logreg", "knn")
+FAMILIES = {"dim-g": "DIM(G)", "dim-l": "DIM(L)", "dim-lg": "DIM(L+G)"}
+# DIM-family options (paper §4.3, Table 3) and their plain values: (value of the plain objective, how it is shown).
+EXTRAS = {"local_critic": ("dot", "+{} critic"), "occlude": (False, "+occlusion"), "coord": ("none", "+coord {}"),
+          "globals": (0, "+{} globals")}
+ESTIMATOR_NAMES = {"jsd": "JSD", "infonce": "infoNCE", "dv": "DV", "nwj": "NWJ", "smile": "SMILE"}
+
+
+@dataclass
+class Model:
+    sha256: str
+    label: str
+    run: RunFolder | None = None
+    attached: list[RunFolder] = field(default_factory=list)  # measurement folders about this encoder
+    rows: list[dict] = field(default_factory=list)
+
+    def results(self, command: str) -> list[dict]:
+        return [r for r in self.rows if r.get("command") == command]
+
+
+@dataclass
+class Grouped:
+    models: list[Model]
+    other_runs: list[RunFolder]  # folders about no encoder (generators, …)
+    loose_rows: list[dict]  # rows that name no encoder (mi --selftest, …)
+    artifacts: dict[str, str] = field(default_factory=dict)  # sha256 → "RUN/FILE" of every artifact given
+
+
+def group(inputs: Inputs) -> Grouped:
+    models: dict[str, Model] = {}
+    for run in inputs.runs:
+        if run.encoder_sha256 and run.encoder_sha256 not in models:
+            models[run.encoder_sha256] = Model(run.encoder_sha256, run.name, run)
+        elif run.encoder_sha256:  # a copy of the same encoder file: shown with the first folder that holds it
+            models[run.encoder_sha256].attached.append(run)
+    loose = []
+    for row in inputs.rows:
+        sha = row.get("encoder")
+        if not isinstance(sha, str):
+            loose.append(row)
+            continue
+        if sha not in models:
+            models[sha] = Model(sha, _label_from_row(row, sha))
+        models[sha].rows.append(row)
+    others = []
+    for run in inputs.runs:
+        if run.encoder_sha256:
+            continue
+        if run.about:
+            if run.about not in models:
+                label = Path(run.about_path).parent.name if run.about_path else f"encoder {run.about[:8]}"
+                models[run.about] = Model(run.about, label)
+            models[run.about].attached.append(run)
+        else:
+            others.append(run)
+    ordered = sorted(models.values(), key=lambda m: (m.run is None, m.label))
+    _disambiguate(ordered)
+    artifacts = {sha: f"{run.name}/{name}" for run in inputs.runs for name, sha in run.artifact_sha256.items()}
+    return Grouped(ordered, others, loose, artifacts)
+
+
+def _label_from_row(row: dict, sha: str) -> str:
+    """A name for an encoder seen only through result rows: the feature file it was extracted to."""
+    features = row.get("features") or row.get("source")
+    if isinstance(features, str) and features not in ("<stdin>", "-") and not features.endswith(".safetensors"):
+        return Path(features).stem
+    return f"encoder {sha[:8]}"
+
+
+def _disambiguate(models: list[Model]) -> None:
+    counts: dict[str, int] = {}
+    for m in models:
+        counts[m.label] = counts.get(m.label, 0) + 1
+    for m in models:
+        if counts[m.label] > 1 and m.run is None:
+            m.label = f"{m.label} ({m.sha256[:8]})"
+
+
+def pretrain_settings(model_or_run: Model | RunFolder | None) -> dict | None:
+    """The resolved `dimctl pretrain` settings of a model's run, if it has one."""
+    run = model_or_run.run if isinstance(model_or_run, Model) else model_or_run
+    if run is None or not run.config or run.config.get("command") != "pretrain":
+        return None
+    settings = run.config.get("config")
+    return settings if isinstance(settings, dict) else None
+
+
+def family(settings: dict) -> str | None:
+    """DIM(G), DIM(L) or DIM(L+G) when the weights are a preset's, else None."""
+    weights = tuple(float(settings.get(k, -1)) for k in ("alpha", "beta", "gamma"))
+    for preset, w in PRESETS.items():
+        if weights == (w["alpha"], w["beta"], w["gamma"]):
+            return FAMILIES.get(preset, preset)
+    return None
+
+
+def objective(model: Model) -> str:
+    """The training objective in the paper's words: `DIM(L) JSD`, `α=0.5 β=1 γ=0 infoNCE`, `random init`."""
+    settings = pretrain_settings(model)
+    if settings is None:
+        return "-"
+    if settings.get("epochs") == 0:
+        return "random init (untrained)"
+    name = family(settings) or " ".join(f"{s}={_weight(settings.get(k))}" for s, k in (("α", "alpha"), ("β", "beta"), ("γ", "gamma")))
+    estimator = settings.get("estimator")
+    name = f"{name} {ESTIMATOR_NAMES.get(estimator, estimator)}" if estimator else name
+    return " ".join([name, *extras(settings)])
+
+
+def extras(settings: dict) -> list[str]:
+    """The DIM-family options a run turned on beyond the plain objective: `+occlusion`, `+coord abs`, …"""
+    out = []
+    for key, (plain, shown) in EXTRAS.items():
+        if key in settings and settings[key] != plain:
+            out.append(shown.format(settings[key]))
+    return out
+
+
+def _weight(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
+def ordered(values, order: tuple[str, ...]) -> list:
+    """Known names in their conventional order, then the rest alphabetically."""
+    values = set(values)
+    return [v for v in order if v in values] + sorted(values - set(order))
+
+
+def probe_accuracy(model: Model) -> dict[tuple[str, str, str], list[float]]:
+    """(dataset, layer, classifier) → test accuracies of every probe row (several: repeated probes)."""
+    out: dict[tuple[str, str, str], list[float]] = {}
+    for row in model.results("probe"):
+        if isinstance(row.get("accuracy"), (int, float)):
+            out.setdefault((str(row.get("dataset")), str(row.get("layer")), str(row.get("classifier"))), []).append(
+                float(row["accuracy"]))
+    return out
+
+
+def scalar_results(model: Model) -> dict[tuple[str, str, str], list[tuple[float, float | None]]]:
+    """(dataset, command, layer) → (value, standard error) of every reconstruct, mine and ndm row."""
+    out: dict[tuple[str, str, str], list[tuple[float, float | None]]] = {}
+    for command, key in SCALAR_RESULTS.items():
+        for row in model.results(command):
+            if isinstance(row.get(key), (int, float)):
+                err = row.get("stderr")
+                out.setdefault((str(row.get("dataset")), command, str(row.get("layer", "y"))), []).append(
+                    (float(row[key]), float(err) if isinstance(err, (int, float)) else None))
+    return out
+
+
+def summary(model: Model, dataset: str) -> dict[str, float]:
+    """One number per measurement on ``dataset`` (means over repeats): `accuracy y svm (%)`, `MS-SSIM`, …"""
+    out = {}
+    for (data, layer, clf), values in probe_accuracy(model).items():
+        if data == dataset:
+            out[f"accuracy {layer} {clf} (%)"] = 100 * mean(values)
+    names = {"reconstruct": "MS-SSIM", "mine": "I(X;Y)", "ndm": "NDM"}
+    for (data, command, layer), values in scalar_results(model).items():
+        if data != dataset:
+            continue
+        name = names[command] if layer == "y" else f"{names[command]} ({layer})"
+        out[name] = mean(v for v, _ in values)
+    return out

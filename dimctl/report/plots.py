@@ -1,0 +1,98 @@
+"""The report's figures as PNG bytes (matplotlib's object API: no pyplot state, no display needed)."""
+
+import io
+import math
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from dimctl.report.ablation import SYMBOLS, Sweep
+from dimctl.report.tables import metrics_keys
+
+DPI = 90  # small files: every figure is embedded in the HTML as a data URI
+PANEL = (3.4, 2.4)  # inches per subplot
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    # No "Software" entry: the same data gives the same bytes on every matplotlib version.
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _panels(count: int, columns: int = 3) -> tuple[Figure, list]:
+    columns = min(columns, count)
+    rows = math.ceil(count / columns)
+    fig = Figure(figsize=(PANEL[0] * columns, PANEL[1] * rows), layout="constrained")
+    axes = [fig.add_subplot(rows, columns, i + 1) for i in range(count)]
+    return fig, axes
+
+
+def training_curves(metrics: list[dict], title: str) -> bytes | None:
+    """One panel per logged number (loss terms, images/s, …) against the step (or epoch)."""
+    keys = metrics_keys(metrics)
+    if not keys:
+        return None
+    x_key = next((k for k in ("step", "epoch") if all(k in m for m in metrics)), None)
+    fig, axes = _panels(len(keys))
+    for ax, key in zip(axes, keys):
+        points = [(m[x_key] if x_key else i, m[key]) for i, m in enumerate(metrics) if isinstance(m.get(key), (int, float))]
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, linewidth=1.2, marker="." if len(xs) < 30 else None)
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel(x_key or "line", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+def accuracy_per_layer(series: dict[str, dict[str, dict[str, float]]], layers: list[str], title: str) -> bytes:
+    """Test accuracy (%) per layer: ``series[run][classifier][layer]``; a colour per run, a line style per classifier."""
+    fig = Figure(figsize=(max(4.0, 1.2 * len(layers) + 2.5), 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    classifiers = list(dict.fromkeys(c for by_clf in series.values() for c in by_clf))
+    for k, (run, by_clf) in enumerate(series.items()):
+        colour = f"C{k % 10}"
+        for clf, by_layer in by_clf.items():
+            xs = [i for i, layer in enumerate(layers) if layer in by_layer]
+            ax.plot(xs, [by_layer[layers[i]] for i in xs], color=colour, marker="o", linewidth=1.2,
+                    linestyle=LINE_STYLES[classifiers.index(clf) % len(LINE_STYLES)], label=f"{run} {clf}")
+    ax.set_xticks(range(len(layers)), layers)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return _png(fig)
+
+
+def mapped_metrics(sweep: Sweep) -> list[str]:
+    """The measurements worth a heat map: those made on at least two runs of the sweep."""
+    return [name for name, grid in sweep.metrics.items() if np.isfinite(grid).sum() >= 2]
+
+
+def sweep_heatmaps(sweep: Sweep) -> bytes:
+    """One heat map per measurement made on two or more runs of the sweep, each cell annotated with its value."""
+    names = mapped_metrics(sweep)
+    fig, axes = _panels(len(names), columns=4)
+    for ax, name in zip(axes, names):
+        grid = sweep.metrics[name]
+        shown = np.ma.masked_invalid(grid)
+        image = ax.imshow(shown, cmap="viridis", origin="lower", aspect="auto")
+        ax.set_xticks(range(len(sweep.xs)), [f"{v:g}" for v in sweep.xs])
+        ax.set_yticks(range(len(sweep.ys)), [f"{v:g}" for v in sweep.ys])
+        ax.set_xlabel(SYMBOLS[sweep.x])
+        ax.set_ylabel(SYMBOLS[sweep.y])
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+        finite = grid[np.isfinite(grid)]
+        middle = (finite.min() + finite.max()) / 2 if finite.size else 0
+        for (row, col), value in np.ndenumerate(grid):
+            if np.isfinite(value):
+                ax.text(col, row, f"{value:.3g}", ha="center", va="center", fontsize=7,
+                        color="black" if value > middle else "white")
+        fig.colorbar(image, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
+    fig.suptitle(sweep.title, fontsize=10)
+    return _png(fig)

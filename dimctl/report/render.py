@@ -1,0 +1,159 @@
+"""A Document as Markdown (pictures as files beside it), self-contained HTML (pictures as data URIs)
+or plain text (the results tables only)."""
+
+import base64
+import html
+import re
+from pathlib import Path
+from urllib.parse import quote
+
+from dimctl.errors import UsageError
+from dimctl.io.atomic import write_bytes, write_text
+from dimctl.report.document import Document, Heading, Picture, Text
+from dimctl.report.tables import Table
+
+FORMATS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text"}
+CODE = re.compile(r"`([^`]+)`")
+
+
+def format_of(path: str) -> str:
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise UsageError(f"-o {path}: name a .md, .html or .txt file (or - for the text tables on stdout)")
+    return fmt
+
+
+def assets_folder(markdown_path: Path) -> Path:
+    """Where a Markdown report's pictures go: REPORT_files/ beside REPORT.md."""
+    return markdown_path.with_name(f"{markdown_path.stem}_files")
+
+
+# --- Markdown -----------------------------------------------------------------------------------
+
+def _md_cell(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").strip() or " "
+
+
+def markdown_table(table: Table) -> str:
+    lines = ["| " + " | ".join(_md_cell(h) for h in table.header) + " |",
+             "|" + "|".join("---:" if n else "---" for n in table.numeric) + "|"]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.rows]
+    return "\n".join(lines)
+
+
+def to_markdown(doc: Document, assets: str) -> str:
+    """Markdown that GitHub renders; pictures are linked as ``assets/NAME.png``."""
+    parts = [f"# {doc.title}"]
+    for block in doc.blocks:
+        if isinstance(block, Heading):
+            parts.append(f"{'#' * block.level} {block.text}")
+        elif isinstance(block, Text):
+            parts.append(block.text)
+        elif isinstance(block, Table):
+            body = f"**{block.title}**\n\n{markdown_table(block)}"
+            body += "".join(f"\n\n{note}" for note in block.notes)
+            if not block.main:  # run details fold away
+                notes = "".join(f"{note}\n\n" for note in block.notes)
+                body = (f"<details><summary>{html.escape(block.title)}</summary>\n\n{markdown_table(block)}\n\n"
+                        f"{notes}</details>")
+            parts.append(body)
+        elif isinstance(block, Picture):
+            parts.append(f"![{block.caption.replace(']', ')')}]({quote(assets)}/{block.name}.png)\n\n*{block.caption}*")
+    return "\n\n".join(parts) + "\n"
+
+
+# --- HTML ---------------------------------------------------------------------------------------
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 75rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
+table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .9rem; }
+th, td { border: 1px solid #ccc; padding: .25rem .5rem; }
+th { background: #f2f2f2; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+caption { text-align: left; font-weight: 600; padding: .25rem 0; }
+figure { margin: 1rem 0; } figure img { max-width: 100%; }
+figcaption, p.note { color: #555; font-size: .85rem; }
+code { background: #f4f4f4; padding: 0 .2rem; }
+"""
+
+
+def _html_text(text: str) -> str:
+    return CODE.sub(r"<code>\1</code>", html.escape(text))
+
+
+def html_table(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
+    rows = "".join(
+        "<tr>" + "".join(f'<td class="num">{html.escape(c)}</td>' if n else f"<td>{html.escape(c)}</td>"
+                         for c, n in zip(row, table.numeric)) + "</tr>\n"
+        for row in table.rows)
+    out = (f"<table>\n<caption>{html.escape(table.title)}</caption>\n<thead><tr>{head}</tr></thead>\n"
+           f"<tbody>\n{rows}</tbody>\n</table>\n")
+    out += "".join(f'<p class="note">{_html_text(n)}</p>\n' for n in table.notes)
+    if not table.main:
+        out = f"<details><summary>{html.escape(table.title)}</summary>\n{out}</details>\n"
+    return out
+
+
+def to_html(doc: Document) -> str:
+    """One self-contained file: inline style, pictures as data URIs, no scripts, nothing fetched."""
+    body = []
+    for block in doc.blocks:
+        if isinstance(block, Heading):
+            body.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
+        elif isinstance(block, Text):
+            body.append(f"<p>{_html_text(block.text)}</p>")
+        elif isinstance(block, Table):
+            body.append(html_table(block))
+        elif isinstance(block, Picture):
+            data = base64.b64encode(block.png).decode("ascii")
+            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block.caption)}">'
+                        f"<figcaption>{html.escape(block.caption)}</figcaption></figure>")
+    # The policy makes the browser refuse anything but the embedded pictures and the inline style.
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">\n"
+            f"<title>{html.escape(doc.title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+            f"<h1>{html.escape(doc.title)}</h1>\n" + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+# --- plain text ---------------------------------------------------------------------------------
+
+def text_table(table: Table) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in table.rows)) if table.rows else len(h) for i, h in enumerate(table.header)]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(cells, widths, table.numeric)).rstrip()
+
+    lines = [table.title, line(table.header), line(["-" * w for w in widths]), *map(line, table.rows)]
+    return "\n".join(lines + table.notes)
+
+
+def to_text(doc: Document) -> str:
+    """The results tables, aligned for a terminal; no pictures, no run details."""
+    tables = [t for t in doc.tables if t.main]
+    return "\n\n".join(text_table(t) for t in tables) + "\n" if tables else "no result tables\n"
+
+
+# --- files --------------------------------------------------------------------------------------
+
+def write(doc: Document, path: Path) -> list[Path]:
+    """Write the report in the format its suffix names; return every file written (pictures too)."""
+    fmt = format_of(str(path))
+    if fmt == "html":
+        write_text(path, to_html(doc))
+        return [path]
+    if fmt == "text":
+        write_text(path, to_text(doc))
+        return [path]
+    assets = assets_folder(path)
+    written = []
+    for picture in doc.pictures:
+        target = assets / f"{picture.name}.png"
+        write_bytes(target, picture.png)
+        written.append(target)
+    if assets.is_dir():  # pictures of an earlier version of this report that this one no longer has
+        for stale in assets.glob("*.png"):
+            if stale not in written:
+                stale.unlink()
+    write_text(path, to_markdown(doc, assets.name))
+    return [path, *written]

@@ -1,0 +1,54 @@
+"""examples/Makefile cannot rot: `make quick` runs the whole chain (pretrain → extract → probe → NDM,
+MINE, decoder → neighbours → α/β sweep → report) on digits with tiny settings."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "DIMCTL_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+
+
+def make(*args, out: Path):
+    command = ["make", "-f", str(ROOT / "examples" / "Makefile"), "-j2", *args, f"QUICK_OUT={out}",
+               f"DIMCTL={sys.executable} -m dimctl"]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=900)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+def test_quick_runs_the_whole_chain_and_resumes(tmp_path):
+    out = tmp_path / "quick"
+    result = make("quick", out=out)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for name in ("report.md", "report.html", "report.txt"):
+        assert (out / name).is_file()
+    assert (out / "report_files").is_dir() and any((out / "report_files").glob("ablation-*.png"))
+    text = (out / "report.txt").read_text()
+    assert text in result.stdout  # the target ends by printing the tables
+
+    # Table 1's cells are the probe results the pipeline wrote.
+    lines = text.splitlines()
+    header = lines[1].split()
+    assert header[:2] == ["run", "objective"]
+    columns = [" ".join(header[i:i + 2]) for i in range(2, len(header), 2)]  # "conv svm", "conv mlp", …
+    body = lines[3:lines.index(next(line for line in lines if line.startswith("Test accuracy")))]
+    table = {line.split()[0]: line.split()[-len(columns):] for line in body}
+    assert sorted(table) == ["ablation/a1-b0-g0.1", "ablation/a1-b1-g0.1", "dim-g-jsd", "dim-l-jsd"]
+    probes = [json.loads(line) for f in sorted((out / "results").rglob("*.probe.jsonl")) for line in f.read_text().splitlines()]
+    assert len(probes) == 2 * 6 + 2 * 3  # dim-g, dim-l: svm and mlp; two more sweep runs: svm
+    for row in probes:
+        run = re.sub(r"\.h5$", "", os.path.relpath(row["features"], out))
+        cell = table[run][columns.index(f"{row['layer']} {row['classifier']}")]
+        assert cell == f"{100 * row['accuracy']:.2f}", (run, row)
+    assert "Table 4" in text and "Nearest neighbours" in text and "Sweep digits: α × β; γ=0.1" in text
+
+    # Everything is a file target: a second run has nothing left to do.
+    again = make("quick", out=out)
+    assert again.returncode == 0 and "-m dimctl " not in again.stdout, again.stdout  # no dimctl command ran
+    assert text in again.stdout
