@@ -32,7 +32,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
-from scipy import linalg
 from torch import nn
 
 from dimctl.errors import ArtifactError, UsageError
@@ -52,12 +51,16 @@ def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    from scipy import linalg  # here, not at import: it adds half a second to every dimctl start
+
     values, vectors = linalg.eigh(matrix)
     return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
 
 
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     """tr (Σ₁Σ₂)^½ for symmetric PSD Σ₁, Σ₂, via the eigenvalues of Σ₁^½ Σ₂ Σ₁^½."""
+    from scipy import linalg
+
     root = _psd_sqrt(sigma1)
     middle = root @ sigma2 @ root
     middle = (middle + middle.T) / 2  # symmetric up to round-off; make it exactly so for eigh

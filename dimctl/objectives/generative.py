@@ -9,14 +9,18 @@ with the JSD f-GAN lower bound (Eq. 14),
     JSD(target ‖ encoded) ≥ 2·log 2 − E_target[softplus(−T(t))] − E_encoded[softplus(T(E(x)))],
 
 which the discriminator T maximises and the encoder minimises — in the non-saturating form
-E_encoded[softplus(−T(E(x)))], as dimctl's prior matching does (objectives/prior.py). It has the same
-fixed point, but its push fades once T is fooled: the bound's own form, −E[softplus(T(E(x)))],
-pushes harder the further the encodings move, and on digits it drove them out to −300 within 100
-steps. The generator does not play this game: it only moves the first moment of the encoder's output on its samples to the real mode
-(Eq. 15), (E_z[E(G(z))] − μ_real)². The two modes must overlap for the generator's gradient to
-be useful (App. A.8; ``mode_overlap`` tracks it). As App. A.9 says, the encoder carries the
-contractive penalty and the 1-D discriminators have their gradients clipped (by the training
-loop, at ``clip_norm``).
+E_encoded[softplus(−T(E(x)))], as dimctl's prior matching does (objectives/prior.py). It has the
+same fixed point, but its push fades once T is fooled: the bound's own form,
+−E[softplus(T(E(x)))], pushes harder the further the encodings move, and on digits it drove them
+out to −300 within 100 steps. The generator does not play this game: it only moves the first
+moment of the encoder's output on its samples to the real mode (Eq. 15), (E_z[E(G(z))] − μ_real)².
+The two modes must overlap for the generator's gradient to be useful (App. A.8; ``mode_overlap``
+tracks it). As App. A.9 says, the encoder carries the contractive penalty and the 1-D
+discriminators have their gradients clipped (by the training loop, at ``clip_norm``). They also
+carry a contractive penalty of their own (``critic_penalty``; the authors' code penalises them
+too) and the loop trains them at a higher learning rate: on a toy problem, slower or unpenalised
+ones lag the encoder, whose outputs then oscillate instead of settling on the two modes
+(tests/objectives/test_generative.py trains the settled case).
 
 **NS-GAN-CP.** The non-saturating GAN (Goodfellow et al. 2014): the critic minimises
 softplus(−D(real)) + softplus(D(fake)) plus the contractive penalty; the generator minimises

@@ -39,7 +39,7 @@ def test_each_method_trains_on_digits_with_finite_losses(digits, tmp_path, metho
     artifact = load_generator(result.generator_path)
     assert artifact.training["method"] == method and artifact.config.width == 4
     with Image.open(tmp_path / "run" / "samples" / "step_00000002.png") as png:
-        assert png.size == (8 * 32 + 9 * 2,) * 2  # 8×8 samples, 2-pixel gaps
+        assert png.size == (8 * 32 + 9 * 2,) * 2 and png.mode == "L"  # 8×8 grey samples, 2-pixel gaps
     assert (tmp_path / "run" / "samples.png").is_file()
 
 
