@@ -2,7 +2,6 @@
 (paper App. A.8) or as a GAN (NS-GAN-CP, WGAN-GP), its samples, and their scores."""
 
 import json
-import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +12,7 @@ from PIL import Image
 from dimctl.cli.common import (DataRootOpt, DownloadOpt, emit, note, progress_enabled, read_stdin_bytes,
                                stdout_is_terminal, write_stdout_bytes)
 from dimctl.cli.pretrain import _StopRequest
+from dimctl.cli.run_folder import prepare_run_dir
 from dimctl.cli.sources import pick_device
 from dimctl.data.registry import DATASETS, load_dataset
 from dimctl.errors import ArtifactError, UsageError
@@ -24,7 +24,6 @@ from dimctl.io.atomic import atomic_path
 from dimctl.io.features import looks_like_features
 from dimctl.io.samples import read_samples, samples_bytes, write_samples
 from dimctl.objectives.generative import DEFAULT_CRITIC_STEPS, DEFAULT_PENALTY
-from dimctl.train import checkpoint
 from dimctl.train.generate import (GenerateConfig, GenerateProgress, fixed_noise, generate_images, save_grid,
                                    train_generator)
 
@@ -275,33 +274,8 @@ def _images_to_score(source: str, n: int, seed: int, batch_size: int, device: to
     return images, {"sha256": artifact.sha256, "dataset": artifact.dataset}
 
 
-def _prepare_run_dir(run_dir: Path, config: GenerateConfig, resume: bool, force: bool) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"--out {run_dir} exists and is not a folder")
-    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
-    if not existing:
-        return
-    if force:
-        # The old generator and config stay until the new ones atomically replace them; resume
-        # state, metrics and training grids would mix.
-        for name in ("metrics.jsonl", "checkpoints", "samples"):
-            path = run_dir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-        return
-    if not resume:
-        raise UsageError(f"--out {run_dir} already holds a run ({', '.join(existing)}); "
-                         f"pass --resume to continue it or --force to overwrite it")
-    saved_path = run_dir / "config.json"
-    if saved_path.is_file() and checkpoint.list_checkpoints(run_dir):
-        saved = json.loads(saved_path.read_text()).get("config", {})
-        changed = [k for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES and saved.get(k) != v]
-        if changed:
-            k = changed[0]
-            raise UsageError(f"--resume: {k} was {saved.get(k)!r} in {run_dir} but is now {config.to_dict()[k]!r}; "
-                             f"use the run's settings or a new --out")
+def _prepare_run_dir(run_dir: Path, config, resume: bool, force: bool) -> None:
+    prepare_run_dir(run_dir, config.to_dict(), resume, force, RUN_FILES, ("metrics.jsonl", "checkpoints", "samples"), RESUMABLE_CHANGES)
 
 
 class _ProgressReporter:

@@ -1,7 +1,5 @@
 """`dimctl pretrain`: learn an encoder by Deep InfoMax and publish it as encoder.safetensors."""
 
-import json
-import shutil
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -9,13 +7,13 @@ from typing import Annotated
 import typer
 
 from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, emit, note, progress_enabled
+from dimctl.cli.run_folder import prepare_run_dir
 from dimctl.data.registry import load_dataset
 from dimctl.data.streaming import open_streaming_folder
 from dimctl.errors import UsageError
 from dimctl.models.encoders import ENCODERS, INPUT_SIZES
 from dimctl.objectives.bounds import ESTIMATORS
 from dimctl.objectives.dim import PRESETS
-from dimctl.train import checkpoint
 from dimctl.train.config import PretrainConfig, resolve_preset
 from dimctl.train.loop import Progress
 from dimctl.train.loop import pretrain as run_pretrain
@@ -124,33 +122,8 @@ def pretrain(
         emit(str(result.encoder_path))
 
 
-def _prepare_run_dir(run_dir: Path, config: PretrainConfig, resume: bool, force: bool) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"--out {run_dir} exists and is not a folder")
-    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
-    if not existing:
-        return
-    if force:
-        # The old encoder and config stay until the new ones atomically replace them, so a
-        # failed --force run loses nothing that was published; resume state and metrics would mix.
-        for name in ("metrics.jsonl", "checkpoints"):
-            path = run_dir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-        return
-    if not resume:
-        raise UsageError(f"--out {run_dir} already holds a run ({', '.join(existing)}); "
-                         f"pass --resume to continue it or --force to overwrite it")
-    saved_path = run_dir / "config.json"
-    if saved_path.is_file() and checkpoint.list_checkpoints(run_dir):
-        saved = json.loads(saved_path.read_text()).get("config", {})
-        changed = [k for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES and saved.get(k) != v]
-        if changed:
-            k = changed[0]
-            raise UsageError(f"--resume: {k} was {saved.get(k)!r} in {run_dir} but is now {config.to_dict()[k]!r}; "
-                             f"use the run's settings or a new --out")
+def _prepare_run_dir(run_dir: Path, config, resume: bool, force: bool) -> None:
+    prepare_run_dir(run_dir, config.to_dict(), resume, force, RUN_FILES, ("metrics.jsonl", "checkpoints"), RESUMABLE_CHANGES)
 
 
 class _StopRequest:
