@@ -50,10 +50,11 @@ def matmul_flops_per_s(size: int = 2048, repeats: int = 10) -> float:
 
 
 def bare_step(model, disc, optimiser, x, config):
-    y, terms = model(x)
+    out = model(x)
+    y, terms = out.y, out.terms
     encoded = prior.encode_for_prior(y)
     disc.requires_grad_(False)
-    loss = model.heads.mi_loss(terms) + config.gamma * prior.encoder_prior_loss(disc, encoded)
+    loss = model.loss(terms) + config.gamma * prior.encoder_prior_loss(disc, encoded)
     disc.requires_grad_(True)
     loss = loss + prior.discriminator_loss(disc, encoded.detach(), config.prior_gradient_penalty)
     optimiser.zero_grad(set_to_none=True)

@@ -15,7 +15,7 @@ from dimctl.errors import UsageError
 from dimctl.evaluate.extract import PIXELS, iter_features
 from dimctl.io.artifacts import describe_metadata, load_encoder
 from dimctl.io.atomic import atomic_path
-from dimctl.io.features import SPLITS, create_feature_file, init_feature_file, seal_bytes, seal_file
+from dimctl.io.features import SPLITS, USERBLOCK, create_feature_file, init_feature_file, seal_block, seal_file
 from dimctl.models.encoders import tap_shapes
 
 
@@ -71,7 +71,9 @@ def extract(
         buffer = io.BytesIO()  # h5py cannot seek a pipe: build the file in memory, then copy bytes
         with create_feature_file(buffer) as f:
             fill(f)
-        write_stdout_bytes(seal_bytes(buffer.getvalue()))
+        data = buffer.getbuffer()  # a view: a 1.5 GB file is not copied
+        write_stdout_bytes(seal_block(data))
+        write_stdout_bytes(data[USERBLOCK:])
     else:
         with atomic_path(output) as tmp:
             with create_feature_file(tmp) as f:

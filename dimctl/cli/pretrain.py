@@ -14,7 +14,7 @@ from dimctl.errors import UsageError
 from dimctl.models.encoders import ENCODERS, INPUT_SIZES
 from dimctl.objectives.bounds import ESTIMATORS
 from dimctl.objectives.dim import PRESETS
-from dimctl.train.config import PretrainConfig, resolve_preset
+from dimctl.train.config import PretrainConfig, resolve_weights
 from dimctl.train.loop import Progress
 from dimctl.train.loop import pretrain as run_pretrain
 
@@ -25,7 +25,12 @@ PRESET_HELP = "Objective weights: " + ", ".join(
     f"{name} (α={w['alpha']:g}, β={w['beta']:g}, γ={w['gamma']:g})" for name, w in PRESETS.items()) + "."
 ARCH_HELP = ("Encoder: " + ", ".join(f"{name} ({size}×{size})" for name, size in INPUT_SIZES.items() if name in ENCODERS)
              + ". Smaller images are resized up to the encoder's size (digits to 64 for alexnet).")
-RUN_FILES = ("config.json", "metrics.jsonl", "encoder.safetensors", "checkpoints")
+METHOD_HELP = ("What trains the encoder: dim (Deep InfoMax), or one of the paper's comparisons — ae, vae, beta-vae "
+               "(KL weight --beta, default 4), aae (Y matched to N(0, I), weight --gamma, default 1), bigan, nat (noise as "
+               "targets), cpc (contrastive predictive coding over the local map's rows; best with --arch folded-resnet). "
+               "ae/vae/beta-vae/aae also publish RUN/decoder.safetensors, bigan RUN/generator.safetensors.")
+RUN_FILES = ("config.json", "metrics.jsonl", "encoder.safetensors", "decoder.safetensors", "generator.safetensors",
+             "checkpoints")
 
 
 def pretrain(
@@ -34,11 +39,12 @@ def pretrain(
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
     skip_bad_images: SkipBadImagesOpt = False,
-    preset: Annotated[str, typer.Option(help=PRESET_HELP)] = "dim-l",
+    method: Annotated[str, typer.Option(help=METHOD_HELP)] = "dim",
+    preset: Annotated[str | None, typer.Option(help=PRESET_HELP + " Default dim-l.", show_default=False)] = None,
     alpha: Annotated[float | None, typer.Option(help="Global MI weight (overrides the preset).")] = None,
-    beta: Annotated[float | None, typer.Option(help="Local MI weight (overrides the preset).")] = None,
-    gamma: Annotated[float | None, typer.Option(help="Prior-matching weight (overrides the preset).")] = None,
-    estimator: Annotated[str, typer.Option(help=f"MI estimator: {', '.join(ESTIMATORS)}.")] = "jsd",
+    beta: Annotated[float | None, typer.Option(help="Local MI weight (overrides the preset); with --method beta-vae, the KL weight.")] = None,
+    gamma: Annotated[float | None, typer.Option(help="Prior-matching weight (overrides the preset); with --method aae, the weight of matching Y to N(0, I).")] = None,
+    estimator: Annotated[str | None, typer.Option(help=f"MI estimator: {', '.join(ESTIMATORS)}. Default jsd (cpc: infonce, as in the paper's Table 3).", show_default=False)] = None,
     mi_units: Annotated[int, typer.Option(help="Width of the MI heads' embeddings (paper: 2048; smaller is much faster on CPU).")] = 2048,
     y_dim: Annotated[int, typer.Option(help="Size of the representation Y.")] = 64,
     local_critic: Annotated[str, typer.Option(help="Local MI critic: dot (encode-and-dot-product, every pair in the batch) or concat (Y tiled and concatenated to the local map, 1×1 convs 512-512-1; one shuffled negative image, as in the paper).")] = "dot",
@@ -47,6 +53,7 @@ def pretrain(
     coord_abs_weight: Annotated[float, typer.Option(help="Weight of the absolute-coordinate cross-entropy.")] = 1.0,
     coord_rel_weight: Annotated[float, typer.Option(help="Weight of the relative-coordinate cross-entropy.")] = 1.0,
     globals_: Annotated[int, typer.Option("--globals", help="Extra less-global features, each summarising a random block of the local map, scored by the same local estimator (paper Table 3; best with the folded encoders).")] = 0,
+    cpc_rows: Annotated[int, typer.Option(help="--method cpc: predict 1 to this many rows ahead, one network per offset.")] = 3,
     arch: Annotated[str, typer.Option(help=ARCH_HELP)] = "dcgan",
     width: Annotated[float, typer.Option(help="Multiply the encoder's conv channels (1: the paper's; e.g. 0.25 for quick CPU runs).")] = 1.0,
     fc_dim: Annotated[int | None, typer.Option(help="Width of the encoder's fully connected layers (default: the paper's, 1024 or 4096 for AlexNet).")] = None,
@@ -72,9 +79,9 @@ def pretrain(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's newest checkpoint (start fresh if it has none).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run folder.")] = False,
 ):
-    """Pretrain an encoder with Deep InfoMax; print the path of the published encoder.
+    """Pretrain an encoder with Deep InfoMax (or a comparison method); print the published encoder's path.
 
-    Writes RUN/config.json, RUN/metrics.jsonl, RUN/checkpoints/ and RUN/encoder.safetensors.
+    Writes RUN/config.json, RUN/metrics.jsonl, RUN/checkpoints/ and RUN/encoder.safetensors (with --method ae, vae, beta-vae or aae also RUN/decoder.safetensors; bigan: RUN/generator.safetensors).
 
     Examples:
 
@@ -84,22 +91,28 @@ def pretrain(
 
       dimctl pretrain --arch alexnet --dataset stl10 --image-size 96 --crop-size 64 --hflip --out runs/stl
 
+      dimctl pretrain --method vae --out runs/vae                 # a comparison method of the paper
+
+      dimctl pretrain --method cpc --arch folded-resnet --out runs/cpc
+
       accelerate launch -m dimctl pretrain --dataset cifar10 --data-root data --out runs/c10
     """
-    weights = resolve_preset(preset, alpha, beta, gamma)
+    weights = resolve_weights(method, preset, alpha, beta, gamma)
     explicit = {k for k, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma)) if v is not None}
+    preset = None if method != "dim" or explicit else (preset or "dim-l")
+    estimator = estimator or ("infonce" if method == "cpc" else "jsd")
     config = PretrainConfig(
-        dataset=dataset, data_root=str(data_root) if data_root else None, download=download,
-        preset=None if explicit else preset, **weights, estimator=estimator, mi_units=mi_units, y_dim=y_dim,
+        dataset=dataset, data_root=str(data_root) if data_root else None, download=download, method=method,
+        preset=preset, **weights, estimator=estimator, mi_units=mi_units, y_dim=y_dim,
         local_critic=local_critic, occlude=occlude, coord=coord, coord_abs_weight=coord_abs_weight,
-        coord_rel_weight=coord_rel_weight, globals=globals_,
+        coord_rel_weight=coord_rel_weight, globals=globals_, cpc_rows=cpc_rows,
         arch=arch, width=width, fc_dim=fc_dim, image_size=image_size, crop_size=crop_size,
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, crop_padding=crop_padding, hflip=hflip,
         checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log_every=log_every,
         nan_policy=nan_policy, cpu=cpu, precision=precision, channels_last=channels_last, compile=compile,
         sync_bn=sync_bn, stream=stream, workers=workers,
     ).validate()
-    run_dir = out or Path("runs") / f"{preset if not explicit else 'custom'}-{estimator}-{dataset}"
+    run_dir = out or Path("runs") / (f"{preset or 'custom'}-{estimator}-{dataset}" if method == "dim" else f"{method}-{dataset}")
     _prepare_run_dir(run_dir, config, resume, force)
 
     if stream:

@@ -8,10 +8,10 @@ import typer
 
 from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, emit, note, progress_enabled
 from dimctl.cli.sources import encoder_and_dataset, pick_device
-from dimctl.errors import UsageError
+from dimctl.errors import ArtifactError, UsageError
 from dimctl.evaluate.msssim import describe_setting, ms_ssim_setting
 from dimctl.evaluate.reconstruct import DEFAULT_LR, SOURCE_LAYERS, ReconstructProgress, train_decoder
-from dimctl.io.artifacts import save_decoder
+from dimctl.io.artifacts import load_decoder, save_decoder
 from dimctl.io.atomic import write_text
 from dimctl.io.images import save_image_rows
 
@@ -25,7 +25,8 @@ def reconstruct(
     download: DownloadOpt = False,
     skip_bad_images: SkipBadImagesOpt = False,
     layer: Annotated[str, typer.Option("--from", "--layer", help=f"The layer to decode: {', '.join(SOURCE_LAYERS)}.")] = "y",
-    epochs: Annotated[int, typer.Option(help="Passes over the training split (0 scores the untrained decoder, a floor).")] = 10,
+    decoder: Annotated[Path | None, typer.Option("--decoder", help="Score (and with --epochs, train further) this decoder of the encoder instead of a fresh one: the decoder.safetensors that `dimctl pretrain --method ae|vae|beta-vae|aae` trained with it.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training split. Default 10, or 0 with --decoder (score it as trained). 0 without --decoder scores the untrained decoder, a floor.", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(help="Images per decoder training step (at least 2, for BatchNorm).")] = 64,
     lr: Annotated[float, typer.Option(help="Adam learning rate (default betas).")] = DEFAULT_LR,
     seed: Annotated[int, typer.Option(help="Seed for the decoder's initialisation and the data order.")] = 0,
@@ -34,6 +35,8 @@ def reconstruct(
 ):
     if layer not in SOURCE_LAYERS:
         raise UsageError(f"--from: unknown layer {layer!r}; choose from {', '.join(SOURCE_LAYERS)}")
+    if epochs is None:
+        epochs = 0 if decoder is not None else 10
     if epochs < 0:
         raise UsageError("--epochs must be 0 or more")
     if batch_size < 2:
@@ -50,11 +53,20 @@ def reconstruct(
         raise UsageError(f"{encoder} takes {artifact.config.image_size}×{artifact.config.image_size} images; "
                          f"the paper's decoder, and so reconstruct, is for 32×32 encoders")
     setting = ms_ssim_setting(data.image_size)
+    start = None
+    if decoder is not None:
+        given = load_decoder(decoder, device)
+        if given.encoder["sha256"] != artifact.sha256:
+            raise ArtifactError(f"{decoder} decodes the encoder {given.encoder['path']} (sha256 {given.encoder['sha256'][:12]}…), "
+                                f"not {encoder}")
+        if given.config.source_layer != layer:
+            raise UsageError(f"{decoder} decodes {given.config.source_layer}, not {layer}; pass --from {given.config.source_layer}")
+        start = given.decoder
 
     progress = _ProgressReporter()
     try:
         result = train_decoder(artifact.encoder, data, layer, epochs=epochs, batch_size=batch_size, lr=lr,
-                               seed=seed, device=device, samples=GRID_IMAGES, on_progress=progress)
+                               seed=seed, device=device, samples=GRID_IMAGES, decoder=start, on_progress=progress)
     finally:
         progress.close()
 
@@ -62,6 +74,7 @@ def reconstruct(
         run_dir / "decoder.safetensors", result.decoder, result.config, artifact.sha256, encoder, layer,
         data.describe(), step=result.steps,
         training={"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimiser": "adam", "seed": seed,
+                  "started_from": str(decoder) if decoder is not None else None,
                   "loss": "mse", "test_ms_ssim": result.ms_ssim, "test_mse": result.mse, "ms_ssim_setting": setting})
     save_image_rows(run_dir / "reconstructions.png", [result.originals, result.reconstructions])
     write_text(run_dir / "metrics.jsonl",
@@ -69,7 +82,7 @@ def reconstruct(
     emit(json.dumps({
         "command": "reconstruct", "layer": layer, "ms_ssim": round(result.ms_ssim, 6), "mse": round(result.mse, 6),
         "ms_ssim_setting": setting, "encoder": artifact.sha256, "dataset": data.name, "epochs": epochs,
-        "decoder": str(decoder_path),
+        "decoder": str(decoder_path), **({"started_from": str(decoder)} if decoder is not None else {}),
     }))
 
 
@@ -90,6 +103,8 @@ Examples:
   dimctl reconstruct runs/dim-l/encoder.safetensors --from conv --epochs 20 --out runs/rec-conv
 
   dimctl reconstruct runs/c10/encoder.safetensors --dataset cifar10 --data-root data
+
+  dimctl reconstruct runs/vae/encoder.safetensors --decoder runs/vae/decoder.safetensors   # the VAE's own decoder
 """
 
 

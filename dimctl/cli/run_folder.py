@@ -37,7 +37,8 @@ def prepare_run_dir(run_dir: Path, config: dict, resume: bool, force: bool, run_
     saved_path = run_dir / "config.json"
     if saved_path.is_file() and checkpoint.list_checkpoints(run_dir):
         saved = json.loads(saved_path.read_text()).get("config", {})
-        changed = [k for k, v in config.items() if k not in resumable and saved.get(k) != v]
+        # A setting the saved run does not record is newer than it, and the run had its default.
+        changed = [k for k, v in config.items() if k not in resumable and k in saved and saved[k] != v]
         if changed:
             k = changed[0]
             raise UsageError(f"--resume: {k} was {saved.get(k)!r} in {run_dir} but is now {config[k]!r}; "

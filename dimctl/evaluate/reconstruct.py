@@ -56,11 +56,13 @@ def encode(encoder: nn.Module, images: torch.Tensor, layer: str, device: torch.d
 
 def train_decoder(encoder: nn.Module, data: ImageDataset, layer: str = "y", *, epochs: int = 10,
                   batch_size: int = 64, lr: float = DEFAULT_LR, seed: int = 0, device: torch.device | str = "cpu",
-                  samples: int = 8,
+                  samples: int = 8, decoder: nn.Module | None = None,
                   on_progress: Callable[[ReconstructProgress], None] | None = None) -> ReconstructionResult:
     """Train the paper's decoder on ``layer`` of the frozen ``encoder`` and score it on the test split.
 
-    ``epochs=0`` scores the untrained decoder (a floor to compare against).
+    ``decoder``: start from this decoder (one an autoencoder baseline trained with the encoder)
+    instead of a fresh one. ``epochs=0`` scores the decoder as it is: a fresh one is a floor to
+    compare against; a given one has its BatchNorm statistics recomputed on the frozen features.
     """
     if layer not in SOURCE_LAYERS:
         raise UsageError(f"cannot decode layer {layer!r}; choose from {', '.join(SOURCE_LAYERS)}")
@@ -72,12 +74,20 @@ def train_decoder(encoder: nn.Module, data: ImageDataset, layer: str = "y", *, e
         raise UsageError(f"{data.name} has {n} training images, fewer than one batch of {batch_size}; lower --batch-size")
     ms_ssim_setting(data.image_size)  # fail before the work on a size without a setting
 
+    decoder_given = decoder is not None
     train_features = encode(encoder, data.train_images, layer, device)
     test_features = encode(encoder, data.test_images, layer, device)
-    config = DecoderConfig(in_features=train_features.shape[1], out_channels=data.channels,
-                           image_size=data.image_size, source_layer=layer)
-    torch.manual_seed(seed)
-    decoder = build_decoder(config).to(device)
+    if decoder is None:
+        config = DecoderConfig(in_features=train_features.shape[1], out_channels=data.channels,
+                               image_size=data.image_size, source_layer=layer)
+        torch.manual_seed(seed)
+        decoder = build_decoder(config)
+    else:
+        config = decoder.config
+        if config.in_features != train_features.shape[1]:
+            raise UsageError(f"the decoder reads {config.in_features} features, but {layer} has {train_features.shape[1]}")
+        torch.manual_seed(seed)
+    decoder = decoder.to(device)
     optimiser = torch.optim.Adam(decoder.parameters(), lr=lr)
     images = data.train_images.to(device)
 
@@ -102,10 +112,11 @@ def train_decoder(encoder: nn.Module, data: ImageDataset, layer: str = "y", *, e
                 on_progress(ReconstructProgress(epoch * steps_per_epoch + done, total_steps, epoch,
                                                 done == steps_per_epoch, total / done))
 
-    if total_steps:
+    if total_steps or decoder_given:
         # BatchNorm's running averages trail the weights (and, from a frozen encoder whose features
         # are tiny, start far off — a random-init encoder's y has a std near 0.003): recompute them
         # exactly for the final weights over the training batches, so eval mode matches training.
+        # A decoder trained with its encoder saw train-mode features; the frozen ones are eval-mode.
         update_bn([train_features[i:i + batch_size] for i in range(0, steps_per_epoch * batch_size, batch_size)],
                   decoder)
     ms_ssim, mse = evaluate_decoder(decoder, test_features, data.test_images)

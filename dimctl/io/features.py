@@ -41,21 +41,29 @@ def create_feature_file(target) -> h5py.File:
     return h5py.File(target, "w", userblock_size=USERBLOCK)
 
 
-def _block(body: bytes | memoryview) -> bytes:
-    header = b"%s schema=%d sha256=%s\n" % (MAGIC, SCHEMA, hashlib.sha256(body).hexdigest().encode())
+def _block(digest: str) -> bytes:
+    header = b"%s schema=%d sha256=%s\n" % (MAGIC, SCHEMA, digest.encode())
     return header.ljust(USERBLOCK, b"\0")
 
 
-def seal_bytes(data: bytes) -> bytes:
-    return _block(memoryview(data)[USERBLOCK:]) + data[USERBLOCK:]
+def seal_block(data: bytes | memoryview) -> bytes:
+    """The checksum block for a whole file's bytes (its first USERBLOCK bytes are replaced by it)."""
+    return _block(hashlib.sha256(memoryview(data)[USERBLOCK:]).hexdigest())
+
+
+def seal_bytes(data: bytes | memoryview) -> bytes:
+    return seal_block(data) + bytes(memoryview(data)[USERBLOCK:])
 
 
 def seal_file(path: str | Path) -> None:
+    # Hashed in chunks: a feature file can be larger than the memory left over.
+    h = hashlib.sha256()
     with open(path, "r+b") as f:
         f.seek(USERBLOCK)
-        block = _block(f.read())
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
         f.seek(0)
-        f.write(block)
+        f.write(_block(h.hexdigest()))
 
 
 def verify_seal(data: bytes, name: str) -> None:

@@ -15,6 +15,7 @@ class DecoderConfig:
     out_channels: int  # the encoder's in_channels
     image_size: int = 32
     source_layer: str = "y"
+    width: float = 1.0  # multiplier of the channels (1.0: the paper's 512-256-128-64); small for tests
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,18 +46,22 @@ class DCGANDecoder(nn.Module):
         if config.in_features < 1 or config.out_channels < 1:
             raise ValueError(f"decoder sizes must be positive, got in_features={config.in_features}, "
                              f"out_channels={config.out_channels}")
+        if config.width <= 0:
+            raise ValueError(f"decoder width must be positive, got {config.width}")
         self.config = config
+        c = [max(1, round(n * config.width)) for n in (512, 256, 128, 64)]
+        self.base = c[0]
         self.project = nn.Sequential(
-            nn.Linear(config.in_features, 512 * 4 * 4, bias=False),
-            nn.BatchNorm1d(512 * 4 * 4),
+            nn.Linear(config.in_features, c[0] * 4 * 4, bias=False),
+            nn.BatchNorm1d(c[0] * 4 * 4),
             nn.ReLU(inplace=True),
         )
-        self.upsample = nn.Sequential(_up_bn_relu(512, 256), _up_bn_relu(256, 128), _up_bn_relu(128, 64))
-        self.to_image = nn.Sequential(nn.Conv2d(64, config.out_channels, kernel_size=3, padding=1), nn.Tanh())
+        self.upsample = nn.Sequential(_up_bn_relu(c[0], c[1]), _up_bn_relu(c[1], c[2]), _up_bn_relu(c[2], c[3]))
+        self.to_image = nn.Sequential(nn.Conv2d(c[3], config.out_channels, kernel_size=3, padding=1), nn.Tanh())
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Features (N, …) of one tap, flattened here, → images (N, C, 32, 32) in [-1, 1]."""
-        x = self.project(features.flatten(1)).view(-1, 512, 4, 4)
+        x = self.project(features.flatten(1)).view(-1, self.base, 4, 4)
         return self.to_image(self.upsample(x))
 
 

@@ -21,6 +21,11 @@ Batch norm is in the generator only (App. A.9: "Batch norm was used on the gener
 the discriminator"): the critic's penalties and the encoder's per-sample outputs must not depend
 on which other images share the batch.
 
+``arch="dcgan"`` is the other generator: the DCGAN generator BiGAN trains (``dimctl pretrain
+--method bigan``; the paper's "generator from DCGAN", as Donahue et al. 2016), the same network as
+the 32×32 decoder of models/decoders.py with z as its input; its ``width`` is the channels of the
+last up-block (64 in DCGAN: 512-256-128-64).
+
 Both networks are rebuilt from a config dataclass alone; the generator artifact's header carries it.
 """
 
@@ -30,10 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dimctl.models.decoders import DCGANDecoder, DecoderConfig
+
 IMAGE_SIZES = (32, 64)
 # Gulrajani et al.'s channel widths: DIM_G = DIM_D = 128 at 32×32, dim = 64 at 64×64.
 DEFAULT_WIDTHS = {32: 128, 64: 64}
 DEFAULT_Z_DIM = 128
+DCGAN_WIDTH = 64  # channels of the DCGAN generator's last up-block
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,8 @@ class GeneratorConfig:
 
     def __post_init__(self):
         if self.width is None:  # resolved here, so headers and config.json always hold the number
-            object.__setattr__(self, "width", DEFAULT_WIDTHS.get(self.image_size, 64))
+            default = DCGAN_WIDTH if self.arch == "dcgan" else DEFAULT_WIDTHS.get(self.image_size, 64)
+            object.__setattr__(self, "width", default)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -201,10 +210,25 @@ class ResNetCritic(nn.Module):
         return self.output(h)
 
 
-def build_generator(config: GeneratorConfig) -> ResNetGenerator:
-    if config.arch != "resnet":
-        raise ValueError(f"unknown generator architecture {config.arch!r}; known: resnet")
-    return ResNetGenerator(config)
+class DCGANGenerator(DCGANDecoder):
+    """z (N, z_dim) → 32×32 images in [-1, 1]: linear → 8w×4×4, transposed convs to 4w, 2w, w
+    (BatchNorm + ReLU), conv3×3, tanh (w = ``width``, 64 in DCGAN)."""
+
+    def __init__(self, config: GeneratorConfig):
+        if config.image_size != 32:
+            raise ValueError(f"the DCGAN generator makes 32×32 images, not {config.image_size}×{config.image_size}")
+        super().__init__(DecoderConfig(in_features=config.z_dim, out_channels=config.channels, image_size=32,
+                                       source_layer="z", width=config.width / DCGAN_WIDTH))
+        self.generator_config = config
+
+
+GENERATORS = {"resnet": ResNetGenerator, "dcgan": DCGANGenerator}
+
+
+def build_generator(config: GeneratorConfig) -> nn.Module:
+    if config.arch not in GENERATORS:
+        raise ValueError(f"unknown generator architecture {config.arch!r}; known: {', '.join(GENERATORS)}")
+    return GENERATORS[config.arch](config)
 
 
 def build_critic(config: CriticConfig) -> ResNetCritic:

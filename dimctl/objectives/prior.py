@@ -1,10 +1,17 @@
 """Prior matching (paper §3.3): make the distribution of sigmoid(Y) indistinguishable from U(0, 1).
 
+The adversarial autoencoder baseline (``--method aae``) matches Y itself to N(0, I) instead
+(Makhzani et al. 2015); ``PRIORS`` holds both: how Y is encoded for the prior and how the prior
+is sampled.
+
 This is a two-player game with two optimisers. The discriminator *maximises* its ability to tell
 prior samples from encoded images; the encoder *minimises* it. Summing both into one loss and
 minimising it for every parameter (a common mistake) makes the discriminator help the encoder
 instead of opposing it, so the two losses below are stepped by different optimisers.
 """
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -20,15 +27,28 @@ def sample_prior(like: torch.Tensor) -> torch.Tensor:
     return torch.rand_like(like)
 
 
+@dataclass(frozen=True)
+class Prior:
+    encode: Callable[[torch.Tensor], torch.Tensor]  # Y → the space the prior lives in
+    sample: Callable[[torch.Tensor], torch.Tensor]  # a batch of prior samples shaped like the encoded batch
+
+
+PRIORS: dict[str, Prior] = {
+    "uniform": Prior(encode_for_prior, sample_prior),  # DIM: sigmoid(Y) against U(0, 1)
+    "gaussian": Prior(lambda y: y, torch.randn_like),  # AAE: Y against N(0, I)
+}
+
+
 def discriminator_loss(
-    discriminator: nn.Module, encoded: torch.Tensor, gradient_penalty: float = 0.0
+    discriminator: nn.Module, encoded: torch.Tensor, gradient_penalty: float = 0.0,
+    sample: Callable[[torch.Tensor], torch.Tensor] = sample_prior,
 ) -> torch.Tensor:
     """Loss the discriminator minimises: the negated GAN value, -E_prior[log D] - E_enc[log(1 - D)].
 
     ``encoded`` must be detached from the encoder. With ``gradient_penalty`` > 0 adds
     weight · E‖∇D(v)‖² on prior samples v, which keeps the discriminator smooth, as the authors' code does.
     """
-    real = sample_prior(encoded)
+    real = sample(encoded)
     if gradient_penalty > 0:
         real.requires_grad_(True)
     real_logits = discriminator(real)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
 
+from dimctl.methods import METHOD_NAMES
 from dimctl.objectives.dim import PRESETS
 from dimctl.report.inputs import Inputs, RunFolder
 
@@ -102,7 +103,11 @@ def pretrain_settings(model_or_run: Model | RunFolder | None) -> dict | None:
 
 
 def family(settings: dict) -> str | None:
-    """DIM(G), DIM(L) or DIM(L+G) when the weights are a preset's, else None."""
+    """The paper's name of a run's method: DIM(G), DIM(L) or DIM(L+G) when DIM's weights are a
+    preset's; AE, VAE, β-VAE, AAE, BiGAN, NAT or CPC for a comparison method; else None."""
+    method = settings.get("method", "dim")
+    if method != "dim":
+        return METHOD_NAMES.get(method, method)
     weights = tuple(float(settings.get(k, -1)) for k in ("alpha", "beta", "gamma"))
     for preset, w in PRESETS.items():
         if weights == (w["alpha"], w["beta"], w["gamma"]):
@@ -117,10 +122,27 @@ def objective(model: Model) -> str:
         return "-"
     if settings.get("epochs") == 0:
         return "random init (untrained)"
+    method = settings.get("method", "dim")
+    if method != "dim":
+        return method_objective(settings)
     name = family(settings) or " ".join(f"{s}={_weight(settings.get(k))}" for s, k in (("α", "alpha"), ("β", "beta"), ("γ", "gamma")))
     estimator = settings.get("estimator")
     name = f"{name} {ESTIMATOR_NAMES.get(estimator, estimator)}" if estimator else name
     return " ".join([name, *extras(settings)])
+
+
+def method_objective(settings: dict) -> str:
+    """A comparison method with the setting that tells its runs apart: `β-VAE β=4`, `CPC infoNCE 3 rows`."""
+    method = settings["method"]
+    name = METHOD_NAMES.get(method, method)
+    if method == "beta-vae":
+        return f"{name} β={_weight(settings.get('beta'))}"
+    if method == "aae":
+        return f"{name} γ={_weight(settings.get('gamma'))}"
+    if method == "cpc":
+        estimator = settings.get("estimator")
+        return f"{name} {ESTIMATOR_NAMES.get(estimator, estimator)} {settings.get('cpc_rows')} rows"
+    return name
 
 
 def extras(settings: dict) -> list[str]:

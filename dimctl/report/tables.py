@@ -78,13 +78,16 @@ def _paper_note(used: list[paper.PaperNumber]) -> list[str]:
 
 
 def _paper_name(model: Model) -> tuple[str, str, str] | None:
-    """(family, Table-1 model name, arch) of a trained DIM(G)/DIM(L)/DIM(L+G) run, else None."""
+    """(family, Table-1 model name, arch) of a trained DIM(G)/DIM(L)/DIM(L+G) run or comparison
+    method, else None."""
     settings = pretrain_settings(model)
     if settings is None or not settings.get("epochs") or extras(settings):
         return None  # untrained, or with options the paper's Tables 1, 2 and 4 did not use
     fam = family(settings)
     if fam is None:
         return None
+    if settings.get("method", "dim") != "dim":
+        return fam, fam, str(settings.get("arch", "dcgan"))
     est = ESTIMATOR_NAMES.get(settings.get("estimator"), settings.get("estimator"))
     return fam, fam if fam == "DIM(G)" else f"{fam} {est}", str(settings.get("arch", "dcgan"))
 

@@ -4,7 +4,8 @@ and writes it, fully resolved, to the run folder's config.json."""
 from dataclasses import asdict, dataclass
 
 from dimctl.errors import UsageError
-from dimctl.models.encoders import ENCODERS, INPUT_SIZES
+from dimctl.methods import DEFAULT_BETA_VAE, METHODS, NEEDS_32PX
+from dimctl.models.encoders import ENCODERS, INPUT_SIZES, EncoderConfig, tap_shapes
 from dimctl.objectives.bounds import ESTIMATORS
 from dimctl.objectives.dim import COORDS, LOCAL_CRITICS, PRESETS, DIMConfig
 
@@ -17,6 +18,7 @@ class PretrainConfig:
     dataset: str = "digits"
     data_root: str | None = None
     download: bool = False
+    method: str = "dim"  # dim, or a comparison method of the paper (dimctl/methods/)
     preset: str | None = "dim-l"
     alpha: float = 0.0
     beta: float = 1.0
@@ -29,6 +31,7 @@ class PretrainConfig:
     coord_abs_weight: float = 1.0
     coord_rel_weight: float = 1.0
     globals: int = 0  # extra less-global features from random blocks of local features (Table 3)
+    cpc_rows: int = 3  # CPC: rows ahead predicted, one network per offset (Oord et al. used 5)
     y_dim: int = 64
     arch: str = "dcgan"  # encoder architecture (models/encoders.py ENCODERS)
     width: float = 1.0  # multiplier of the encoder's conv channels (1.0: the paper's)
@@ -74,13 +77,15 @@ class PretrainConfig:
         return self.image_size or INPUT_SIZES[self.arch]
 
     def validate(self) -> "PretrainConfig":
+        if self.method not in METHODS:
+            raise UsageError(f"--method {self.method!r} is not one of: {', '.join(METHODS)}")
         if self.estimator not in ESTIMATORS:
             raise UsageError(f"--estimator {self.estimator!r} is not one of: {', '.join(ESTIMATORS)}")
         if self.preset is not None and self.preset not in PRESETS:
             raise UsageError(f"--preset {self.preset!r} is not one of: {', '.join(PRESETS)}")
         if min(self.alpha, self.beta, self.gamma) < 0:
             raise UsageError("--alpha, --beta and --gamma must be ≥ 0")
-        if self.alpha == 0 and self.beta == 0:
+        if self.method == "dim" and self.alpha == 0 and self.beta == 0:
             raise UsageError("--alpha and --beta are both 0: there is no MI term to train (try --preset dim-l)")
         for name in ("epochs", "checkpoint_every", "log_every", "keep_checkpoints", "crop_padding", "workers"):
             if getattr(self, name) < 0:
@@ -104,7 +109,30 @@ class PretrainConfig:
         self._validate_encoder()
         if self.lr <= 0 or self.mi_units < 1 or self.y_dim < 1:
             raise UsageError("--lr, --mi-units and --y-dim must be positive")
+        self._validate_method()
         return self
+
+    def _validate_method(self) -> None:
+        if self.method == "dim":
+            return
+        dim_only = {"occlude": False, "coord": "none", "globals": 0, "local_critic": "dot"}
+        for name, plain in dim_only.items():
+            if getattr(self, name) != plain:
+                raise UsageError(f"--{name.replace('_', '-')} is a DIM option; --method {self.method} does not use it")
+        if self.method in NEEDS_32PX and self.input_size() != 32:
+            raise UsageError(f"--method {self.method} trains the paper's 32×32 DCGAN decoder/generator; "
+                             f"--arch {self.arch} takes {self.input_size()}×{self.input_size()} images (use dcgan or resnet)")
+        if self.method == "beta-vae" and self.beta <= 0:
+            raise UsageError("--method beta-vae needs --beta > 0 (the KL weight)")
+        if self.method == "aae" and self.gamma <= 0:
+            raise UsageError("--method aae needs --gamma > 0 (the weight of matching Y to N(0, I))")
+        if self.method == "cpc":
+            encoder = EncoderConfig(arch=self.arch, image_size=self.input_size(), y_dim=self.y_dim, width=self.width,
+                                    fc_dim=self.fc_dim)
+            height = tap_shapes(encoder)["local"][1]
+            if not 1 <= self.cpc_rows < height:
+                raise UsageError(f"--cpc-rows {self.cpc_rows}: the {self.arch} local map is {height} rows high, "
+                                 f"so CPC can predict 1 to {height - 1} rows ahead")
 
     def _validate_encoder(self) -> None:
         if self.arch not in ENCODERS:
@@ -121,6 +149,24 @@ class PretrainConfig:
         if not self.crop_size and self.image_size is not None and self.image_size != size:
             raise UsageError(f"--arch {self.arch} takes {size}×{size} images, not --image-size {self.image_size} "
                              f"(or add --crop-size {size} for random {size}-px crops of larger images)")
+
+
+def resolve_weights(method: str, preset: str | None, alpha: float | None, beta: float | None,
+                    gamma: float | None) -> dict:
+    """α, β, γ of a run. DIM: the preset's (default dim-l), each overridden when given. The other
+    methods use only β (beta-vae's KL weight, default 4) and γ (aae's prior weight, default 1);
+    a weight a method does not use is refused rather than silently ignored."""
+    if method == "dim":
+        return resolve_preset(preset, alpha, beta, gamma)
+    uses = {"beta-vae": {"beta"}, "aae": {"gamma"}}.get(method, set())
+    if preset is not None:
+        raise UsageError(f"--preset is a DIM option; --method {method} does not use it")
+    for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
+        if value is not None and name not in uses:
+            raise UsageError(f"--{name} does not apply to --method {method}"
+                             + (" (--beta is beta-vae's KL weight, --gamma aae's prior weight)" if method in METHODS else ""))
+    return {"alpha": 0.0, "beta": beta if beta is not None else (DEFAULT_BETA_VAE if method == "beta-vae" else 0.0),
+            "gamma": gamma if gamma is not None else (1.0 if method == "aae" else 0.0)}
 
 
 def resolve_preset(preset: str | None, alpha: float | None, beta: float | None, gamma: float | None) -> dict:

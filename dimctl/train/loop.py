@@ -5,10 +5,12 @@
 
 The training images live on the training device as uint8; each step draws a batch by index,
 normalises and augments it there (an image folder too large for memory streams instead: DataLoader
-workers decode the same batches into pinned memory, data/streaming.py). The encoder and MI heads minimise -(α·I_global + β·I_local) +
-γ·prior loss while the prior discriminator minimises its own loss on the (detached) encoded batch;
-both come from one backward pass and one optimiser step (``step_losses``). With several processes
-the MI bounds see the global batch (train/distributed.py).
+workers decode the same batches into pinned memory, data/streaming.py). The method's networks
+(``--method``, dimctl/methods/; DIM: the encoder and MI heads) minimise their loss — DIM's
+-(α·I_global + β·I_local) + γ·prior loss — while an adversary (the prior discriminator, or BiGAN's
+joint discriminator) minimises its own loss on the detached outputs; both come from one backward
+pass and one optimiser step (``step_losses``). With several processes the MI bounds see the global
+batch (train/distributed.py).
 """
 
 import json
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import nn
@@ -26,29 +29,14 @@ from dimctl.data.dataset import ImageDataset
 from dimctl.data.streaming import StreamingFolder, stream_batches
 from dimctl.data.transforms import augment, normalise
 from dimctl.errors import Interrupted, NonFiniteLoss, UsageError
-from dimctl.io.artifacts import save_encoder
+from dimctl.io.artifacts import save_decoder, save_encoder, save_generator, sha256_of
 from dimctl.io.atomic import write_text
-from dimctl.models.discriminators import PriorDiscriminator
-from dimctl.models.encoders import EncoderConfig, build_encoder, tap_shapes
+from dimctl.methods import build_method
+from dimctl.models.encoders import EncoderConfig, build_encoder
 from dimctl.objectives import prior
-from dimctl.objectives.dim import DIMHeads
-from dimctl.objectives.occlusion import block_size, receptive_field
 from dimctl.train import checkpoint
 from dimctl.train.config import PretrainConfig
-from dimctl.train.distributed import convert_sync_batchnorm, gather_with_grad
-
-
-class DIMModel(nn.Module):
-    """Encoder and MI heads as one module, so one forward (and one DDP wrapper) covers both."""
-
-    def __init__(self, encoder: nn.Module, heads: DIMHeads):
-        super().__init__()
-        self.encoder = encoder
-        self.heads = heads
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        # Negatives from the global batch: embeddings are gathered across processes, with gradient.
-        return self.heads.terms(self.encoder, x, gather_with_grad)
+from dimctl.train.distributed import convert_sync_batchnorm
 
 
 @dataclass
@@ -72,21 +60,17 @@ def _epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.T
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).to(device)
 
 
-def build_models(config: PretrainConfig, channels: int, image_size: int):
+def build_models(config: PretrainConfig, channels: int, image_size: int, num_train: int = 0):
     """Encoder first, straight after seeding, so the same seed gives the same initial encoder
-    whatever the heads are (a random-init baseline is `--epochs 0` with the same seed)."""
+    whatever the method and heads are (a random-init baseline is `--epochs 0` with the same seed).
+    Returns (encoder config, the method's model, its adversary or None); ``num_train`` sizes NAT's targets."""
     set_seed(config.seed)
     # With --crop-size the encoder takes the crops, not the images as loaded.
     encoder_config = EncoderConfig(arch=config.arch, in_channels=channels, image_size=config.crop_size or image_size,
                                    y_dim=config.y_dim, width=config.width, fc_dim=config.fc_dim)
     encoder = build_encoder(encoder_config)
-    block = 0
-    if config.occlude:  # squares at least a local feature's receptive field wide (objectives/occlusion.py)
-        field = receptive_field(build_encoder(encoder_config), encoder_config.in_channels, encoder_config.image_size)
-        block = block_size(encoder_config.image_size, field)
-    heads = DIMHeads(config.dim(), tap_shapes(encoder_config), occlusion_block=block)
-    discriminator = PriorDiscriminator(config.y_dim) if config.gamma > 0 else None
-    return encoder_config, DIMModel(encoder, heads), discriminator
+    model, discriminator = build_method(config, encoder, encoder_config, num_train)
+    return encoder_config, model, discriminator
 
 
 def make_accelerator(config: PretrainConfig) -> Accelerator:
@@ -100,10 +84,11 @@ def make_accelerator(config: PretrainConfig) -> Accelerator:
     return Accelerator(cpu=config.cpu, mixed_precision=mixed)
 
 
-def prepare_models(config: PretrainConfig, accelerator: Accelerator, channels: int, image_size: int):
+def prepare_models(config: PretrainConfig, accelerator: Accelerator, channels: int, image_size: int,
+                   num_train: int = 0):
     """Build, convert (sync-BN, channels-last) and wrap the networks; one Adam optimiser holds the
-    encoder+heads and the prior discriminator as two parameter groups (see ``step_losses``)."""
-    encoder_config, model, discriminator = build_models(config, channels, image_size)
+    method's networks and its adversary as two parameter groups (see ``step_losses``)."""
+    encoder_config, model, discriminator = build_models(config, channels, image_size, num_train)
     # Augmentation draws differ per process (the initial weights above do not: same seed).
     set_seed(config.seed, device_specific=True)
     if config.sync_bn:
@@ -119,7 +104,7 @@ def prepare_models(config: PretrainConfig, accelerator: Accelerator, channels: i
     else:
         model, optimiser = accelerator.prepare(model, optimiser)
     if config.compile:
-        # Only encoder+heads, after DDP wrapping (the order torch recommends): the prior
+        # Only the method's model, after DDP wrapping (the order torch recommends): the prior
         # discriminator's gradient penalty needs double backward, which compiled graphs lack.
         model = torch.compile(model)
     return encoder_config, model, discriminator, optimiser
@@ -132,29 +117,49 @@ def unwrap(accelerator: Accelerator, module: nn.Module) -> nn.Module:
 
 
 def step_losses(model: nn.Module, discriminator: nn.Module | None, x: torch.Tensor,
-                config: PretrainConfig, accelerator: Accelerator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                config: PretrainConfig, accelerator: Accelerator, index: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One step's total loss and its named terms.
 
-    The total is the encoder's loss -(α·I_G + β·I_L) + γ·prior plus the prior discriminator's
-    loss. One backward of the sum gives each network exactly its own loss's gradient: the
-    encoder's prior term goes through the bare discriminator with its weights' gradients off, and
-    the discriminator sees the encoded batch detached. (Summing a two-player game is only right
+    The total is the method's loss (DIM: -(α·I_G + β·I_L)) plus its adversarial part — γ·prior
+    loss of Y (DIM, AAE) or BiGAN's generator-and-encoder loss — plus the adversary's own loss. One
+    backward of the sum gives each network exactly its own loss's gradient: the method's
+    adversarial term goes through the bare discriminator with its weights' gradients off, and the
+    discriminator sees the method's outputs detached. (Summing a two-player game is only right
     because of those two cuts; see objectives/prior.py.)
     """
     bare_model = unwrap(accelerator, model)
     with accelerator.autocast():
-        y, terms = model(x)
-        loss = bare_model.heads.mi_loss(terms)
+        out = model(x, index)
+        terms = out.terms
+        loss = bare_model.loss(terms)
         if discriminator is None:
             return loss, terms
         bare_discriminator = unwrap(accelerator, discriminator)
-        encoded = prior.encode_for_prior(y.float())
+        if out.pairs is not None:
+            fool, disc_loss = _pair_losses(discriminator, bare_discriminator, out.pairs)
+            return loss + fool + disc_loss, {**terms, "adversarial_encoder": fool, "adversarial_discriminator": disc_loss}
+        chosen = prior.PRIORS[bare_model.prior]
+        encoded = chosen.encode(out.y.float())
         bare_discriminator.requires_grad_(False)
         prior_term = prior.encoder_prior_loss(bare_discriminator, encoded)
         bare_discriminator.requires_grad_(True)
-        disc_loss = prior.discriminator_loss(discriminator, encoded.detach(), config.prior_gradient_penalty)
+        disc_loss = prior.discriminator_loss(discriminator, encoded.detach(), config.prior_gradient_penalty,
+                                             chosen.sample)
     terms = {**terms, "prior_encoder": prior_term, "prior_discriminator": disc_loss}
     return loss + config.gamma * prior_term + disc_loss, terms
+
+
+def _pair_losses(discriminator: nn.Module, bare_discriminator: nn.Module, pairs) -> tuple[torch.Tensor, torch.Tensor]:
+    """BiGAN's two losses (non-saturating): the encoder and generator make data pairs look
+    generated and generated pairs look like data; the discriminator the opposite, on detached pairs."""
+    (x, y), (fake, z) = pairs
+    bare_discriminator.requires_grad_(False)
+    fool = F.softplus(bare_discriminator(x, y.float())).mean() + F.softplus(-bare_discriminator(fake, z)).mean()
+    bare_discriminator.requires_grad_(True)
+    disc_loss = (F.softplus(-discriminator(x, y.detach().float())).mean()
+                 + F.softplus(discriminator(fake.detach(), z)).mean())
+    return fool, disc_loss
 
 
 def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, run_dir: Path, resume: bool = False,
@@ -179,7 +184,7 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
     total_steps = config.epochs * steps_per_epoch
 
     encoder_config, model, discriminator, optimiser = prepare_models(
-        config, accelerator, dataset.channels, dataset.image_size)
+        config, accelerator, dataset.channels, dataset.image_size, n)
     bare_model = unwrap(accelerator, model)
     if resume and checkpoint.list_checkpoints(run_dir):
         _check_same_world(run_dir, world)
@@ -213,17 +218,18 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
             # The global batch is split across processes in rank order, so the gathered embeddings
             # line up exactly with one process holding the whole batch.
             starts = [p * global_batch + rank * config.batch_size for p in range(position, steps_per_epoch)]
+            indices = (order[s:s + config.batch_size] for s in starts)
             if streamed:
                 batches = stream_batches(dataset, [order[s:s + config.batch_size].tolist() for s in starts],
                                          device, config.workers)
             else:
                 batches = (images[order[s:s + config.batch_size]] for s in starts)
-        batch = next(batches)
+        batch, index = next(batches), next(indices)
         x = normalise(augment(batch, config.crop_padding, config.hflip, crop_size=config.crop_size)
                       ).contiguous(memory_format=memory_format)
 
         done = step + 1
-        loss, terms = step_losses(model, discriminator, x, config, accelerator)
+        loss, terms = step_losses(model, discriminator, x, config, accelerator, index)
         # Losses and gradients are checked before any update, so a bad step never reaches the
         # weights or a checkpoint.
         bad = None
@@ -248,7 +254,8 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
 
         window_images += global_batch
         if done % max(config.log_every, 1) == 0 or done == total_steps:
-            encoder_loss = loss - terms["prior_discriminator"] if "prior_discriminator" in terms else loss
+            adversary = terms.get("prior_discriminator", terms.get("adversarial_discriminator"))
+            encoder_loss = loss - adversary if adversary is not None else loss
             metrics = {"loss": encoder_loss.item(), **{k: v.item() for k, v in terms.items()}, "skipped_steps": skipped}
             elapsed = time.perf_counter() - window_start
             metrics["images_per_s"] = window_images / elapsed if elapsed > 0 else 0.0
@@ -270,8 +277,26 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
     if accelerator.is_main_process:
         save_encoder(encoder_path, bare_model.encoder, encoder_config,
                      dataset.describe(), step=total_steps, training=config.to_dict())
+        publish_companions(bare_model, run_dir, encoder_path, dataset.describe(), total_steps, config)
     accelerator.wait_for_everyone()
     return PretrainResult(encoder_path, total_steps, metrics, accelerator.is_main_process)
+
+
+def publish_companions(model: nn.Module, run_dir: Path, encoder_path: Path, dataset: dict, step: int,
+                       config: PretrainConfig) -> None:
+    """The networks a method trains beside the encoder, as their own artifacts: an autoencoder's
+    decoder (decoder.safetensors, which `dimctl reconstruct --decoder` scores) and BiGAN's generator
+    (generator.safetensors, which `dimctl generate sample` draws from)."""
+    training = {**config.to_dict(), "trained_with": "pretrain"}
+    decoder, generator = run_dir / "decoder.safetensors", run_dir / "generator.safetensors"
+    if hasattr(model, "decoder"):
+        save_decoder(decoder, model.decoder, model.decoder_config, sha256_of(encoder_path), encoder_path, "y", dataset,
+                     step, training)
+    if hasattr(model, "generator"):
+        save_generator(generator, model.generator, model.generator_config, dataset, step, training)
+    for path, made in ((decoder, hasattr(model, "decoder")), (generator, hasattr(model, "generator"))):
+        if not made:  # left by an earlier --force'd run of another method: it belongs to that run's encoder
+            path.unlink(missing_ok=True)
 
 
 def _check_same_world(run_dir: Path, world: int) -> None:

@@ -39,7 +39,7 @@ def test_reconstruct_writes_decoder_grid_and_metrics(encoder, tmp_path):
 
     info = json.loads(run("inspect", out / "decoder.safetensors").stdout)
     assert info["kind"] == "decoder" and info["schema"] == 1 and info["step"] == 22  # 1438 // 64 steps
-    assert info["config"] == {"in_features": 64, "out_channels": 1, "image_size": 32, "source_layer": "y"}
+    assert info["config"] == {"in_features": 64, "out_channels": 1, "image_size": 32, "source_layer": "y", "width": 1.0}
     assert info["encoder"]["sha256"] == row["encoder"] and info["encoder"]["layer"] == "y"
     assert info["dataset"]["name"] == "digits"
 

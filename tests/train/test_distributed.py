@@ -77,6 +77,23 @@ def test_two_process_training_keeps_ranks_identical_and_resumes_through_the_cli(
     assert run(["pretrain", *flags, "--epochs", "3", "--resume"]) == 2
 
 
+@pytest.mark.parametrize("method", ["nat", "cpc", "bigan"])
+def test_comparison_methods_train_in_two_processes(tmp_path, method):
+    """NAT solves its assignment on the gathered batch, CPC gathers its embeddings and freezes the
+    layers it does not train (DDP would stop at the second step waiting for their gradients), BiGAN
+    has an adversary of its own: each runs under torchrun to the end with finite losses."""
+    out = tmp_path / method
+    done = _launch(["-m", "dimctl", "pretrain", "--method", method, "--width", "0.25", "--fc-dim", "32", "--mi-units", "16",
+                    "--batch-size", "16", "--epochs", "1", "--checkpoint-every", "0", "--log-every", "5", "--out", str(out)],
+                   tmp_path)
+    assert done.stdout.strip() == str(out / "encoder.safetensors")
+    config = json.loads((out / "config.json").read_text())
+    assert config["num_processes"] == 2 and config["config"]["method"] == method
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["step"] == config["total_steps"] == 1438 // 32
+    assert all(v == v and abs(v) < float("inf") for m in metrics for v in m.values())
+
+
 def test_sync_bn_converts_on_accelerators_and_refuses_the_cpu():
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4))
     assert convert_sync_batchnorm(model, torch.device("cpu"), 1) is model  # one process: nothing to sync
