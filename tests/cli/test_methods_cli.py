@@ -1,12 +1,14 @@
-"""`dimctl pretrain --method …` for every comparison method, through real subprocesses: each trains
-on digits with finite losses, and its encoder round-trips through extract | probe; the decoders and
-generators trained alongside are artifacts the other commands accept."""
+"""`dimctl pretrain --method …` for every comparison method: each trains on digits through the CLI
+(real subprocesses) with finite losses, and its encoder round-trips through extract → probe (one
+through a pipe; the rest in-process through the same entry point, to spare interpreter start-ups);
+the decoders and generators trained alongside are artifacts the other commands accept."""
 
 import json
 import math
 
 import pytest
 
+from dimctl.cli.main import run as run_in_process
 from tests.cli.test_cli import DIMCTL, assert_one_line_error, run, sh
 
 SMALL = ["--dataset", "digits", "--width", "0.25", "--fc-dim", "32", "--mi-units", "16", "--epochs", "1",
@@ -52,21 +54,31 @@ def test_method_trains_with_finite_losses_and_records_itself(runs, method):
     assert files == {"encoder.safetensors"} | ({f"{COMPANION[method]}.safetensors"} if method in COMPANION else set())
 
 
-@pytest.mark.parametrize("method", BASELINES)
-def test_encoder_round_trips_through_extract_and_probe(runs, method, tmp_path):
-    encoder = runs / method / "encoder.safetensors"
+def test_encoder_round_trips_through_extract_pipe_and_probe(runs, tmp_path):
+    encoder = runs / "vae" / "encoder.safetensors"
     result = sh(f"{' '.join(DIMCTL)} extract {encoder} --layers conv,y | {' '.join(DIMCTL)} probe --classifier svm --json",
                 cwd=tmp_path)
     assert result.returncode == 0, result.stderr.decode()
     rows = [json.loads(line) for line in result.stdout.decode().splitlines()]
     assert {r["layer"] for r in rows} == {"conv", "y"}
+
+
+def test_every_encoder_round_trips_through_extract_and_probe(runs, tmp_path, capsys):
+    files = []
+    for method in BASELINES:
+        files.append(tmp_path / f"{method}.h5")
+        assert run_in_process(["extract", str(runs / method / "encoder.safetensors"), "--layers", "conv,y",
+                               "-o", str(files[-1])]) == 0
+    capsys.readouterr()
+    assert run_in_process(["probe", *map(str, files), "--classifier", "svm", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {(r["features"], r["layer"]) for r in rows} == {(str(f), layer) for f in files for layer in ("conv", "y")}
     for r in rows:
         assert r["dataset"] == "digits" and 0.1 < r["accuracy"] <= 1  # ten classes: above chance
 
 
 def test_report_names_each_method(runs, tmp_path):
-    result = run("report", *[runs / m for m in BASELINES], "-o", tmp_path / "report.md")
-    assert result.returncode == 0, result.stderr.decode()
+    assert run_in_process(["report", *[str(runs / m) for m in BASELINES], "-o", str(tmp_path / "report.md")]) == 0
     text = (tmp_path / "report.md").read_text()
     for name in ("AE", "VAE", "β-VAE β=4", "AAE γ=1", "BiGAN", "NAT", "CPC infoNCE 3 rows"):
         assert name in text, name
@@ -109,7 +121,9 @@ def test_bigan_generator_draws_samples(runs, tmp_path):
     (["--method", "cpc", "--cpc-rows", "8"], "--cpc-rows"),
     (["--method", "gan"], "--method"),
 ])
-def test_bad_method_settings_are_usage_errors(flags, needle, tmp_path):
-    result = run("pretrain", *SMALL, *flags, "--out", tmp_path / "run")
-    assert_one_line_error(result, 2)
-    assert needle in result.stderr.decode() and not (tmp_path / "run").exists()
+def test_bad_method_settings_are_usage_errors(flags, needle, tmp_path, capsys):
+    assert run_in_process(["pretrain", *SMALL, *flags, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("dimctl: error:") and needle in err, err
+    assert not (tmp_path / "run").exists()
