@@ -77,16 +77,15 @@ def train_decoder(encoder: nn.Module, data: ImageDataset, layer: str = "y", *, e
     decoder_given = decoder is not None
     train_features = encode(encoder, data.train_images, layer, device)
     test_features = encode(encoder, data.test_images, layer, device)
+    torch.manual_seed(seed)  # the fresh decoder's initialisation (and, either way, the data order's draws)
     if decoder is None:
         config = DecoderConfig(in_features=train_features.shape[1], out_channels=data.channels,
                                image_size=data.image_size, source_layer=layer)
-        torch.manual_seed(seed)
         decoder = build_decoder(config)
     else:
         config = decoder.config
         if config.in_features != train_features.shape[1]:
             raise UsageError(f"the decoder reads {config.in_features} features, but {layer} has {train_features.shape[1]}")
-        torch.manual_seed(seed)
     decoder = decoder.to(device)
     optimiser = torch.optim.Adam(decoder.parameters(), lr=lr)
     images = data.train_images.to(device)
