@@ -1,18 +1,36 @@
-"""Pieces every subcommand shares: dataset options, stream handling, progress reporting."""
+"""Pieces every subcommand shares: dataset options, stream handling, progress reporting.
+
+Importing this module imports no torch: `dimctl probe --help` and the other feature-file commands
+start without it. `DatasetOpt`, whose help names the datasets, loads the dataset registry (torch)
+when a command module first asks for it.
+"""
+
+from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dimctl.data.dataset import ImageDataset
-from dimctl.data.registry import DATASETS
 from dimctl.errors import ArtifactError, UsageError
-from dimctl.models.encoders import EncoderConfig
 
-DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help=f"One of: {', '.join(DATASETS)}.")]
+if TYPE_CHECKING:
+    from dimctl.data.dataset import ImageDataset
+    from dimctl.models.encoders import EncoderConfig
+
+
+def __getattr__(name: str):
+    if name == "DatasetOpt":  # built on first use: the registry that names the datasets imports torch
+        from dimctl.data.registry import DATASETS
+
+        value = Annotated[str, typer.Option("--dataset", "-d", help=f"One of: {', '.join(DATASETS)}.")]
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 DataRootOpt = Annotated[Path | None, typer.Option(
     "--data-root", help="Folder holding the dataset's files (torchvision's layout; for `folder`, the image folder). "
                         "Default ./data; fashion-mnist also looks in /usr/share/datasets/fashion-mnist.")]

@@ -2,7 +2,8 @@
 
 Top-level keys apply to the subcommand being run; a table named after a subcommand
 (`[pretrain]`, `[probe]`) applies to that subcommand only. Keys are option names, with dashes or
-underscores. An unknown key is a usage error naming it.
+underscores. An unknown key is a usage error naming it (a table's keys are checked when its
+subcommand runs).
 """
 
 import tomllib
@@ -36,14 +37,19 @@ def load_default_map(path: Path, group, args: list[str]) -> dict:
         raise UsageError(f"--config {path}: no such file") from None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UsageError(f"--config {path}: not a readable TOML file ({e})") from None
-    subcommand = next((a for a in args if not a.startswith("-") and a in group.commands), None)
+    # Only the subcommand being run is loaded (and its keys checked): the group imports each
+    # subcommand's module on demand, and another command's table is checked when that command runs.
+    ctx = group.context_class(group, info_name="dimctl")
+    names = group.list_commands(ctx)
+    subcommand = next((a for a in args if not a.startswith("-") and a in names), None)
+    command = group.get_command(ctx, subcommand) if subcommand is not None else None
     default_map: dict[str, dict] = {}
     for key, value in data.items():
-        if isinstance(value, dict) and key in group.commands:
-            default_map.setdefault(key, {}).update(_check(path, group.commands[key], key, value))
+        if isinstance(value, dict) and key in names:
+            if key == subcommand:
+                default_map.setdefault(key, {}).update(_check(path, command, key, value))
         elif subcommand is not None:
-            default_map.setdefault(subcommand, {}).update(
-                _check(path, group.commands[subcommand], subcommand, {key: value}))
+            default_map.setdefault(subcommand, {}).update(_check(path, command, subcommand, {key: value}))
         else:
             raise UsageError(f"--config {path}: key {key!r} is outside a [command] table and no command was given")
     return default_map

@@ -6,14 +6,13 @@ import math
 from pathlib import Path
 from typing import Annotated
 
-import h5py
 import typer
 
 from dimctl.cli.common import emit
 from dimctl.errors import ArtifactError, UsageError
-from dimctl.io.artifacts import describe_metadata, read_metadata, sha256_of
-from dimctl.io.features import looks_like_features, verify_seal
 
+# The readers (torch through io/artifacts.py, h5py) are imported when the command runs, so that
+# `dimctl inspect --help` starts in milliseconds.
 
 
 def inspect(file: Annotated[Path, typer.Argument(help="A .safetensors artifact or an HDF5 feature file.")]):
@@ -21,6 +20,9 @@ def inspect(file: Annotated[Path, typer.Argument(help="A .safetensors artifact o
 
     Example: dimctl inspect runs/demo/encoder.safetensors
     """
+    from dimctl.io.artifacts import sha256_of
+    from dimctl.io.features import looks_like_features
+
     if not file.is_file():
         raise UsageError(f"{file}: no such file")
     info = _hdf5(file) if looks_like_features(file) else _safetensors(file)
@@ -28,6 +30,8 @@ def inspect(file: Annotated[Path, typer.Argument(help="A .safetensors artifact o
 
 
 def _safetensors(file: Path) -> dict:
+    from dimctl.io.artifacts import describe_metadata, read_metadata
+
     metadata, shapes = read_metadata(file)
     if "dimctl.kind" not in metadata:
         raise ArtifactError(f"{file} is a safetensors file without dimctl metadata")
@@ -39,6 +43,11 @@ def _safetensors(file: Path) -> dict:
 
 
 def _hdf5(file: Path) -> dict:
+    import h5py
+
+    from dimctl.io.artifacts import describe_metadata
+    from dimctl.io.features import verify_seal
+
     data = file.read_bytes()
     verify_seal(data, str(file))  # damaged bytes never reach libhdf5
     try:

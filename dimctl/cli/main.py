@@ -4,6 +4,8 @@ Exit codes: 0 success, 1 runtime failure, 2 usage error, 3 bad or incompatible a
 130 interrupted. Failures print one line on stderr; `--debug` shows the traceback instead.
 """
 
+import difflib
+import importlib
 import os
 import signal
 import sys
@@ -11,16 +13,118 @@ import traceback
 from pathlib import Path
 
 import typer
+import typer.core
 
 from dimctl import __version__
-from dimctl.cli import config_file, extract, inspect, mi, mine, ndm, pretrain, probe, reconstruct
-from dimctl.cli import finetune
-from dimctl.cli import generate
-from dimctl.cli import neighbors, report
+from dimctl.cli import config_file
 from dimctl.cli.common import ReaderGone
 from dimctl.errors import DimctlError
 
+# Every subcommand: name → (module, attribute, one-line help for `dimctl --help`). A module is imported
+# only when its command runs or shows its own help, so `dimctl --version` and `dimctl probe --help`
+# do not pay for torch. The attribute is a command function or a Typer app (a group of subcommands).
+# tests/cli/test_startup.py checks each help line against the command's own docstring.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "pretrain": ("dimctl.cli.pretrain", "pretrain",
+                 "Pretrain an encoder with Deep InfoMax (or a comparison method); print the published encoder's path."),
+    "extract": ("dimctl.cli.extract", "extract", "Extract features of the train and test splits into one HDF5 file."),
+    "probe": ("dimctl.cli.probe", "probe", "Train classifiers on the train split's features and report test accuracy."),
+    "inspect": ("dimctl.cli.inspect", "inspect", "Print an artifact's metadata, shapes and sha256 as one JSON object."),
+    "mi": ("dimctl.cli.mi", "mi", "Estimate I(X; Y) in nats between two arrays of a feature file; one JSON line."),
+    "mine": ("dimctl.cli.mine", "mine",
+             "Estimate I(X; Y) in nats between images X and the encoder's frozen Y, as MINE does; one JSON line."),
+    "ndm": ("dimctl.cli.ndm", "ndm",
+            "Estimate KL(joint ‖ product of marginals) of a representation's dimensions, in nats; one JSON line."),
+    "reconstruct": ("dimctl.cli.reconstruct", "reconstruct",
+                    "Train a decoder on a frozen encoder's layer; score its test reconstructions by MS-SSIM."),
+    "finetune": ("dimctl.cli.finetune", "finetune",
+                 "Fine-tune a pretrained encoder with labels (the paper's semi-supervised setting, Table 2 \"SS\")."),
+    "neighbors": ("dimctl.cli.neighbors", "neighbors",
+                  "Nearest neighbours in representation space (paper App. A.4): for one random test image of each "
+                  "class, the -n test images closest to it under --distance."),
+    "report": ("dimctl.cli.report", "report",
+               "Lay out results the way the paper does: a Table-1-style classification table (runs × layer × "
+               "classifier), a Table-4-style table (SVM conv/fc/y, MS-SSIM, I(X;Y), NDM), nearest-neighbour "
+               "agreement, any other command's results, and per run its configuration, training curves and "
+               "pictures (reconstructions, neighbours, generator samples); α/β/γ heat maps for a sweep."),
+    "generate": ("dimctl.cli.generate", "app",
+                 "Train an image generator by implicit prior matching (paper App. A.8) or as a GAN, sample it, score it."),
+}
+
+
+def load_command(name: str):
+    """The click command (or group, for a Typer app) of a subcommand in COMMANDS; imports its module."""
+    module, attribute, _ = COMMANDS[name]
+    target = getattr(importlib.import_module(module), attribute)
+    if isinstance(target, typer.Typer):  # a group of subcommands, as app.add_typer would add it
+        command = typer.main.get_group(target)
+    else:  # a command function: a one-command Typer app converts to a plain command
+        one = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+        one.command(name)(target)
+        command = typer.main.get_command(one)
+    command.name = name
+    return command
+
+
+def _unset_stays_none(process_value):
+    """An option that was not given (None) stays None without typer's coercion, whose first use
+    imports pydantic (~0.1 s): otherwise the group's own options would make `dimctl probe --help` pay."""
+    def process(ctx, value):
+        return None if value is None else process_value(ctx, value)
+    return process
+
+
+class LazyGroup(typer.core.TyperGroup):
+    """A group whose subcommands (COMMANDS) are imported when used, not when the group is built.
+
+    Its own help lists every command from the table, with nothing imported."""
+
+    _listing = False  # while the group's own help is written: table entries, not the real commands
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)  # --version, --debug, --config (run() reads it itself), --help
+        for param in params:
+            if not getattr(param, "_unset_stays_none", False):
+                param.process_value = _unset_stays_none(param.process_value)
+                param._unset_stays_none = True
+        return params
+
+    def list_commands(self, ctx) -> list[str]:
+        return [*COMMANDS, *(name for name in self.commands if name not in COMMANDS)]
+
+    def get_command(self, ctx, name: str):
+        if name in self.commands:
+            return self.commands[name]
+        if name not in COMMANDS:
+            return None
+        if self._listing:
+            return typer.core.TyperCommand(name, help=COMMANDS[name][2])
+        command = self.commands[name] = load_command(name)
+        return command
+
+    def format_help(self, ctx, formatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except Exception as e:
+            # Typer suggests close names from self.commands, which holds only the commands loaded so far.
+            message = getattr(e, "message", None)
+            if _is_click_error(e) and isinstance(message, str) and args and getattr(self, "suggest_commands", True):
+                matches = difflib.get_close_matches(args[0], self.list_commands(ctx))
+                if matches:
+                    base = message.split(". Did you mean ")[0].rstrip(".")
+                    e.message = f"{base}. Did you mean {', '.join(repr(m) for m in matches)}?"
+            raise
+
+
 app = typer.Typer(
+    cls=LazyGroup,
     name="dimctl",
     help="Deep InfoMax as composable steps: pretrain an encoder, extract features, probe them.\n\n"
          "Example: dimctl pretrain --out runs/demo && "
@@ -46,20 +150,6 @@ def root(
                                help="Option defaults from a TOML file, under flags and DIMCTL_<COMMAND>_<OPTION> variables."),
 ):
     """Options given here apply to every subcommand."""
-
-
-app.command("pretrain")(pretrain.pretrain)
-app.command("extract")(extract.extract)
-app.command("probe")(probe.probe)
-app.command("inspect")(inspect.inspect)
-app.command("mi")(mi.mi)
-app.command("mine")(mine.mine)
-app.command("ndm")(ndm.ndm)
-app.command("reconstruct")(reconstruct.reconstruct)
-app.command("finetune")(finetune.finetune)
-app.command("neighbors")(neighbors.neighbors)
-app.command("report")(report.report)
-app.add_typer(generate.app, name="generate")
 
 
 def _is_click_error(e: Exception) -> bool:

@@ -4,20 +4,20 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
 from dimctl.cli.common import emit, note, progress_enabled, read_stdin_bytes, split_list
 from dimctl.errors import UsageError
-from dimctl.evaluate.probes import CLASSIFIERS, ProbeConfig, probe_attributes
-from dimctl.evaluate.probes import probe as run_probe
-from dimctl.io.features import read_features
+from dimctl.evaluate.probe_names import CLASSIFIER_NAMES
+
+# numpy, h5py (io/features.py) and torch (evaluate/probes.py) are imported when the command runs,
+# so that `dimctl probe --help` starts in milliseconds.
 
 
 def probe(
     features: Annotated[list[str] | None, typer.Argument(help="HDF5 feature files from `dimctl extract`; none or - reads stdin.")] = None,
     layer: Annotated[str, typer.Option(help="Comma-separated layers to probe, or `all` (every layer in the file).")] = "all",
-    classifier: Annotated[str, typer.Option(help=f"Comma-separated: {', '.join(CLASSIFIERS)}, or `all`.")] = "svm",
+    classifier: Annotated[str, typer.Option(help=f"Comma-separated: {', '.join(CLASSIFIER_NAMES)}, or `all`.")] = "svm",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per (file, layer, classifier) on stdout.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the stochastic classifiers.")] = 0,
     mlp_epochs: Annotated[int, typer.Option(help="Training epochs of the mlp probe.")] = 50,
@@ -39,6 +39,12 @@ def probe(
 
       dimctl extract runs/demo/encoder.safetensors | dimctl probe --json
     """
+    import numpy as np
+
+    from dimctl.evaluate.probes import CLASSIFIERS, ProbeConfig, probe_attributes
+    from dimctl.evaluate.probes import probe as run_probe
+    from dimctl.io.features import read_features
+
     classifiers = list(CLASSIFIERS) if classifier == "all" else split_list(classifier, list(CLASSIFIERS), "--classifier")
     config = ProbeConfig(seed=seed, svm_c=svm_c, knn_k=knn_k, mlp_epochs=mlp_epochs, mlp_lr=mlp_lr)
     sources = features or ["-"]

@@ -22,19 +22,24 @@ block. Its weights come from a file the user supplies (pytorch-fid's
 pt_inception-2015-12-05-6726825d.pth, or the same tensors as .safetensors), read with
 ``torch.load(weights_only=True)`` — tensors only, no pickled code runs — or safetensors. Nothing is
 downloaded. Images are resized to 299×299 (bilinear), scaled to [-1, 1], and grey images repeated
-to three channels.
+to three channels. The network lives in evaluate/fid_inception.py, imported only when it is built:
+torchvision pulls in torch._dynamo, sympy and triton, seconds of start-up that nothing else here needs.
 """
+
+from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from dimctl.errors import ArtifactError, UsageError
+
+if TYPE_CHECKING:
+    from dimctl.evaluate.fid_inception import FIDInception
 
 INCEPTION_SIZE = 299
 INCEPTION_CLASSES = 1008
@@ -122,82 +127,6 @@ def network_outputs(network: Callable[[torch.Tensor], tuple[torch.Tensor, torch.
     return np.concatenate(features), np.concatenate(probabilities)
 
 
-class _FIDInceptionA(torchvision.models.inception.InceptionA):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b1 = self.branch1x1(x)
-        b5 = self.branch5x5_2(self.branch5x5_1(x))
-        b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        # TensorFlow's average pool leaves the zero padding out of the mean.
-        pool = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False))
-        return torch.cat([b1, b5, b3, pool], 1)
-
-
-class _FIDInceptionC(torchvision.models.inception.InceptionC):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b1 = self.branch1x1(x)
-        b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
-        b7d = x
-        for layer in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
-                      self.branch7x7dbl_5):
-            b7d = layer(b7d)
-        pool = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False))
-        return torch.cat([b1, b7, b7d, pool], 1)
-
-
-class _FIDInceptionE(torchvision.models.inception.InceptionE):
-    """``max_pool``: the last E block of the FID graph max-pools where Inception v3 averages."""
-
-    def __init__(self, in_channels: int, max_pool: bool):
-        super().__init__(in_channels)
-        self.max_pool = max_pool
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b1 = self.branch1x1(x)
-        b3 = self.branch3x3_1(x)
-        b3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
-        bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        bd = torch.cat([self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd)], 1)
-        if self.max_pool:
-            pooled = F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
-        else:
-            pooled = F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
-        return torch.cat([b1, b3, bd, self.branch_pool(pooled)], 1)
-
-
-class FIDInception(nn.Module):
-    """[0, 1] RGB images of any size → (pool3 features (N, 2048), logits (N, 1008)).
-
-    The parameters keep torchvision's Inception3 names, which are those of pytorch-fid's file.
-    """
-
-    def __init__(self):
-        super().__init__()
-        net = torchvision.models.inception.Inception3(num_classes=INCEPTION_CLASSES, aux_logits=False,
-                                                      init_weights=False)
-        net.Mixed_5b = _FIDInceptionA(192, pool_features=32)
-        net.Mixed_5c = _FIDInceptionA(256, pool_features=64)
-        net.Mixed_5d = _FIDInceptionA(288, pool_features=64)
-        net.Mixed_6b = _FIDInceptionC(768, channels_7x7=128)
-        net.Mixed_6c = _FIDInceptionC(768, channels_7x7=160)
-        net.Mixed_6d = _FIDInceptionC(768, channels_7x7=160)
-        net.Mixed_6e = _FIDInceptionC(768, channels_7x7=192)
-        net.Mixed_7b = _FIDInceptionE(1280, max_pool=False)
-        net.Mixed_7c = _FIDInceptionE(2048, max_pool=True)
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n = self.net
-        x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
-        x = 2 * x - 1
-        x = F.max_pool2d(n.Conv2d_2b_3x3(n.Conv2d_2a_3x3(n.Conv2d_1a_3x3(x))), kernel_size=3, stride=2)
-        x = F.max_pool2d(n.Conv2d_4a_3x3(n.Conv2d_3b_1x1(x)), kernel_size=3, stride=2)
-        for block in (n.Mixed_5b, n.Mixed_5c, n.Mixed_5d, n.Mixed_6a, n.Mixed_6b, n.Mixed_6c, n.Mixed_6d, n.Mixed_6e,
-                      n.Mixed_7a, n.Mixed_7b, n.Mixed_7c):
-            x = block(x)
-        pool = F.adaptive_avg_pool2d(x, 1).flatten(1)
-        return pool, n.fc(pool)
-
-
 def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors from a .safetensors file or a torch state-dict file read with weights_only=True
     (only tensors and plain containers are unpickled; anything else is refused)."""
@@ -222,6 +151,8 @@ def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_fid_inception(path: str | Path, device: torch.device | str = "cpu") -> FIDInception:
     """The FID Inception network with the weights in ``path`` (pytorch-fid's pt_inception-2015-12-05-6726825d.pth)."""
+    from dimctl.evaluate.fid_inception import FIDInception
+
     state = read_weights_file(path)
     model = FIDInception()
     try:
@@ -230,3 +161,11 @@ def load_fid_inception(path: str | Path, device: torch.device | str = "cpu") -> 
         raise ArtifactError(f"{path} does not hold the FID Inception weights "
                             f"(pytorch-fid's pt_inception-2015-12-05-6726825d.pth): {str(e).splitlines()[0]}") from e
     return model.to(device).eval()
+
+
+def __getattr__(name: str):
+    if name == "FIDInception":  # `from dimctl.evaluate.frechet import FIDInception` imports torchvision only then
+        from dimctl.evaluate.fid_inception import FIDInception
+
+        return FIDInception
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

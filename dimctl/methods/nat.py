@@ -13,7 +13,6 @@ the assignments stay identical everywhere.
 
 import torch
 import torch.nn.functional as F
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from dimctl.methods.base import MethodStep
@@ -27,6 +26,8 @@ def random_targets(n: int, dim: int, seed: int) -> torch.Tensor:
 
 def best_permutation(features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The permutation p minimising Σ_i ‖features[i] − targets[p[i]]‖² (unit vectors: maximising Σ cos)."""
+    from scipy.optimize import linear_sum_assignment  # here, not at import: every pretrain would pay for scipy
+
     cost = -(features @ targets.T).double().cpu().numpy()
     rows, cols = linear_sum_assignment(cost)
     permutation = torch.empty(len(rows), dtype=torch.long)
