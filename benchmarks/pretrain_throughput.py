@@ -1,18 +1,21 @@
 """Throughput of `dimctl pretrain` against a bare model step, and against the machine's matmul speed.
 
-    python benchmarks/pretrain_throughput.py                                   # batch 64,256 × mi-units 256,2048
-    python benchmarks/pretrain_throughput.py --batch-sizes 64 --mi-units 256 --images 3000
+    python benchmarks/pretrain_throughput.py                    # fp32 and bf16 × batch 64,256 × mi-units 256,2048
+    python benchmarks/pretrain_throughput.py --precisions bf16 --batch-sizes 64 --mi-units 2048 --images 1500
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 python benchmarks/pretrain_throughput.py
 
-For every (batch size, --mi-units) on the same data (digits, DIM(L), JSD, prior on), seed and batches:
-  bare      plain PyTorch: the DIM step (forward, MI + prior losses, backward, Adam), nothing else;
+For every (precision, batch size, --mi-units) on the same data (digits, DIM(L), JSD, prior on),
+seed and batches:
+  bare      plain PyTorch: the DIM step (forward under autocast for bf16, MI + prior losses,
+            backward, fused Adam), nothing else;
   loop      dimctl's training loop called in-process (Accelerate, checks, metrics, checkpoint, artifact);
   loop-cl   the same with --channels-last.
 It prints images/s, loop/bare (target ≥ 0.9 on CPU), the FLOPs of one step per image (counted by
-torch's FlopCounterMode, forward + backward), and the achieved FLOP/s of the loop ÷ the FLOP/s of a
-large fp32 matmul measured in the same run (the practical limit of the machine). Then the whole
-command (`dimctl pretrain` as a user runs it, start-up included), with and without tcmalloc when
-Debian's libtcmalloc-minimal4 is installed. Each timing is the best of --repeats, alternating.
+torch's FlopCounterMode, forward + backward), and the loop's achieved FLOP/s ÷ the peak of the
+precision it runs in: a large matmul in fp32, bf16 (and fp16 where the CPU has native fp16),
+all measured in the same run. bf16 rows also give bf16 loop ÷ fp32 loop. Then the whole command
+(`dimctl pretrain` as a user runs it, start-up included), with and without tcmalloc when Debian's
+libtcmalloc-minimal4 is installed. Each timing is the best of --repeats, alternating.
 """
 
 import argparse
@@ -37,8 +40,8 @@ from dimctl.train.loop import _epoch_order, build_models, pretrain
 TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
 
 
-def matmul_flops_per_s(size: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_flops_per_s(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
     a @ b  # warm-up
     best = float("inf")
     for _ in range(3):
@@ -49,14 +52,24 @@ def matmul_flops_per_s(size: int = 2048, repeats: int = 10) -> float:
     return 2 * size ** 3 * repeats / best
 
 
+def peaks() -> dict[str, float]:
+    """Matmul FLOP/s per precision. fp16 only where the CPU computes it natively (AVX512-FP16/AMX-FP16):
+    elsewhere torch emulates it about 50× slower than fp32, which is no peak of anything."""
+    found = {"fp32": matmul_flops_per_s(torch.float32), "bf16": matmul_flops_per_s(torch.bfloat16)}
+    if torch.ops.mkldnn._is_mkldnn_fp16_supported():
+        found["fp16"] = matmul_flops_per_s(torch.float16)
+    return found
+
+
 def bare_step(model, disc, optimiser, x, config):
-    out = model(x)
-    y, terms = out.y, out.terms
-    encoded = prior.encode_for_prior(y)
-    disc.requires_grad_(False)
-    loss = model.loss(terms) + config.gamma * prior.encoder_prior_loss(disc, encoded)
-    disc.requires_grad_(True)
-    loss = loss + prior.discriminator_loss(disc, encoded.detach(), config.prior_gradient_penalty)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+        out = model(x)
+        y, terms = out.y, out.terms
+        encoded = prior.encode_for_prior(y.float())
+        disc.requires_grad_(False)
+        loss = model.loss(terms) + config.gamma * prior.encoder_prior_loss(disc, encoded)
+        disc.requires_grad_(True)
+        loss = loss + prior.discriminator_loss(disc, encoded.detach(), config.prior_gradient_penalty)
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
@@ -69,7 +82,7 @@ def bare_loop(config: PretrainConfig, images: torch.Tensor) -> tuple[float, int]
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimiser = torch.optim.Adam([{"params": model.parameters()}, {"params": disc.parameters()}],
-                                 lr=config.lr, betas=(config.adam_beta1, config.adam_beta2))
+                                 lr=config.lr, betas=(config.adam_beta1, config.adam_beta2), fused=True)
     n, b = images.shape[0], config.batch_size
     steps_per_epoch = n // b
     start = time.perf_counter()
@@ -86,7 +99,7 @@ def bare_loop(config: PretrainConfig, images: torch.Tensor) -> tuple[float, int]
 def step_flops_per_image(config: PretrainConfig, images: torch.Tensor) -> float:
     # FlopCounterMode cannot follow the gradient penalty's double backward; the penalty runs on the
     # 64→1000→200→1 discriminator and adds well under 1 % of a step's FLOPs.
-    config = PretrainConfig(**{**config.to_dict(), "prior_gradient_penalty": 0.0})
+    config = PretrainConfig(**{**config.to_dict(), "prior_gradient_penalty": 0.0, "precision": "fp32"})
     _, model, disc = build_models(config, images.shape[1], images.shape[2])
     optimiser = torch.optim.Adam([{"params": model.parameters()}, {"params": disc.parameters()}], lr=config.lr)
     x = normalise(images[:config.batch_size])
@@ -104,7 +117,7 @@ def dimctl_loop(config: PretrainConfig, data, run_dir: Path) -> tuple[float, int
 def dimctl_command(config: PretrainConfig, run_dir: Path, preload: Path | None) -> tuple[float, int]:
     cmd = [sys.executable, "-m", "dimctl", "pretrain", "--dataset", config.dataset, "--mi-units", str(config.mi_units),
            "--epochs", str(config.epochs), "--batch-size", str(config.batch_size), "--checkpoint-every", "0",
-           "--out", str(run_dir), "--force", "--cpu"]
+           "--precision", config.precision, "--out", str(run_dir), "--force", "--cpu"]
     env = {**os.environ, "DIMCTL_NO_PROGRESS": "1"}
     if preload is not None:
         env["LD_PRELOAD"] = str(preload)
@@ -131,48 +144,57 @@ def main():
     parser.add_argument("--mi-units", default="256,2048")
     parser.add_argument("--images", type=int, default=2800, help="Images per measurement (rounded up to whole epochs).")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--precisions", default="fp32,bf16")
     args = parser.parse_args()
 
     data = load_dataset(args.dataset)
     images = data.train_images
-    peak = matmul_flops_per_s()
+    peak = peaks()
     allocator = "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "glibc"
     print(f"machine: {torch.get_num_threads()} threads, torch {torch.__version__}, allocator {allocator}, "
-          f"fp32 matmul 2048³: {peak / 1e9:.0f} GFLOP/s")
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}; matmul 2048³: "
+          + ", ".join(f"{name} {value / 1e9:.0f} GFLOP/s" for name, value in peak.items())
+          + f" (bf16/fp32 {peak['bf16'] / peak['fp32']:.2f}×)")
     print(f"settings: dataset={args.dataset} preset=dim-l estimator=jsd prior on, {args.images}+ images per "
           f"measurement, best of {args.repeats}")
-    print(f"{'batch':>5} {'units':>5} {'bare':>8} {'loop':>8} {'loop-cl':>8} {'loop/bare':>9} {'cl/bare':>8} "
-          f"{'GFLOP/img':>9} {'GFLOP/s':>8} {'of peak':>7}")
+    print(f"{'prec':>4} {'batch':>5} {'units':>5} {'bare':>8} {'loop':>8} {'loop-cl':>8} {'loop/bare':>9} {'cl/bare':>8} "
+          f"{'GFLOP/img':>9} {'GFLOP/s':>8} {'of peak':>7} {'÷fp32':>6}")
+    fp32_loop = {}
     with tempfile.TemporaryDirectory() as tmp:
         for units in [int(u) for u in args.mi_units.split(",")]:
             for batch in [int(b) for b in args.batch_sizes.split(",")]:
-                epochs = max(1, math.ceil(args.images / (images.shape[0] // batch * batch)))
-                config = PretrainConfig(dataset=args.dataset, mi_units=units, epochs=epochs, batch_size=batch,
-                                        checkpoint_every=0, cpu=True)
-                cl = PretrainConfig(**{**config.to_dict(), "channels_last": True})
-                rate = best_of(args.repeats, {
-                    "bare": lambda: bare_loop(config, images),
-                    "loop": lambda: dimctl_loop(config, data, Path(tmp) / f"loop-{units}-{batch}"),
-                    "loop-cl": lambda: dimctl_loop(cl, data, Path(tmp) / f"cl-{units}-{batch}"),
-                })
-                flops = step_flops_per_image(config, images)
-                achieved = flops * rate["loop"]
-                print(f"{batch:5d} {units:5d} {rate['bare']:8.1f} {rate['loop']:8.1f} {rate['loop-cl']:8.1f} "
-                      f"{rate['loop'] / rate['bare']:9.3f} {rate['loop-cl'] / rate['bare']:8.3f} {flops / 1e9:9.3f} "
-                      f"{achieved / 1e9:8.1f} {achieved / peak:7.1%}", flush=True)
+                for precision in args.precisions.split(","):
+                    epochs = max(1, math.ceil(args.images / (images.shape[0] // batch * batch)))
+                    config = PretrainConfig(dataset=args.dataset, mi_units=units, epochs=epochs, batch_size=batch,
+                                            checkpoint_every=0, cpu=True, precision=precision)
+                    cl = PretrainConfig(**{**config.to_dict(), "channels_last": True})
+                    rate = best_of(args.repeats, {
+                        "bare": lambda: bare_loop(config, images),
+                        "loop": lambda: dimctl_loop(config, data, Path(tmp) / f"loop-{units}-{batch}-{precision}"),
+                        "loop-cl": lambda: dimctl_loop(cl, data, Path(tmp) / f"cl-{units}-{batch}-{precision}"),
+                    })
+                    flops = step_flops_per_image(config, images)
+                    achieved = flops * rate["loop"]
+                    if precision == "fp32":
+                        fp32_loop[units, batch] = rate["loop"]
+                    versus = rate["loop"] / fp32_loop[units, batch] if (units, batch) in fp32_loop else float("nan")
+                    print(f"{precision:>4} {batch:5d} {units:5d} {rate['bare']:8.1f} {rate['loop']:8.1f} "
+                          f"{rate['loop-cl']:8.1f} {rate['loop'] / rate['bare']:9.3f} {rate['loop-cl'] / rate['bare']:8.3f} "
+                          f"{flops / 1e9:9.3f} {achieved / 1e9:8.1f} {achieved / peak[precision]:7.1%} {versus:6.2f}",
+                          flush=True)
 
         # The command as users run it, at the first settings, with and without tcmalloc.
         units, batch = int(args.mi_units.split(",")[0]), int(args.batch_sizes.split(",")[0])
         epochs = max(1, math.ceil(args.images / (images.shape[0] // batch * batch)))
         config = PretrainConfig(dataset=args.dataset, mi_units=units, epochs=epochs, batch_size=batch,
-                                checkpoint_every=0, cpu=True)
+                                checkpoint_every=0, cpu=True, precision=args.precisions.split(",")[0])
         runs = {"bare": lambda: bare_loop(config, images),
                 "command": lambda: dimctl_command(config, Path(tmp) / "cmd", None)}
         if TCMALLOC.exists():
             runs["command+tcmalloc"] = lambda: dimctl_command(config, Path(tmp) / "cmd-tc", TCMALLOC)
         rate = best_of(args.repeats, runs)
-        print(f"whole command (start-up, imports and data loading included), batch {batch}, mi-units {units}, "
-              f"{epochs} epochs:")
+        print(f"whole command (start-up, imports and data loading included), {config.precision}, batch {batch}, "
+              f"mi-units {units}, {epochs} epochs:")
         for name, value in rate.items():
             print(f"  {name:17s} {value:8.1f} images/s  {value / rate['bare']:.3f} of bare (in-process, {allocator})")
 

@@ -70,7 +70,7 @@ def pretrain(
     log_every: Annotated[int, typer.Option(help="Write metrics.jsonl every N steps.")] = 10,
     nan_policy: Annotated[str, typer.Option(help="A NaN/inf loss: `stop` (before the bad update; the last checkpoint stays good) or `skip` the step.")] = "stop",
     cpu: Annotated[bool, typer.Option("--cpu", help="Train on the CPU even when a GPU is present.")] = False,
-    precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 (autocast; fp16 adds loss scaling and needs a GPU). The bounds are computed in fp32 either way.")] = "fp32",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (autocast; fp16 adds loss scaling and needs a GPU). auto: bf16 on a CUDA GPU with bf16 or a CPU with AMX/AVX512-BF16, fp32 elsewhere; the choice is recorded in config.json and the encoder. The MI bounds are computed in fp32 either way.")] = "auto",
     channels_last: Annotated[bool, typer.Option("--channels-last", help="Channels-last memory format for the convolutions (faster on most CPUs and tensor-core GPUs).")] = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the encoder and heads (inductor). Pays off on GPUs over long runs; compiling takes a minute.")] = False,
     sync_bn: Annotated[bool, typer.Option("--sync-bn", help="With several GPU processes: BatchNorm statistics over the global batch (SyncBatchNorm).")] = False,
@@ -111,7 +111,7 @@ def pretrain(
         checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log_every=log_every,
         nan_policy=nan_policy, cpu=cpu, precision=precision, channels_last=channels_last, compile=compile,
         sync_bn=sync_bn, stream=stream, workers=workers,
-    ).validate()
+    ).validate().resolved()  # config.json and --resume's comparison hold what ran, not `auto`
     run_dir = out or Path("runs") / (f"{preset or 'custom'}-{estimator}-{dataset}" if method == "dim" else f"{method}-{dataset}")
     _prepare_run_dir(run_dir, config, resume, force)
 

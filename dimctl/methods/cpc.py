@@ -98,7 +98,7 @@ class CPCModel(nn.Module):
         n, c, h, w = local.shape
         sources = context[:, :, :h - k, :].permute(0, 2, 3, 1).reshape(-1, c)  # (N·(H-k)·W, C), (image, row, column)
         predictions = gather_with_grad(self.predict[k - 1](sources))
-        candidates = self.embed[k - 1](local).transpose(1, 2).reshape(n * h * w, -1)  # (N·H·W, U), (image, row, column)
+        candidates = self.embed[k - 1](local).reshape(n * h * w, -1)  # (N·H·W, U), (image, row, column)
         candidates = gather_with_grad(candidates)
         scores = (predictions @ candidates.T).float() / math.sqrt(candidates.shape[1])
         images = candidates.shape[0] // (h * w)  # the global batch

@@ -11,29 +11,8 @@ import torch
 from torch import nn
 
 
-class LocalEmbedding(nn.Module):
-    """1×1-conv block (conv → BN → ReLU → conv) plus a linear 1×1 shortcut, LayerNorm over channels."""
-
-    def __init__(self, in_channels: int, units: int):
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Conv2d(in_channels, units, 1, bias=False),
-            nn.BatchNorm2d(units),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(in_channels=units, out_channels=units, kernel_size=1),
-        )
-        self.shortcut = nn.Conv2d(in_channels, units, 1)
-        self.norm = nn.LayerNorm(units)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) → (N, units, H·W)."""
-        h = self.block(x) + self.shortcut(x)
-        h = h.flatten(2).transpose(1, 2)  # (N, H·W, units)
-        return self.norm(h).transpose(1, 2)
-
-
 class VectorEmbedding(nn.Module):
-    """The same block as a fully connected net: linear → BN → ReLU → linear, plus a linear shortcut."""
+    """Linear → BN → ReLU → linear, plus a linear shortcut, LayerNorm over the units."""
 
     def __init__(self, in_features: int, units: int):
         super().__init__()
@@ -48,6 +27,33 @@ class VectorEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.block(x) + self.shortcut(x))
+
+
+class LocalEmbedding(VectorEmbedding):
+    """The paper's 1×1-conv block (conv → BN → ReLU → conv, plus a linear 1×1 shortcut, LayerNorm
+    over channels), applied to every location of a feature map.
+
+    A 1×1 convolution is a matrix product over the map's locations, so the block runs as
+    ``VectorEmbedding`` on the (N·H·W, C) matrix of locations: the same function (BatchNorm1d over
+    N·H·W rows per unit computes BatchNorm2d's statistics), but each layer is one GEMM whose
+    backward is two GEMMs, which run at the matmul units' speed in bf16 where mkldnn's 1×1-conv
+    backward does not (benchmarks/profile_step.py), and the output is already in the layout the
+    scores need.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) → (N, H·W, units), locations in row-major order."""
+        n, c = x.shape[:2]
+        rows = x.flatten(2).transpose(1, 2).reshape(-1, c)  # (N·H·W, C); no copy for a channels-last map
+        return super().forward(rows).view(n, -1, self.norm.normalized_shape[0])
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written while the block was made of 1×1 convs hold weights of shape (U, C, 1, 1).
+        for key in ("block.0.weight", "block.3.weight", "shortcut.weight"):
+            weight = state_dict.get(prefix + key)
+            if weight is not None and weight.dim() == 4:
+                state_dict[prefix + key] = weight.flatten(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class MapEmbedding(nn.Module):
@@ -71,16 +77,16 @@ class MapEmbedding(nn.Module):
 def dot_scores(global_emb: torch.Tensor, local_emb: torch.Tensor) -> torch.Tensor:
     """Score every global against every local in one matrix product.
 
-    global_emb (N, U) and local_emb (N, U, M) → scores (N, N, M), scores[i, j, m] = <g_i, l_jm>.
+    global_emb (N, U) and local_emb (N, M, U) → scores (N, N, M), scores[i, j, m] = <g_i, l_jm>.
     A local_emb of shape (N, U) is treated as M == 1. Scores are divided by sqrt(U): LayerNorm
     makes every embedding coordinate unit-scale, so raw dot products grow like sqrt(U) and would
     saturate the softplus and exp of the bounds at the paper's width of 2048.
     """
     if local_emb.dim() == 2:
-        local_emb = local_emb.unsqueeze(-1)
-    n, units, m = local_emb.shape
-    flat = local_emb.permute(1, 0, 2).reshape(units, n * m)  # (U, N·M)
-    return (global_emb @ flat).view(global_emb.shape[0], n, m) / math.sqrt(units)
+        local_emb = local_emb.unsqueeze(1)
+    n, m, units = local_emb.shape
+    # (N·M, U)ᵀ is a transposed view, which the GEMM reads without a copy.
+    return (global_emb @ local_emb.reshape(n * m, units).T).view(global_emb.shape[0], n, m) / math.sqrt(units)
 
 
 class ConcatCritic(nn.Module):

@@ -1,16 +1,14 @@
 """Settings of a pretraining run. The CLI fills this from flags (> env > config file > defaults)
 and writes it, fully resolved, to the run folder's config.json."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from dimctl.errors import UsageError
 from dimctl.methods import DEFAULT_BETA_VAE, METHODS, NEEDS_32PX
 from dimctl.models.encoders import ENCODERS, INPUT_SIZES, EncoderConfig, tap_shapes
 from dimctl.objectives.bounds import ESTIMATORS
 from dimctl.objectives.dim import COORDS, LOCAL_CRITICS, PRESETS, DIMConfig
-
-
-PRECISIONS = ("fp32", "bf16", "fp16")
+from dimctl.precision import PRECISIONS, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,7 @@ class PretrainConfig:
     log_every: int = 10
     nan_policy: str = "stop"  # stop | skip: what a NaN/inf loss does
     cpu: bool = False
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast through Accelerate)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast through Accelerate); auto: dimctl/precision.py
     channels_last: bool = False
     compile: bool = False  # torch.compile of encoder+heads (inductor)
     sync_bn: bool = False  # BatchNorm statistics over the global batch (GPUs only)
@@ -67,6 +65,18 @@ class PretrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def planned_device_type(self) -> str:
+        """The kind of device Accelerate will train on (it takes a GPU whenever one is there)."""
+        import torch
+
+        return "cuda" if not self.cpu and torch.cuda.is_available() else "cpu"
+
+    def resolved(self, device_type: str | None = None) -> "PretrainConfig":
+        """This config with ``--precision auto`` replaced by what runs on the device (recorded so)."""
+        if self.precision != "auto":
+            return self
+        return replace(self, precision=resolve_precision("auto", device_type or self.planned_device_type()))
 
     def input_size(self) -> int:
         """The side of the images the encoder takes: the crop, or the architecture's input size."""

@@ -30,7 +30,6 @@ from accelerate.utils import set_seed
 from PIL import Image
 from torch import nn
 from torch.optim.swa_utils import update_bn
-from torchvision.utils import make_grid
 
 from dimctl.data.dataset import ImageDataset
 from dimctl.data.transforms import normalise
@@ -41,7 +40,8 @@ from dimctl.io.images import GRID_PADDING, GRID_PAD_VALUE
 from dimctl.models.generators import DEFAULT_Z_DIM, IMAGE_SIZES, CriticConfig, GeneratorConfig, build_generator
 from dimctl.objectives.generative import DEFAULT_CRITIC_STEPS, DEFAULT_PENALTY, METHODS, build_objective
 from dimctl.train import checkpoint
-from dimctl.train.loop import _any_process, _check_same_world, _drop_metrics_after, _epoch_order, _grad_norm, unwrap
+from dimctl.train.guard import grad_norm
+from dimctl.train.loop import _any_process, _check_same_world, _drop_metrics_after, _epoch_order, unwrap
 
 GRID_SIDE = 8  # training grids are 8 × 8 samples of one fixed noise batch
 BN_REFRESH_BATCHES = 20  # fresh noise batches that recompute the published generator's BN statistics
@@ -159,6 +159,8 @@ def save_grid(path: str | Path, images: torch.Tensor) -> Path:
     """uint8 images (N, C, H, W) as one PNG grid, rows × columns from ``grid_shape``, 2-pixel grey
     gaps; a grey PNG for 1-channel images (a third of the size of torchvision's RGB one)."""
     _, columns = grid_shape(images.shape[0])
+    from torchvision.utils import make_grid  # here, not at import: torchvision costs seconds of start-up
+
     grid = make_grid(images.float() / 255, nrow=columns, padding=GRID_PADDING, pad_value=GRID_PAD_VALUE)
     array = grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()  # as save_image rounds
     picture = Image.fromarray(array[:, :, 0], "L") if images.shape[1] == 1 else Image.fromarray(array, "RGB")
@@ -174,7 +176,7 @@ def _check(loss: torch.Tensor, terms: dict[str, torch.Tensor], modules: list[nn.
     if not torch.isfinite(loss):
         bad = f"{who} loss term {next((k for k, v in terms.items() if not torch.isfinite(v)), 'total')} became " \
               f"{next((v.item() for v in terms.values() if not torch.isfinite(v)), loss.item())}"
-    elif accelerator.scaler is None and not torch.isfinite(sum(_grad_norm(m) for m in modules)):
+    elif accelerator.scaler is None and not torch.isfinite(sum(grad_norm(m) for m in modules)):
         bad = f"the {who} gradients became non-finite"
     if bad is not None:
         raise NonFiniteLoss(f"{bad} at step {step}; no update was made and the last checkpoint is intact "

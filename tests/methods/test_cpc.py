@@ -60,8 +60,8 @@ def test_the_positive_is_the_local_feature_k_rows_below():
     local = torch.zeros(n, c, h, w)
 
     class OneHot(torch.nn.Module):
-        def forward(self, x):  # (N, C, H, W) → (N, Q, H·W): feature (img, r, col) → one-hot
-            return torch.eye(q).view(q, n, h * w).permute(1, 0, 2) * 100
+        def forward(self, x):  # (N, C, H, W) → (N, H·W, Q): feature (img, r, col) → one-hot
+            return torch.eye(q).view(n, h * w, q) * 100
 
     class PointDown(torch.nn.Module):
         def forward(self, sources):  # the P sources in (image, row, column) order → one-hot of their positives

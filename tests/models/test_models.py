@@ -37,7 +37,7 @@ class _CountMatmuls(TorchDispatchMode):
 
 def test_dot_scores_is_one_matrix_product_and_matches_pairwise():
     torch.manual_seed(0)
-    g, l = torch.randn(6, 16), torch.randn(6, 16, 10)
+    g, l = torch.randn(6, 16), torch.randn(6, 10, 16)
     with _CountMatmuls() as counter:
         scores = dot_scores(g, l)
     assert counter.count == 1
@@ -45,9 +45,33 @@ def test_dot_scores_is_one_matrix_product_and_matches_pairwise():
     for i in range(6):
         for j in range(6):
             for m in range(10):
-                assert scores[i, j, m].item() == pytest.approx((g[i] @ l[j, :, m]).item() / 4.0, abs=1e-5)
+                assert scores[i, j, m].item() == pytest.approx((g[i] @ l[j, m]).item() / 4.0, abs=1e-5)
 
 
 def test_embeddings_shapes():
-    assert LocalEmbedding(128, 32)(torch.randn(3, 128, 8, 8)).shape == (3, 32, 64)
+    assert LocalEmbedding(128, 32)(torch.randn(3, 128, 8, 8)).shape == (3, 64, 32)
     assert VectorEmbedding(64, 32)(torch.randn(3, 64)).shape == (3, 32)
+
+
+def test_local_embedding_is_the_papers_1x1_conv_block_and_loads_its_weights():
+    """The linear LocalEmbedding computes the 1×1-conv block (conv → BN → ReLU → conv + 1×1 shortcut,
+    LayerNorm over channels) at every location, and loads a state dict in the conv layout."""
+    torch.manual_seed(0)
+    c, units = 12, 16
+    conv = torch.nn.ModuleDict({
+        "block": torch.nn.Sequential(torch.nn.Conv2d(c, units, 1, bias=False), torch.nn.BatchNorm2d(units),
+                                     torch.nn.ReLU(), torch.nn.Conv2d(units, units, 1)),
+        "shortcut": torch.nn.Conv2d(c, units, 1), "norm": torch.nn.LayerNorm(units)})
+    with torch.no_grad():
+        conv["block"][1].weight.uniform_(0.5, 1.5)
+        conv["block"][1].bias.normal_()
+    embedding = LocalEmbedding(c, units)
+    embedding.load_state_dict(conv.state_dict())
+    x = torch.randn(4, c, 5, 3)
+    for train in (True, False):  # batch statistics, then the running ones both updated the same way
+        conv.train(train), embedding.train(train)
+        h = conv["block"](x) + conv["shortcut"](x)
+        expected = conv["norm"](h.flatten(2).transpose(1, 2))  # (N, H·W, U)
+        torch.testing.assert_close(embedding(x), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(embedding.block[1].running_mean, conv["block"][1].running_mean)
+    torch.testing.assert_close(embedding.block[1].running_var, conv["block"][1].running_var)

@@ -62,7 +62,7 @@ def test_two_process_training_keeps_ranks_identical_and_resumes_through_the_cli(
     # The same run as `torchrun -m dimctl pretrain`, stopped after one epoch, then resumed.
     flags = ["--mi-units", str(TRAIN_CONFIG["mi_units"]), "--batch-size", str(TRAIN_CONFIG["batch_size"]),
              "--seed", str(TRAIN_CONFIG["seed"]), "--checkpoint-every", "0", "--log-every", "5",
-             "--out", str(tmp_path / "cli")]
+             "--precision", "fp32", "--out", str(tmp_path / "cli")]  # the worker's Accelerator runs fp32
     first = _launch(["-m", "dimctl", "pretrain", *flags, "--epochs", "1"], tmp_path)
     assert first.stdout.strip() == str(tmp_path / "cli" / "encoder.safetensors")  # printed once, by rank 0
     _launch(["-m", "dimctl", "pretrain", *flags, "--epochs", "2", "--resume"], tmp_path)

@@ -61,8 +61,9 @@ def test_sigterm_on_other_commands_is_a_clean_130(tmp_path):
     assert proc.returncode == 130 and err.decode().strip() == "dimctl: error: interrupted", err.decode()
 
 
-def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
-    flags = ["--epochs", "2", "--checkpoint-every", "3"]
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, precision):
+    flags = ["--epochs", "2", "--checkpoint-every", "3", "--precision", precision]
     straight = subprocess.run([*CMD, *flags, "--out", str(tmp_path / "straight")], capture_output=True, env=ENV)
     assert straight.returncode == 0, straight.stderr.decode()
     kill_after = random.Random().randint(1, 12)  # a random checkpoint of the 44 steps
@@ -102,6 +103,42 @@ def test_nan_stops_before_the_bad_update_and_keeps_the_checkpoint(nan_on_call, t
     assert latest.name == "step_00000004"
     weights = load_file(str(latest / "model.safetensors"))
     assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
+
+
+@pytest.fixture
+def deferred_checks(monkeypatch):
+    """The GPU's way of checking (train/guard.py), here on the CPU: flags on the device, fused Adam
+    skipping the update, the host reading the flags only at log steps and checkpoints."""
+    monkeypatch.setattr("dimctl.train.loop.defer_checks", lambda device: True)
+
+
+def test_deferred_checks_stop_at_the_first_bad_step_without_a_checkpoint_after_it(nan_on_call, deferred_checks,
+                                                                                   tmp_path):
+    config = PretrainConfig(epochs=1, mi_units=16, checkpoint_every=2, log_every=10, precision="fp32")
+    with pytest.raises(NonFiniteLoss, match=r"non-finite \(noticed at step 6; .*\) at step 5"):
+        pretrain(config, load_dataset("digits"), tmp_path / "run")
+    assert list_checkpoints(tmp_path / "run")[-1].name == "step_00000004"
+
+
+def test_deferred_checks_skip_exactly_the_bad_update(nan_on_call, deferred_checks, tmp_path, monkeypatch):
+    """Under --nan-policy skip the deferred run equals the at-once run step for step: the same weights."""
+    config = PretrainConfig(epochs=1, mi_units=16, checkpoint_every=0, log_every=7, nan_policy="skip", precision="fp32")
+    deferred = pretrain(config, load_dataset("digits"), tmp_path / "deferred")
+    assert deferred.final_metrics["skipped_steps"] == 1
+    monkeypatch.setattr("dimctl.train.loop.defer_checks", lambda device: False)
+    calls = {"n": 0}  # the same NaN at the 5th step, counted afresh
+    real = bounds.jsd
+
+    def flaky(scores):
+        calls["n"] += 1
+        value = real(scores)
+        return value * float("nan") if calls["n"] == 5 else value
+
+    monkeypatch.setitem(bounds.ESTIMATORS, "jsd", flaky)
+    at_once = pretrain(config, load_dataset("digits"), tmp_path / "at-once")
+    assert at_once.final_metrics["skipped_steps"] == 1
+    a, b = load_file(str(deferred.encoder_path)), load_file(str(at_once.encoder_path))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_nan_policy_skip_leaves_the_step_out(nan_on_call, tmp_path):
