@@ -50,11 +50,13 @@ def one_run(args, out: Path, estimator: str, seed: int, precision: str) -> tuple
     if not features.exists():
         dimctl("extract", str(run_dir / "encoder.safetensors"), "--dataset", args.dataset, "--layers", "fc,y",
                "-o", str(features))
-    if not results.exists():
+    if not results.exists() and not args.train_only:
         with open(results.with_suffix(".tmp"), "w") as f:
             dimctl("probe", str(features), "--classifier", "svm,mlp", "--mlp-epochs", str(args.mlp_epochs),
                    "--seed", str(seed), "--json", stdout=f)
         results.with_suffix(".tmp").rename(results)
+    if not results.exists():
+        return [], seconds
     return [json.loads(line) for line in results.read_text().splitlines() if line.strip()], seconds
 
 
@@ -65,6 +67,7 @@ def main():
     parser.add_argument("--mi-units", type=int, default=256)
     parser.add_argument("--mlp-epochs", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("runs/precision-quality"))
+    parser.add_argument("--train-only", action="store_true", help="Pretrain and extract only; probe on a later call.")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -77,6 +80,8 @@ def main():
                       + "  ".join(f"{r['layer']}/{r['classifier']} {100 * r['accuracy']:.2f}" for r in lines), flush=True)
                 for r in lines:
                     accuracy.setdefault((estimator, r["layer"], r["classifier"], precision), []).append(100 * r["accuracy"])
+    if args.train_only:
+        return
 
     print(f"\n{args.dataset}, DIM(L), {args.epochs} epoch(s), mi-units {args.mi_units}, seeds {SEEDS}, "
           f"mlp {args.mlp_epochs} epochs — test accuracy %, mean over seeds")

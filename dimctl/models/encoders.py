@@ -44,6 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dimctl.models.conv import Conv2d
+
 @dataclass(frozen=True)
 class EncoderConfig:
     arch: str = "dcgan"
@@ -112,7 +114,7 @@ def _fc_bn_relu(n_in: int, n_out: int) -> nn.Sequential:
 def _conv_bn_relu(c_in: int, c_out: int, kernel: int = 4, stride: int = 2, padding: int = 1,
                   pool: bool = False) -> nn.Sequential:
     # No conv bias under BatchNorm: BN's shift makes it redundant (paper App. A.2).
-    layers = [nn.Conv2d(c_in, c_out, kernel_size=kernel, stride=stride, padding=padding, bias=False),
+    layers = [Conv2d(c_in, c_out, kernel_size=kernel, stride=stride, padding=padding, bias=False),
               nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
     if pool:
         layers.append(nn.MaxPool2d(kernel_size=3, stride=2))
@@ -191,13 +193,13 @@ class Bottleneck(nn.Module):
         super().__init__()
         c_out = width * self.expansion
         self.body = nn.Sequential(
-            nn.Conv2d(c_in, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-            nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-            nn.Conv2d(width, c_out, 1, bias=False), nn.BatchNorm2d(c_out),
+            Conv2d(c_in, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            Conv2d(width, width, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            Conv2d(width, c_out, 1, bias=False), nn.BatchNorm2d(c_out),
         )
         self.shortcut = None
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = x if self.shortcut is None else self.shortcut(x)

@@ -10,6 +10,8 @@ import math
 import torch
 from torch import nn
 
+from dimctl.models.conv import Conv2d
+
 
 class VectorEmbedding(nn.Module):
     """Linear → BN → ReLU → linear, plus a linear shortcut, LayerNorm over the units."""
@@ -63,9 +65,9 @@ class MapEmbedding(nn.Module):
     def __init__(self, in_channels: int, spatial: int, units: int):
         super().__init__()
         self.convs = nn.Sequential(
-            nn.Conv2d(in_channels, 64, 3),
+            Conv2d(in_channels, 64, 3),
             nn.ReLU(inplace=True),
-            nn.Conv2d(64, 32, 3),
+            Conv2d(64, 32, 3),
             nn.ReLU(inplace=True),
         )
         self.embed = VectorEmbedding(32 * (spatial - 4) ** 2, units)

@@ -75,3 +75,30 @@ def test_local_embedding_is_the_papers_1x1_conv_block_and_loads_its_weights():
         torch.testing.assert_close(embedding(x), expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(embedding.block[1].running_mean, conv["block"][1].running_mean)
     torch.testing.assert_close(embedding.block[1].running_var, conv["block"][1].running_var)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv2d_takes_the_weight_gradient_in_fp32_under_cpu_bf16_autocast(channels_last):
+    from dimctl.models.conv import Conv2d
+
+    torch.manual_seed(0)
+    ours, reference = Conv2d(6, 8, 4, stride=2, padding=1), torch.nn.Conv2d(6, 8, 4, stride=2, padding=1)
+    ours.load_state_dict(reference.state_dict())  # the same parameters and state dict as nn.Conv2d
+    x = torch.randn(5, 6, 12, 12)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def run(conv, bf16):
+        conv.zero_grad()
+        inp = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = conv(inp)
+        out.float().pow(2).sum().backward()
+        return out, inp.grad, conv.weight.grad, conv.bias.grad
+
+    exact = run(reference, False)
+    assert all(torch.equal(a, b) for a, b in zip(run(ours, False), exact))  # outside bf16 autocast: nn.Conv2d
+    out, *grads = run(ours, True)
+    assert out.dtype == torch.bfloat16 and grads[1].dtype == torch.float32
+    for value, truth in zip([out, *grads], exact):  # bf16 round-off of the inputs, nothing more
+        assert ((value.float() - truth).norm() / truth.norm()).item() < 1e-2
