@@ -1,5 +1,6 @@
 """Run a frozen encoder over images in batches and collect chosen taps."""
 
+import contextlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -12,16 +13,29 @@ from dimctl.data.transforms import normalise
 PIXELS = "pixels"
 
 
-@torch.no_grad()
 def iter_features(encoder: nn.Module, images: torch.Tensor, layers: list[str], batch_size: int,
-                  device: torch.device | str = "cpu") -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    """Yield (start index, {layer: float32 array}) for consecutive batches of uint8 ``images``."""
+                  device: torch.device | str = "cpu", precision: str = "fp32") -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Yield (start index, {layer: float32 array}) for consecutive batches of uint8 ``images``.
+    On the CPU in fp32 the arrays share memory with the encoder's fresh outputs (no copy).
+    ``precision`` "bf16" runs the encoder under bf16 autocast; its taps still come as float32."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be fp32 or bf16, not {precision!r}")
     encoder.eval()
+    device_type = torch.device(device).type
     for start in range(0, images.shape[0], batch_size):
-        x = normalise(images[start:start + batch_size].to(device))
-        taps = encoder(x)
-        taps[PIXELS] = x
-        yield start, {layer: taps[layer].float().cpu().numpy() for layer in layers}
+        with torch.inference_mode():
+            x = normalise(images[start:start + batch_size].to(device))
+            with (torch.autocast(device_type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()):
+                taps = encoder(x)
+            taps[PIXELS] = x
+            batch = {layer: _array(taps[layer]) for layer in layers}
+        yield start, batch
+
+
+def _array(t: torch.Tensor) -> np.ndarray:
+    if t.dtype != torch.float32:
+        t = t.float()
+    return t.numpy() if t.device.type == "cpu" else t.cpu().numpy()
 
 
 def extract_layer(encoder: nn.Module, images: torch.Tensor, layer: str, batch_size: int = 256,
