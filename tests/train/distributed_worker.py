@@ -31,7 +31,7 @@ TRAIN_CONFIG = dict(mi_units=64, batch_size=32, epochs=2, checkpoint_every=0, se
 
 def grads_config(estimator: str, batch_size: int) -> PretrainConfig:
     return PretrainConfig(alpha=0.5, beta=1.0, gamma=0.0, estimator=estimator, mi_units=32,
-                          batch_size=batch_size, seed=1, preset=None)
+                          batch_size=batch_size, seed=1, preset=None, precision="fp32", cpu=True)
 
 
 def one_step(accelerator: Accelerator, config: PretrainConfig, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -54,8 +54,10 @@ def fixed_batch(total: int) -> torch.Tensor:
 
 
 def reference_grads(estimator: str, total: int) -> dict[str, torch.Tensor]:
-    accelerator = Accelerator(cpu=True)
-    return one_step(accelerator, grads_config(estimator, total), fixed_batch(total))
+    # make_accelerator, not Accelerator(): in the test process an earlier test may have left
+    # Accelerate's process-wide state in bf16, which a bare Accelerator() would inherit.
+    config = grads_config(estimator, total)
+    return one_step(loop.make_accelerator(config), config, fixed_batch(total))
 
 
 def main() -> None:
