@@ -1,6 +1,6 @@
 """Throughput of `dimctl pretrain` against a bare model step, and against the machine's matmul speed.
 
-    python benchmarks/pretrain_throughput.py                    # fp32 and bf16 × batch 64,256 × mi-units 256,2048
+    python benchmarks/pretrain_throughput.py                    # fp32 (and bf16 where fast) × batch 64,256 × mi-units 256,2048
     python benchmarks/pretrain_throughput.py --precisions bf16 --batch-sizes 64 --mi-units 2048 --images 1500
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 python benchmarks/pretrain_throughput.py
 
@@ -40,16 +40,23 @@ from dimctl.train.loop import _epoch_order, build_models, pretrain
 TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
 
 
-def matmul_flops_per_s(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 10) -> float:
+def matmul_flops_per_s(dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 1.0) -> float:
+    """Best of 3 timings of repeated (size × size) products, each at least ``seconds`` long. An
+    emulated precision (bf16 on a CPU without AVX512-BF16/AMX runs ~300× slower than fp32) is timed
+    at size 512 so that the measurement itself stays short."""
     a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
-    a @ b  # warm-up
+    start = time.perf_counter()
+    a @ b  # warm-up, and a first estimate
+    if time.perf_counter() - start > 0.5 and size > 512:
+        return matmul_flops_per_s(dtype, 512, seconds)
     best = float("inf")
     for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(repeats):
+        start, repeats = time.perf_counter(), 0
+        while (elapsed := time.perf_counter() - start) < seconds:
             a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size ** 3 * repeats / best
+            repeats += 1
+        best = min(best, elapsed / repeats)
+    return 2 * size ** 3 / best
 
 
 def peaks() -> dict[str, float]:
@@ -144,7 +151,8 @@ def main():
     parser.add_argument("--mi-units", default="256,2048")
     parser.add_argument("--images", type=int, default=2800, help="Images per measurement (rounded up to whole epochs).")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--precisions", default="auto",
+                        help="Comma-separated; 'auto' = fp32, plus bf16 where this machine runs it faster than fp32.")
     args = parser.parse_args()
 
     data = load_dataset(args.dataset)
@@ -155,6 +163,12 @@ def main():
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}; matmul 2048³: "
           + ", ".join(f"{name} {value / 1e9:.0f} GFLOP/s" for name, value in peak.items())
           + f" (bf16/fp32 {peak['bf16'] / peak['fp32']:.2f}×)")
+    precisions = args.precisions.split(",")
+    if precisions == ["auto"]:
+        precisions = ["fp32", "bf16"] if peak["bf16"] > peak["fp32"] else ["fp32"]
+        if peak["bf16"] <= peak["fp32"]:
+            print("bf16 rows left out: this CPU emulates bf16 (no AVX512-BF16 or AMX), slower than fp32; "
+                  "--precision auto picks fp32 here")
     print(f"settings: dataset={args.dataset} preset=dim-l estimator=jsd prior on, {args.images}+ images per "
           f"measurement, best of {args.repeats}")
     print(f"{'prec':>4} {'batch':>5} {'units':>5} {'bare':>8} {'loop':>8} {'loop-cl':>8} {'loop/bare':>9} {'cl/bare':>8} "
@@ -163,7 +177,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for units in [int(u) for u in args.mi_units.split(",")]:
             for batch in [int(b) for b in args.batch_sizes.split(",")]:
-                for precision in args.precisions.split(","):
+                for precision in precisions:
                     epochs = max(1, math.ceil(args.images / (images.shape[0] // batch * batch)))
                     config = PretrainConfig(dataset=args.dataset, mi_units=units, epochs=epochs, batch_size=batch,
                                             checkpoint_every=0, cpu=True, precision=precision)
@@ -187,7 +201,7 @@ def main():
         units, batch = int(args.mi_units.split(",")[0]), int(args.batch_sizes.split(",")[0])
         epochs = max(1, math.ceil(args.images / (images.shape[0] // batch * batch)))
         config = PretrainConfig(dataset=args.dataset, mi_units=units, epochs=epochs, batch_size=batch,
-                                checkpoint_every=0, cpu=True, precision=args.precisions.split(",")[0])
+                                checkpoint_every=0, cpu=True, precision=precisions[0])
         runs = {"bare": lambda: bare_loop(config, images),
                 "command": lambda: dimctl_command(config, Path(tmp) / "cmd", None)}
         if TCMALLOC.exists():

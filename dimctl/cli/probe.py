@@ -23,12 +23,16 @@ def probe(
     mlp_epochs: Annotated[int, typer.Option(help="Training epochs of the mlp probe.")] = 50,
     mlp_lr: Annotated[float, typer.Option(help="Adam learning rate of the mlp probe (decayed ×0.1 at 50% and 75%).")] = 1e-3,
     svm_c: Annotated[float, typer.Option(help="Regularisation C of the linear SVM.")] = 1.0,
+    svm_tol: Annotated[float, typer.Option(help="Tolerance of the ADMM linear SVM (relative gradient norm per class).")] = 1e-4,
+    svm_max_iter: Annotated[int, typer.Option(help="Iteration cap of the ADMM linear SVM.")] = 1000,
     knn_k: Annotated[int, typer.Option(help="Neighbours of the knn probe.")] = 10,
 ):
     """Train classifiers on the train split's features and report test accuracy.
 
-    svm: linear SVM on standardised features. mlp: the paper's probe (200 units, dropout 0.1,
-    BN, ReLU). logreg: logistic regression. knn: cosine k-nearest neighbours.
+    svm: linear SVM on standardised features (libsvm up to 20,000 training samples, LinearSVC's
+    model by ADMM above; svm-torch: ADMM at every size). mlp: the paper's probe (200 units,
+    dropout 0.1, BN, ReLU). logreg: logistic regression. knn: cosine k-nearest neighbours.
+    --json rows name the solver and its iterations and say whether it converged.
 
     Multi-label files (CelebA's 40 attributes) get one binary classifier per attribute; the
     accuracy is their mean, and --json adds each attribute's accuracy.
@@ -41,12 +45,12 @@ def probe(
     """
     import numpy as np
 
-    from dimctl.evaluate.probes import CLASSIFIERS, ProbeConfig, probe_attributes
-    from dimctl.evaluate.probes import probe as run_probe
+    from dimctl.evaluate.probes import CLASSIFIERS, ProbeConfig, probe_attribute_results, probe_result
     from dimctl.io.features import read_features
 
     classifiers = list(CLASSIFIERS) if classifier == "all" else split_list(classifier, list(CLASSIFIERS), "--classifier")
-    config = ProbeConfig(seed=seed, svm_c=svm_c, knn_k=knn_k, mlp_epochs=mlp_epochs, mlp_lr=mlp_lr)
+    config = ProbeConfig(seed=seed, svm_c=svm_c, svm_tol=svm_tol, svm_max_iter=svm_max_iter, knn_k=knn_k,
+                         mlp_epochs=mlp_epochs, mlp_lr=mlp_lr)
     sources = features or ["-"]
     if sources.count("-") > 1:
         raise UsageError("stdin (-) can be read only once")
@@ -67,13 +71,20 @@ def probe(
                 arrays = (feats.layer("train", name), train_y, feats.layer("test", name), test_y)
                 extra = {}
                 if multi_label:  # one binary classifier per attribute; their mean accuracy leads
-                    per_attribute = probe_attributes(*arrays, clf, config)
+                    results = probe_attribute_results(*arrays, clf, config)
+                    per_attribute = [r.accuracy for r in results]
                     accuracy = sum(per_attribute) / len(per_attribute)
                     names = feats.dataset.get("attributes") or [str(k) for k in range(len(per_attribute))]
                     extra = {"multi_label": True, "n_attributes": len(per_attribute),
-                             "attribute_accuracy": {n: round(a, 6) for n, a in zip(names, per_attribute)}}
+                             "attribute_accuracy": {n: round(a, 6) for n, a in zip(names, per_attribute)},
+                             **_solver_summary([r.info for r in results])}
                 else:
-                    accuracy = run_probe(*arrays, clf, config)
+                    result = probe_result(*arrays, clf, config)
+                    accuracy, extra = result.accuracy, dict(result.info)
+                if extra.get("solver_converged") is False:  # the library reports; the command warns
+                    hint = "; raise --svm-max-iter or --svm-tol" if "admm" in extra["solver"] else ""
+                    note(f"probe {feats.name}: {name} with {clf}: {extra['solver']} stopped at its iteration cap "
+                         f"({extra['solver_iterations']}) before its tolerance{hint}")
                 row = {
                     "command": "probe", "features": feats.name, "layer": name, "classifier": clf,
                     "accuracy": round(accuracy, 6), "encoder": feats.encoder.get("sha256"),
@@ -85,6 +96,17 @@ def probe(
                 rows.append(row)
     if not as_json:
         _table(rows)
+
+
+def _solver_summary(infos: list[dict]) -> dict:
+    """One row's solver fields for per-attribute fits: the solvers used, the most iterations any
+    took, whether all converged (attributes constant in training have no solver and are left out)."""
+    infos = [i for i in infos if i]
+    if not infos:
+        return {}
+    return {"solver": ",".join(dict.fromkeys(i["solver"] for i in infos)),
+            "solver_iterations": max(i["solver_iterations"] for i in infos),
+            "solver_converged": all(i["solver_converged"] for i in infos)}
 
 
 def _table(rows: list[dict]) -> None:

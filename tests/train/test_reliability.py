@@ -63,10 +63,12 @@ def test_sigterm_on_other_commands_is_a_clean_130(tmp_path):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, precision):
-    flags = ["--epochs", "2", "--checkpoint-every", "3", "--precision", precision]
+    # A narrow encoder: what is tested is the resume, and bf16 is emulated (slow) on CPUs without
+    # AVX512-BF16/AMX, where this test must still run.
+    flags = ["--epochs", "1", "--width", "0.125", "--fc-dim", "128", "--checkpoint-every", "3", "--precision", precision]
     straight = subprocess.run([*CMD, *flags, "--out", str(tmp_path / "straight")], capture_output=True, env=ENV)
     assert straight.returncode == 0, straight.stderr.decode()
-    kill_after = random.Random().randint(1, 12)  # a random checkpoint of the 44 steps
+    kill_after = random.Random().randint(1, 6)  # a random checkpoint of the 22 steps
     proc = subprocess.Popen([*CMD, *flags, "--out", str(tmp_path / "killed")], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=ENV)
     assert _wait_for(lambda: any(int(p.name.split("_")[1]) >= 3 * kill_after
