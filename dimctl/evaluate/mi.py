@@ -84,7 +84,8 @@ def estimate_mi(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tens
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     critic = SeparableCritic(train_x.shape[1], train_y.shape[1], config.hidden, config.embedding)
-    optimiser = torch.optim.Adam(critic.parameters(), lr=config.lr)
+    # fused: one kernel per step, not ~10 elementwise passes per tensor (~20 % of a small critic's step)
+    optimiser = torch.optim.Adam(critic.parameters(), lr=config.lr, fused=True)
     objective = _training_objective(config)
     curve = []
     for step in range(1, config.steps + 1):

@@ -73,7 +73,7 @@ def estimate_image_mi(train_images: torch.Tensor, train_y: torch.Tensor, test_im
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     network = StatisticsNetwork(train_images.shape[1], train_images.shape[2], train_y.shape[1]).to(device)
-    optimiser = torch.optim.Adam(network.parameters(), lr=config.lr)
+    optimiser = torch.optim.Adam(network.parameters(), lr=config.lr, fused=True)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.steps)
     objective = DVMovingAverage(config.ema_rate)
     curve = []

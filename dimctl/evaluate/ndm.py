@@ -51,7 +51,7 @@ def neural_dependency(train: torch.Tensor, test: torch.Tensor, config: NDMConfig
     generator = torch.Generator().manual_seed(config.seed)
     # Same shape as the prior discriminator of App. A.2: fully connected 1000 → 200 → 1.
     discriminator = PriorDiscriminator(d)
-    optimiser = torch.optim.Adam(discriminator.parameters(), lr=config.lr)
+    optimiser = torch.optim.Adam(discriminator.parameters(), lr=config.lr, fused=True)
     curve = []
     for step in range(1, config.steps + 1):
         joint = train[torch.randint(0, n, (batch,), generator=generator)]
