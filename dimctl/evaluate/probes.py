@@ -1,12 +1,13 @@
 """Classifiers trained on frozen features to measure what a representation makes linearly
-(or shallowly) decodable. Each takes train/test arrays and returns test accuracy, or a
-``ProbeResult`` (accuracy plus what the solver did: its name, iterations, convergence).
+(or shallowly) decodable. Each takes train/test arrays and returns a ``ProbeResult``: test
+accuracy plus, for iterative solvers, what the solver did (its name, iterations, convergence).
 
 - ``svm``: linear SVM on standardised features (paper Table 4). Up to ``svm_exact_max`` training
   samples libsvm's exact solver (``SVC(kernel="linear")``: hinge loss, one-vs-one; on digits 10×
   faster than the alternative and 4 points more accurate, at 10,000 conv features 3 points more
   accurate but 13× slower, 61 s); above that LinearSVC's model (one-vs-rest, squared hinge) solved
-  by ADMM in torch (evaluate/linear_svm.py: ~60 s at 50,000 × 4,096 where liblinear took 497 s).
+  by ADMM in torch (evaluate/linear_svm.py: 109 s at 50,000 × 4,096 on a 2-core AVX2 CPU, where
+  liblinear had taken 497 s on a faster one).
   The result names the solver (``libsvm`` or ``admm``), so the change of model is on record.
 - ``svm-torch``: LinearSVC's model by the ADMM solver at every size (the name is kept for old
   Makefiles; it was a full-batch L-BFGS, 531 s at 50,000 × 4,096).
@@ -98,15 +99,15 @@ def logreg(train_x, train_y, test_x, test_y, config: ProbeConfig) -> ProbeResult
                        {"solver": "lbfgs", "solver_iterations": iterations, "solver_converged": iterations < max_iter})
 
 
-def knn(train_x, train_y, test_x, test_y, config: ProbeConfig) -> float:
+def knn(train_x, train_y, test_x, test_y, config: ProbeConfig) -> ProbeResult:
     from sklearn.neighbors import KNeighborsClassifier
 
     k = min(config.knn_k, train_x.shape[0])  # a training set smaller than k still has neighbours
     model = KNeighborsClassifier(n_neighbors=k, metric="cosine").fit(train_x, train_y)
-    return _accuracy(model.predict(test_x), test_y)
+    return ProbeResult(_accuracy(model.predict(test_x), test_y))
 
 
-def mlp(train_x, train_y, test_x, test_y, config: ProbeConfig) -> float:
+def mlp(train_x, train_y, test_x, test_y, config: ProbeConfig) -> ProbeResult:
     train_x, test_x = _standardise(train_x, test_x)
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
@@ -137,7 +138,7 @@ def mlp(train_x, train_y, test_x, test_y, config: ProbeConfig) -> float:
     model.eval()
     with torch.no_grad():
         predicted = model(torch.from_numpy(test_x)).argmax(1).numpy()
-    return _accuracy(predicted, test_y)
+    return ProbeResult(_accuracy(predicted, test_y))
 
 
 def svm_torch(train_x, train_y, test_x, test_y, config: ProbeConfig) -> ProbeResult:
@@ -146,7 +147,7 @@ def svm_torch(train_x, train_y, test_x, test_y, config: ProbeConfig) -> ProbeRes
     return _svm_admm(train_x, train_y, test_x, test_y, config)
 
 
-CLASSIFIERS: dict[str, Callable[..., float | ProbeResult]] = {"svm": svm, "svm-torch": svm_torch, "mlp": mlp,
+CLASSIFIERS: dict[str, Callable[..., ProbeResult]] = {"svm": svm, "svm-torch": svm_torch, "mlp": mlp,
                                                               "logreg": logreg, "knn": knn}
 
 
@@ -181,8 +182,7 @@ def probe_result(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
         raise ValueError(f"unknown classifier {classifier!r}; known: {', '.join(CLASSIFIERS)}")
     train_x = train_x.reshape(train_x.shape[0], -1)
     test_x = test_x.reshape(test_x.shape[0], -1)
-    result = CLASSIFIERS[classifier](train_x, train_y, test_x, test_y, config)
-    return result if isinstance(result, ProbeResult) else ProbeResult(float(result))
+    return CLASSIFIERS[classifier](train_x, train_y, test_x, test_y, config)
 
 
 def probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,

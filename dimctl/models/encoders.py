@@ -38,6 +38,7 @@ width (default: the paper's, 1024 or 4096); both exist so tests can build small 
 Every encoder is rebuilt from its ``EncoderConfig`` alone, which the artifact header carries.
 """
 
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 
 import torch
@@ -72,7 +73,7 @@ class EncoderConfig:
         return max(1, round(n * self.width))
 
 
-class Encoder(nn.Module):
+class Encoder(nn.Module, ABC):
     """Base class: ``forward`` is ``encode_local`` followed by ``summarise`` (module docstring)."""
 
     taps = ("local", "conv", "fc", "y")
@@ -86,12 +87,13 @@ class Encoder(nn.Module):
                              f"not {config.image_size}×{config.image_size}")
         self.config = config
 
+    @abstractmethod
     def encode_local(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The local feature map (N, C, H, W) of images ``x``."""
 
+    @abstractmethod
     def conv_from_local(self, local: torch.Tensor) -> torch.Tensor:
         """The ``conv`` tap from the local map (the first step of ``summarise``)."""
-        raise NotImplementedError
 
     def summarise(self, local: torch.Tensor) -> dict[str, torch.Tensor]:
         conv = self.conv_from_local(local)
