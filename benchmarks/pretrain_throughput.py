@@ -35,7 +35,8 @@ from dimctl.data.registry import load_dataset
 from dimctl.data.transforms import normalise
 from dimctl.objectives import prior
 from dimctl.train.config import PretrainConfig
-from dimctl.train.loop import _epoch_order, build_models, pretrain
+from dimctl.data.order import epoch_order
+from dimctl.train.loop import build_models, pretrain
 
 TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
 
@@ -94,7 +95,7 @@ def bare_loop(config: PretrainConfig, images: torch.Tensor) -> tuple[float, int]
     steps_per_epoch = n // b
     start = time.perf_counter()
     for epoch in range(config.epochs):
-        order = _epoch_order(n, config.seed, epoch, images.device)
+        order = epoch_order(n, config.seed, epoch, images.device)
         for step in range(steps_per_epoch):
             x = normalise(images[order[step * b:(step + 1) * b]]).contiguous(memory_format=memory_format)
             bare_step(model, disc, optimiser, x, config)

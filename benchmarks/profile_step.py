@@ -42,7 +42,7 @@ def main():
         x = images.contiguous(memory_format=torch.channels_last if args.channels_last else torch.contiguous_format)
 
         def step():
-            loss, _ = step_losses(model, disc, x, config, accelerator)
+            loss = step_losses(model, disc, x, config, accelerator).total
             optimiser.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             optimiser.step()

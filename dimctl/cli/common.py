@@ -98,3 +98,36 @@ def note(message: str) -> None:
 
 def progress_enabled() -> bool:
     return sys.stderr.isatty() and not os.environ.get("DIMCTL_NO_PROGRESS")
+
+
+class TrainingProgress:
+    """A tqdm bar on an interactive stderr; otherwise a line at the end of every epoch
+    (``per_epoch``) or at every tenth of the run (logs, CI, Makefiles). Takes train/engine.py's
+    ``Progress`` (or anything with its step, total_steps, epoch, epochs, epoch_done and metrics)."""
+
+    def __init__(self, desc: str, shown: tuple[str, ...], per_epoch: bool = True):
+        self.desc, self.shown, self.per_epoch = desc, shown, per_epoch
+        self.bar = None
+
+    def __call__(self, p) -> None:
+        shown = {k: v for k, v in p.metrics.items() if k in self.shown}
+        if progress_enabled():
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=p.total_steps, initial=p.step - 1, unit="step", desc=self.desc,
+                                dynamic_ncols=True)
+            self.bar.update(1)
+            if shown:
+                self.bar.set_postfix({k.replace("images_per_s", "img/s"): f"{v:.3g}" for k, v in shown.items()},
+                                     refresh=False)
+            return
+        text = " ".join(f"{k} {v:.4g}" for k, v in shown.items())
+        if self.per_epoch and p.epoch_done:
+            note(f"{self.desc} step {p.step}/{p.total_steps} epoch {p.epoch + 1}/{p.epochs} {text}")
+        elif not self.per_epoch and (p.step == p.total_steps or p.step % max(1, p.total_steps // 10) == 0):
+            note(f"{self.desc} step {p.step}/{p.total_steps} {text}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

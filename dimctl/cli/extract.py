@@ -36,7 +36,7 @@ def extract(
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
     cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")] = False,
     precision: Annotated[str, typer.Option(help="fp32, bf16 or auto: the encoder's forward in fp32 or under bf16 autocast "
-                                                "(auto: bf16 on a CUDA GPU with bf16 or a CPU with AMX/AVX512-BF16, fp32 elsewhere). "
+                                                "(auto: as in pretrain — bf16 where the device runs it fast, fp32 elsewhere). "
                                                 "Features are float32 on disk either way; the choice is recorded in the file.")] = "fp32",
 ):
     """Extract features of the train and test splits into one HDF5 file.

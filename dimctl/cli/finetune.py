@@ -6,15 +6,22 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, emit, note
+from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, TrainingProgress, emit
+from dimctl.cli.run_folder import (CheckpointEveryOpt, CpuOpt, ForceOpt, KeepCheckpointsOpt, NanPolicyOpt, ResumeOpt,
+                                   prepare_run_dir, run_until_stopped, with_saved_settings)
 from dimctl.cli.sources import encoder_and_dataset
 from dimctl.io.artifacts import save_encoder, sha256_of
 from dimctl.io.atomic import write_text
-from dimctl.train.finetune import EpochReport, FinetuneConfig
+from dimctl.train.finetune import FinetuneConfig
 from dimctl.train.finetune import finetune as run_finetune
+
+# Settings a resumed run may change; any other difference would silently mix two experiments.
+RESUMABLE_CHANGES = {"epochs", "checkpoint_every", "keep_checkpoints", "nan_policy", "cpu"}
+RUN_FILES = ("config.json", "metrics.jsonl", "encoder.safetensors", "finetune.jsonl", "checkpoints")
 
 
 def finetune(
+    ctx: typer.Context,
     encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain` (or by finetune).")],
     dataset: DatasetOpt = "digits",
     data_root: DataRootOpt = None,
@@ -27,30 +34,46 @@ def finetune(
     seed: Annotated[int, typer.Option(help="Seed for the labelled subset, the classifier's initialisation and the data order.")] = 0,
     crop_padding: Annotated[int, typer.Option(help="Random-crop augmentation padding in pixels (0: off).")] = 0,
     hflip: Annotated[bool, typer.Option("--hflip/--no-hflip", help="Random horizontal flips.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder. Default runs/finetune-ENCODER_FOLDER-DATASET-FRACTION.")] = None,
-    cpu: Annotated[bool, typer.Option("--cpu", help="Train on the CPU even when a GPU is present.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder. Default runs/finetune-ENCODER_FOLDER-DATASET-FRACTION.")] = None,
+    checkpoint_every: CheckpointEveryOpt = 500,
+    keep_checkpoints: KeepCheckpointsOpt = 3,
+    nan_policy: NanPolicyOpt = "stop",
+    cpu: CpuOpt = False,
+    resume: ResumeOpt = False,
+    force: ForceOpt = False,
 ):
     """Fine-tune a pretrained encoder with labels (the paper's semi-supervised setting, Table 2 "SS").
 
     A small classifier (linear 200, dropout 0.1, BatchNorm, ReLU, linear) goes on the encoder's last convolutional layer (the conv tap) and the encoder up to that layer trains with it, by cross-entropy on a seeded, class-balanced --labels-fraction of the training labels (Adam). The layers after conv (fc, Y) keep their weights.
 
-    Writes OUT/encoder.safetensors (the fine-tuned encoder: `dimctl extract` and `probe` take it) and OUT/finetune.jsonl; prints one JSON line: command, encoder (sha256 of the input encoder), dataset, labels_fraction, n_labels, accuracy (test), train_accuracy, epochs, finetuned (path) and its sha256. Progress goes to stderr.
+    Writes OUT/encoder.safetensors (the fine-tuned encoder: `dimctl extract` and `probe` take it), OUT/finetune.jsonl, OUT/config.json, OUT/metrics.jsonl (one line per epoch) and resume state in OUT/checkpoints; an existing run folder is refused unless --resume (continue it, same settings and encoder) or --force. SIGINT/SIGTERM save a checkpoint and stop. Prints one JSON line: command, encoder (sha256 of the input encoder), dataset, labels_fraction, n_labels, accuracy (test), train_accuracy, epochs, finetuned (path) and its sha256. Progress goes to stderr.
 
     Examples:
 
       dimctl finetune runs/dim-l/encoder.safetensors --labels-fraction 0.1
 
       dimctl finetune runs/stl/encoder.safetensors --dataset stl10 --data-root data --labels-fraction 1 --hflip
+
+      dimctl finetune runs/dim-l/encoder.safetensors --out runs/ft --resume      # after Ctrl-C or a crash
     """
-    config = FinetuneConfig(labels_fraction=labels_fraction, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                            crop_padding=crop_padding, hflip=hflip, cpu=cpu).validate()
+    FinetuneConfig(labels_fraction=labels_fraction, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                   crop_padding=crop_padding, hflip=hflip, checkpoint_every=checkpoint_every,
+                   keep_checkpoints=keep_checkpoints, nan_policy=nan_policy, cpu=cpu).validate()
     out_dir = out or Path("runs") / f"finetune-{encoder.resolve().parent.name}-{dataset}-{labels_fraction:g}"
     artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, "cpu", skip_bad_images)
+    config = FinetuneConfig(labels_fraction=labels_fraction, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                            crop_padding=crop_padding, hflip=hflip, checkpoint_every=checkpoint_every,
+                            keep_checkpoints=keep_checkpoints, nan_policy=nan_policy, encoder_sha256=artifact.sha256,
+                            cpu=cpu)
+    config = with_saved_settings(ctx, out_dir, config, resume).validate()
+    prepare_run_dir(out_dir, config.to_dict(), resume, force, RUN_FILES, ("metrics.jsonl", "checkpoints"),
+                    RESUMABLE_CHANGES)
 
-    def report(e: EpochReport) -> None:
-        note(f"finetune epoch {e.epoch}/{e.epochs} loss {e.loss:.4g} img/s {e.images_per_s:.3g}")
-
-    result = run_finetune(artifact.encoder, data, config, on_epoch=report)
+    progress = TrainingProgress("finetune", ("loss", "images_per_s"))
+    resume_command = f"dimctl finetune {encoder} --out {out_dir} --resume"
+    result = run_until_stopped(
+        lambda stop: run_finetune(artifact.encoder, data, config, out_dir, resume=resume, on_progress=progress,
+                                  should_stop=stop, resume_command=resume_command), resume_command, progress)
     if not result.is_main_process:
         return
     training = {"command": "finetune", **config.to_dict(), "n_labels": result.n_labels,
@@ -61,8 +84,8 @@ def finetune(
                         step=result.steps, training=training)
     row = {
         "command": "finetune", "encoder": artifact.sha256, "dataset": data.name,
-        "labels_fraction": labels_fraction, "n_labels": result.n_labels, "accuracy": round(result.accuracy, 6),
-        "train_accuracy": round(result.train_accuracy, 6), "epochs": epochs, "steps": result.steps,
+        "labels_fraction": config.labels_fraction, "n_labels": result.n_labels, "accuracy": round(result.accuracy, 6),
+        "train_accuracy": round(result.train_accuracy, 6), "epochs": config.epochs, "steps": result.steps,
         "arch": artifact.config.arch, "finetuned": str(path), "finetuned_sha256": sha256_of(path),
     }
     write_text(out_dir / "finetune.jsonl", json.dumps(row) + "\n")

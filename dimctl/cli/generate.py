@@ -7,25 +7,22 @@ from typing import Annotated
 
 import torch
 import typer
-from PIL import Image
 
-from dimctl.cli.common import (DataRootOpt, DownloadOpt, emit, note, progress_enabled, read_stdin_bytes,
-                               stdout_is_terminal, write_stdout_bytes)
-from dimctl.cli.pretrain import _StopRequest
-from dimctl.cli.run_folder import prepare_run_dir
+from dimctl.cli.common import (DataRootOpt, DownloadOpt, TrainingProgress, emit, read_stdin_bytes, stdout_is_terminal,
+                               write_stdout_bytes)
+from dimctl.cli.run_folder import (CheckpointEveryOpt, CpuOpt, ForceOpt, KeepCheckpointsOpt, ResumeOpt, prepare_run_dir,
+                                   run_until_stopped, with_saved_settings)
 from dimctl.cli.sources import pick_device
 from dimctl.data.registry import DATASETS, load_dataset
 from dimctl.errors import ArtifactError, UsageError
-from dimctl.evaluate.extract import extract_layer
-from dimctl.evaluate.frechet import (DEFAULT_SPLITS, frechet_distance_of, inception_score, load_fid_inception,
-                                     network_outputs)
+from dimctl.evaluate.frechet import DEFAULT_SPLITS, load_fid_inception
+from dimctl.evaluate.generated import encoder_frechet_distances, inception_scores
 from dimctl.io.artifacts import load_encoder, load_generator, sha256_of
-from dimctl.io.atomic import atomic_path
 from dimctl.io.features import looks_like_features
 from dimctl.io.samples import read_samples, samples_bytes, write_samples
 from dimctl.objectives.generative import DEFAULT_CRITIC_STEPS, DEFAULT_PENALTY
-from dimctl.train.generate import (GenerateConfig, GenerateProgress, fixed_noise, generate_images, save_grid,
-                                   train_generator)
+from dimctl.io.images import save_grid, save_png
+from dimctl.train.generate import GenerateConfig, fixed_noise, generate_images, train_generator
 
 app = typer.Typer(
     name="generate",
@@ -47,6 +44,7 @@ METHOD_HELP = ("ie: the paper's implicit prior matching (an encoder pushed to N(
 
 @app.command("train")
 def train(
+    ctx: typer.Context,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder. Default runs/gen-METHOD-DATASET.")] = None,
     dataset: Annotated[str, typer.Option("--dataset", "-d", help=f"One of: {', '.join(DATASETS)}.")] = "digits",
     data_root: DataRootOpt = None,
@@ -67,18 +65,18 @@ def train(
     prior_critic_penalty: Annotated[float, typer.Option(help="ie: contractive penalty on the two 1-D discriminators.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, data order and noise.")] = 0,
     sample_every: Annotated[int, typer.Option(help="Write RUN/samples/step_N.png (8×8, fixed noise) every N steps (0: only RUN/samples.png at the end).")] = 500,
-    checkpoint_every: Annotated[int, typer.Option(help="Save resume state every N steps (0: only at the end).")] = 500,
-    keep_checkpoints: Annotated[int, typer.Option(help="Keep the newest K checkpoints.")] = 3,
+    checkpoint_every: CheckpointEveryOpt = 500,
+    keep_checkpoints: KeepCheckpointsOpt = 3,
     log_every: Annotated[int, typer.Option(help="Write metrics.jsonl every N steps.")] = 10,
-    cpu: Annotated[bool, typer.Option("--cpu", help="Train on the CPU even when a GPU is present.")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's newest checkpoint (start fresh if it has none).")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run folder.")] = False,
+    cpu: CpuOpt = False,
+    resume: ResumeOpt = False,
+    force: ForceOpt = False,
 ):
     """Train a generator; print the path of RUN/generator.safetensors.
 
     The generator and critic/encoder are the ResNets of Gulrajani et al. (2017), batch norm in the generator only (App. A.9). ie trains an encoder, through two 1-D JSD f-GAN discriminators (gradients clipped), to map real images to N(mu-real, 1) and generated ones to N(mu-fake, 1), with the contractive penalty; the generator moves the mean of the encoder's output on its samples to mu-real (Eq. 13–15) — no minimax game between generator and encoder.
 
-    Writes RUN/config.json, RUN/metrics.jsonl (losses; mode_overlap: the Bhattacharyya coefficient of the real and generated output distributions — App. A.8 names their separation the sign of failing training), RUN/checkpoints/, RUN/samples/step_N.png, RUN/samples.png and RUN/generator.safetensors.
+    Writes RUN/config.json, RUN/metrics.jsonl (losses; mode_overlap: the Bhattacharyya coefficient of the real and generated output distributions — App. A.8 names their separation the sign of failing training), RUN/checkpoints/, RUN/samples/step_N.png, RUN/samples.png and RUN/generator.safetensors. --resume continues a run with its saved settings (`--steps N` extends it).
 
     Examples:
 
@@ -97,17 +95,14 @@ def train(
         log_every=log_every, cpu=cpu,
     ).validate()
     run_dir = out or Path("runs") / f"gen-{method}-{dataset}"
+    config = with_saved_settings(ctx, run_dir, config, resume).validate()
     _prepare_run_dir(run_dir, config.resolved(), resume, force)
-    data = load_dataset(dataset, data_root, download, image_size=image_size)
-    progress = _ProgressReporter()
-    try:
-        with _StopRequest() as stop:
-            result = train_generator(config, data, run_dir, resume=resume, on_progress=progress, should_stop=stop)
-    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, back to the last checkpoint
-        note(f"interrupted; continue from the last checkpoint with: dimctl generate train --out {run_dir} --resume")
-        raise
-    finally:
-        progress.close()
+    data = load_dataset(config.dataset, config.data_root, config.download, image_size=config.image_size)
+    progress = TrainingProgress("generate", ("critic_loss", "generator_loss", "mode_overlap", "images_per_s"),
+                                per_epoch=False)
+    result = run_until_stopped(
+        lambda stop: train_generator(config, data, run_dir, resume=resume, on_progress=progress, should_stop=stop),
+        f"dimctl generate train --out {run_dir} --resume", progress)
     if result.is_main_process:
         emit(str(result.generator_path))
 
@@ -145,7 +140,7 @@ def sample(
         emit(str(save_grid(output, images)))
     elif kind == "folder":
         for i, image in enumerate(images):
-            _save_png(out_dir / f"sample_{i:06d}.png", image)
+            save_png(out_dir / f"sample_{i:06d}.png", image)
         emit(str(out_dir))
     else:
         described = {"sha256": artifact.sha256, "path": str(generator), "method": artifact.training.get("method")}
@@ -216,22 +211,18 @@ def score(
                                 f"use an encoder trained on this kind of data")
         for tap in layers:
             try:
-                fake = extract_layer(encoder.encoder, images, tap, batch_size, device)
+                distance = encoder_frechet_distances(encoder.encoder, images, reference, [tap], batch_size, device)[tap]
             except KeyError:
                 raise UsageError(f"--layer: the encoder has no layer {tap!r}; choose y, fc or conv") from None
-            real = extract_layer(encoder.encoder, reference, tap, batch_size, device)
-            emit(row("fd_dim", frechet_distance_of(fake, real), f"dim-encoder:{tap}", tap, encoder=encoder.sha256))
+            emit(row("fd_dim", distance, f"dim-encoder:{tap}", tap, encoder=encoder.sha256))
 
     if inception_weights is not None:
         network = load_fid_inception(inception_weights, device)
         weights = sha256_of(inception_weights)
-        fake_pool, fake_probs = network_outputs(network, images, batch_size, device)
-        real_pool, _ = network_outputs(network, reference, batch_size, device)
-        emit(row("fid", frechet_distance_of(fake_pool, real_pool), "inception-pool3", "pool3",
-                 inception_weights=weights))
-        mean, std = inception_score(fake_probs, splits)
-        emit(row("inception_score", mean, "inception-logits", "logits", std=round(std, 6), splits=splits,
-                 inception_weights=weights))
+        scores = inception_scores(network, images, reference, batch_size, device, splits)
+        emit(row("fid", scores.fid, "inception-pool3", "pool3", inception_weights=weights))
+        emit(row("inception_score", scores.inception_score, "inception-logits", "logits",
+                 std=round(scores.inception_score_std, 6), splits=splits, inception_weights=weights))
 
 
 def _output_kind(output: str | None, out_dir: Path | None) -> str:
@@ -249,13 +240,6 @@ def _output_kind(output: str | None, out_dir: Path | None) -> str:
     if suffix in (".h5", ".hdf5"):
         return "h5"
     raise UsageError(f"-o {output}: name a .png (a grid) or an .h5 file (the images, for `generate score`)")
-
-
-def _save_png(path: Path, image: torch.Tensor) -> None:
-    array = image.permute(1, 2, 0).numpy()
-    picture = Image.fromarray(array[:, :, 0], "L") if array.shape[2] == 1 else Image.fromarray(array, "RGB")
-    with atomic_path(path) as tmp:
-        picture.save(tmp, format="PNG")
 
 
 def _images_to_score(source: str, n: int, seed: int, batch_size: int, device: torch.device) -> tuple[torch.Tensor, dict]:
@@ -278,28 +262,3 @@ def _prepare_run_dir(run_dir: Path, config, resume: bool, force: bool) -> None:
     prepare_run_dir(run_dir, config.to_dict(), resume, force, RUN_FILES, ("metrics.jsonl", "checkpoints", "samples"), RESUMABLE_CHANGES)
 
 
-class _ProgressReporter:
-    """A tqdm bar on an interactive stderr; otherwise a line at every tenth of the run (logs, CI)."""
-
-    SHOWN = ("critic_loss", "generator_loss", "mode_overlap", "images_per_s")
-
-    def __init__(self):
-        self.bar = None
-
-    def __call__(self, p: GenerateProgress) -> None:
-        shown = {k: v for k, v in p.metrics.items() if k in self.SHOWN}
-        if progress_enabled():
-            if self.bar is None:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=p.total_steps, initial=p.step - 1, unit="step", desc="generate", dynamic_ncols=True)
-            self.bar.update(1)
-            if shown:
-                self.bar.set_postfix({k.replace("images_per_s", "img/s"): f"{v:.3g}" for k, v in shown.items()},
-                                     refresh=False)
-        elif p.step == p.total_steps or p.step % max(1, p.total_steps // 10) == 0:
-            note(f"generate step {p.step}/{p.total_steps} " + " ".join(f"{k} {v:.4g}" for k, v in shown.items()))
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -1,21 +1,21 @@
 """`dimctl pretrain`: learn an encoder by Deep InfoMax and publish it as encoder.safetensors."""
 
-import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, emit, note, progress_enabled
-from dimctl.cli.run_folder import prepare_run_dir
+from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, TrainingProgress, emit
+from dimctl.cli.run_folder import (CheckpointEveryOpt, CpuOpt, ForceOpt, KeepCheckpointsOpt, NanPolicyOpt, ResumeOpt,
+                                   prepare_run_dir, run_until_stopped, with_saved_settings)
 from dimctl.data.registry import load_dataset
 from dimctl.data.streaming import open_streaming_folder
 from dimctl.errors import UsageError
+from dimctl.methods import METHODS
 from dimctl.models.encoders import ENCODERS, INPUT_SIZES
 from dimctl.objectives.bounds import ESTIMATORS
 from dimctl.objectives.dim import PRESETS
 from dimctl.train.config import PretrainConfig, resolve_weights
-from dimctl.train.loop import Progress
 from dimctl.train.loop import pretrain as run_pretrain
 
 # Settings a resumed run may change; any other difference would silently mix two experiments.
@@ -25,15 +25,14 @@ PRESET_HELP = "Objective weights: " + ", ".join(
     f"{name} (α={w['alpha']:g}, β={w['beta']:g}, γ={w['gamma']:g})" for name, w in PRESETS.items()) + "."
 ARCH_HELP = ("Encoder: " + ", ".join(f"{name} ({size}×{size})" for name, size in INPUT_SIZES.items() if name in ENCODERS)
              + ". Smaller images are resized up to the encoder's size (digits to 64 for alexnet).")
-METHOD_HELP = ("What trains the encoder: dim (Deep InfoMax), or one of the paper's comparisons — ae, vae, beta-vae "
-               "(KL weight --beta, default 4), aae (Y matched to N(0, I), weight --gamma, default 1), bigan, nat (noise as "
-               "targets), cpc (contrastive predictive coding over the local map's rows; best with --arch folded-resnet). "
-               "ae/vae/beta-vae/aae also publish RUN/decoder.safetensors, bigan RUN/generator.safetensors.")
+METHOD_HELP = ("What trains the encoder: " + ", ".join(m.help for m in METHODS.values())
+               + ". ae/vae/beta-vae/aae also publish RUN/decoder.safetensors, bigan RUN/generator.safetensors.")
 RUN_FILES = ("config.json", "metrics.jsonl", "encoder.safetensors", "decoder.safetensors", "generator.safetensors",
              "checkpoints")
 
 
 def pretrain(
+    ctx: typer.Context,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder. Default runs/PRESET-ESTIMATOR-DATASET.")] = None,
     dataset: DatasetOpt = "digits",
     data_root: DataRootOpt = None,
@@ -65,23 +64,23 @@ def pretrain(
     seed: Annotated[int, typer.Option(help="Seed for initialisation, data order and augmentation.")] = 0,
     crop_padding: Annotated[int, typer.Option(help="Random-crop augmentation padding in pixels (0: off, as in the paper for CIFAR).")] = 0,
     hflip: Annotated[bool, typer.Option("--hflip/--no-hflip", help="Random horizontal flips.")] = False,
-    checkpoint_every: Annotated[int, typer.Option(help="Save resume state every N steps (0: only at the end).")] = 500,
-    keep_checkpoints: Annotated[int, typer.Option(help="Keep the newest K checkpoints.")] = 3,
+    checkpoint_every: CheckpointEveryOpt = 500,
+    keep_checkpoints: KeepCheckpointsOpt = 3,
     log_every: Annotated[int, typer.Option(help="Write metrics.jsonl every N steps.")] = 10,
-    nan_policy: Annotated[str, typer.Option(help="A NaN/inf loss: `stop` (before the bad update; the last checkpoint stays good) or `skip` the step.")] = "stop",
-    cpu: Annotated[bool, typer.Option("--cpu", help="Train on the CPU even when a GPU is present.")] = False,
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (autocast; fp16 adds loss scaling and needs a GPU). auto: bf16 on a CUDA GPU with bf16 or a CPU with AMX/AVX512-BF16, fp32 elsewhere; the choice is recorded in config.json and the encoder. The MI bounds are computed in fp32 either way.")] = "auto",
+    nan_policy: NanPolicyOpt = "stop",
+    cpu: CpuOpt = False,
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (autocast; fp16 adds loss scaling and needs a GPU). auto: bf16 on a CUDA GPU with bf16, a CPU with AMX, or a CPU with AVX512-BF16 where a timed bf16 matmul beats fp32 by 1.3×; fp32 elsewhere; the choice is recorded in config.json and the encoder. The MI bounds are computed in fp32 either way.")] = "auto",
     channels_last: Annotated[bool, typer.Option("--channels-last", help="Channels-last memory format for the convolutions (faster on most CPUs and tensor-core GPUs).")] = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the encoder and heads (inductor). Pays off on GPUs over long runs; compiling takes a minute.")] = False,
     sync_bn: Annotated[bool, typer.Option("--sync-bn", help="With several GPU processes: BatchNorm statistics over the global batch (SyncBatchNorm).")] = False,
     stream: Annotated[bool, typer.Option("--stream", help="--dataset folder only: decode images batch by batch in worker processes instead of loading the folder into memory (for folders larger than RAM).")] = False,
     workers: Annotated[int, typer.Option(help="Decoding worker processes with --stream.")] = 4,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's newest checkpoint (start fresh if it has none).")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing run folder.")] = False,
+    resume: ResumeOpt = False,
+    force: ForceOpt = False,
 ):
     """Pretrain an encoder with Deep InfoMax (or a comparison method); print the published encoder's path.
 
-    Writes RUN/config.json, RUN/metrics.jsonl, RUN/checkpoints/ and RUN/encoder.safetensors (with --method ae, vae, beta-vae or aae also RUN/decoder.safetensors; bigan: RUN/generator.safetensors).
+    Writes RUN/config.json, RUN/metrics.jsonl, RUN/checkpoints/ and RUN/encoder.safetensors (with --method ae, vae, beta-vae or aae also RUN/decoder.safetensors; bigan: RUN/generator.safetensors). --resume continues a run with its saved settings: `dimctl pretrain --out RUN --resume` alone continues it, `--epochs N` extends it; a setting that cannot change is refused by name.
 
     Examples:
 
@@ -113,80 +112,23 @@ def pretrain(
         sync_bn=sync_bn, stream=stream, workers=workers,
     ).validate().resolved()  # config.json and --resume's comparison hold what ran, not `auto`
     run_dir = out or Path("runs") / (f"{preset or 'custom'}-{estimator}-{dataset}" if method == "dim" else f"{method}-{dataset}")
+    config = with_saved_settings(ctx, run_dir, config, resume, {"globals": "globals_"}).validate()
     _prepare_run_dir(run_dir, config, resume, force)
 
-    if stream:
-        if data_root is None:
+    if config.stream:
+        if config.data_root is None:
             raise UsageError("--dataset folder needs --data-root DIR (a folder of images, class sub-folders optional)")
-        data = open_streaming_folder(Path(data_root).expanduser(), config.load_size(), skip_bad_images)
+        data = open_streaming_folder(Path(config.data_root).expanduser(), config.load_size(), skip_bad_images)
     else:  # unlabelled images (STL-10's) join the training split: pretraining needs no labels
-        data = load_dataset(dataset, data_root, download, image_size=config.load_size(),
+        data = load_dataset(config.dataset, config.data_root, config.download, image_size=config.load_size(),
                             skip_bad_images=skip_bad_images).pretraining_pool()
-    progress = _ProgressReporter()
-    try:
-        with _StopRequest() as stop:
-            result = run_pretrain(config, data, run_dir, resume=resume, on_progress=progress, should_stop=stop)
-    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, back to the last checkpoint
-        note(f"interrupted; continue from the last checkpoint with: dimctl pretrain --out {run_dir} --resume")
-        raise
-    finally:
-        progress.close()
+    progress = TrainingProgress("pretrain", ("loss", "local_mi", "global_mi", "images_per_s"))
+    result = run_until_stopped(
+        lambda stop: run_pretrain(config, data, run_dir, resume=resume, on_progress=progress, should_stop=stop),
+        f"dimctl pretrain --out {run_dir} --resume", progress)
     if result.is_main_process:
         emit(str(result.encoder_path))
 
 
 def _prepare_run_dir(run_dir: Path, config, resume: bool, force: bool) -> None:
     prepare_run_dir(run_dir, config.to_dict(), resume, force, RUN_FILES, ("metrics.jsonl", "checkpoints"), RESUMABLE_CHANGES)
-
-
-class _StopRequest:
-    """SIGINT/SIGTERM ask the loop to finish its step and checkpoint; a second Ctrl-C stops at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.received = None
-
-    def __enter__(self) -> "_StopRequest":
-        self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
-
-    def _handle(self, signum, frame) -> None:
-        if self.received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.received = signum
-        note(f"{signal.Signals(signum).name}: finishing this step and saving a checkpoint (Ctrl-C again to stop now)")
-
-    def __call__(self) -> bool:
-        return self.received is not None
-
-
-class _ProgressReporter:
-    """A tqdm bar on an interactive stderr; one line per epoch otherwise (logs, CI, Makefiles)."""
-
-    def __init__(self):
-        self.bar = None
-        self.last_epoch = None
-
-    def __call__(self, p: Progress) -> None:
-        shown = {k: v for k, v in p.metrics.items() if k in ("loss", "local_mi", "global_mi", "images_per_s")}
-        if progress_enabled():
-            if self.bar is None:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=p.total_steps, initial=p.step - 1, unit="step", desc="pretrain", dynamic_ncols=True)
-            self.bar.update(1)
-            if shown:
-                self.bar.set_postfix({k.replace("images_per_s", "img/s"): f"{v:.3g}" for k, v in shown.items()}, refresh=False)
-        elif p.step == p.total_steps or (self.last_epoch is not None and p.epoch != self.last_epoch):
-            text = " ".join(f"{k} {v:.4g}" for k, v in shown.items())
-            note(f"pretrain step {p.step}/{p.total_steps} epoch {p.epoch + 1} {text}")
-        self.last_epoch = p.epoch
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

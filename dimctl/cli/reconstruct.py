@@ -6,11 +6,11 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, emit, note, progress_enabled
+from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, TrainingProgress, emit
 from dimctl.cli.sources import encoder_and_dataset, pick_device
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.evaluate.msssim import describe_setting, ms_ssim_setting
-from dimctl.evaluate.reconstruct import DEFAULT_LR, SOURCE_LAYERS, ReconstructProgress, train_decoder
+from dimctl.evaluate.reconstruct import DEFAULT_LR, SOURCE_LAYERS, train_decoder
 from dimctl.io.artifacts import load_decoder, save_decoder
 from dimctl.io.atomic import write_text
 from dimctl.io.images import save_image_rows
@@ -63,7 +63,7 @@ def reconstruct(
             raise UsageError(f"{decoder} decodes {given.config.source_layer}, not {layer}; pass --from {given.config.source_layer}")
         start = given.decoder
 
-    progress = _ProgressReporter()
+    progress = TrainingProgress("reconstruct", ("train_mse",))
     try:
         result = train_decoder(artifact.encoder, data, layer, epochs=epochs, batch_size=batch_size, lr=lr,
                                seed=seed, device=device, samples=GRID_IMAGES, decoder=start, on_progress=progress)
@@ -106,25 +106,3 @@ Examples:
 
   dimctl reconstruct runs/vae/encoder.safetensors --decoder runs/vae/decoder.safetensors   # the VAE's own decoder
 """
-
-
-class _ProgressReporter:
-    """A tqdm bar on an interactive stderr; one line per epoch otherwise (logs, CI, Makefiles)."""
-
-    def __init__(self):
-        self.bar = None
-
-    def __call__(self, p: ReconstructProgress) -> None:
-        if progress_enabled():
-            if self.bar is None:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=p.total_steps, unit="step", desc="reconstruct", dynamic_ncols=True)
-            self.bar.update(1)
-            self.bar.set_postfix({"epoch": p.epoch + 1, "train_mse": f"{p.train_mse:.4g}"}, refresh=False)
-        elif p.epoch_done:
-            note(f"reconstruct step {p.step}/{p.total_steps} epoch {p.epoch + 1} train_mse {p.train_mse:.4g}")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

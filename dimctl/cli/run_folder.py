@@ -1,15 +1,30 @@
-"""A training command's run folder: refuse to mix runs, clear it for --force, check --resume settings.
+"""A training command's run folder: refuse to mix runs, clear it for --force, check --resume
+settings; and the SIGINT/SIGTERM request to stop with a checkpoint.
 
-Shared by `pretrain` and `generate train`.
+Shared by `pretrain`, `generate train` and `finetune`.
 """
 
+import dataclasses
 import json
 import shutil
-from collections.abc import Iterable
+import signal
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Annotated
 
+import typer
+
+from dimctl.cli.common import note
 from dimctl.errors import UsageError
 from dimctl.train import checkpoint
+
+# The options every training command spells the same way.
+CheckpointEveryOpt = Annotated[int, typer.Option(help="Save resume state every N steps (0: only at the end).")]
+KeepCheckpointsOpt = Annotated[int, typer.Option(help="Keep the newest K checkpoints.")]
+CpuOpt = Annotated[bool, typer.Option("--cpu", help="Train on the CPU even when a GPU is present.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the run folder's newest checkpoint (start fresh if it has none).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing run folder.")]
+NanPolicyOpt = Annotated[str, typer.Option(help="A NaN/inf loss or gradient: `stop` (before the bad update; the last checkpoint stays good) or `skip` the step.")]
 
 
 def prepare_run_dir(run_dir: Path, config: dict, resume: bool, force: bool, run_files: Iterable[str],
@@ -43,3 +58,65 @@ def prepare_run_dir(run_dir: Path, config: dict, resume: bool, force: bool, run_
             k = changed[0]
             raise UsageError(f"--resume: {k} was {saved.get(k)!r} in {run_dir} but is now {config[k]!r}; "
                              f"use the run's settings or a new --out")
+
+
+def with_saved_settings(ctx: typer.Context, run_dir: Path, config, resume: bool, param_of: dict[str, str] | None = None):
+    """Under --resume, every setting left at its default on the command line (not given there, in
+    a --config file or the environment) takes the run's saved value from config.json, so
+    ``--resume`` alone continues a run and ``--resume --epochs N`` extends it; a setting given
+    explicitly stays as given (and ``prepare_run_dir`` refuses it by name if it cannot change).
+    ``param_of`` maps a config field to its command-line parameter where the names differ."""
+    saved_path = run_dir / "config.json"
+    if not resume or not saved_path.is_file():
+        return config
+    try:
+        saved = json.loads(saved_path.read_text()).get("config", {})
+    except (OSError, ValueError):
+        return config  # unreadable: prepare_run_dir and the checkpoint loader report what is wrong
+    param_of = param_of or {}
+    # By name: typer may carry its own copy of click, whose ParameterSource is another enum.
+    defaulted = {name for name in ctx.params
+                 if getattr(ctx.get_parameter_source(name), "name", None) == "DEFAULT"}
+    updates = {f.name: saved[f.name] for f in dataclasses.fields(config)
+               if f.name in saved and param_of.get(f.name, f.name) in defaulted}
+    return dataclasses.replace(config, **updates)
+
+
+class StopRequest:
+    """SIGINT/SIGTERM ask the loop to finish its step and checkpoint; a second Ctrl-C stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received = None
+
+    def __enter__(self) -> "StopRequest":
+        self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+        note(f"{signal.Signals(signum).name}: finishing this step and saving a checkpoint (Ctrl-C again to stop now)")
+
+    def __call__(self) -> bool:
+        return self.received is not None
+
+
+def run_until_stopped(train: Callable[[StopRequest], object], resume_command: str, progress=None):
+    """``train(stop)`` with SIGINT/SIGTERM turned into a stop request (a checkpoint, then exit 130);
+    a second Ctrl-C stops at once and says how to continue. Closes ``progress`` either way."""
+    try:
+        with StopRequest() as stop:
+            return train(stop)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, back to the last checkpoint
+        note(f"interrupted; continue from the last checkpoint with: {resume_command}")
+        raise
+    finally:
+        if progress is not None:
+            progress.close()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from dimctl.evaluate.heldout import batch_size_for, mean_and_stderr
+from dimctl.evaluate.heldout import batch_size_for, fit_critic, heldout_estimate
 from dimctl.objectives.bounds import ESTIMATORS, DVMovingAverage, dv
 
 
@@ -84,30 +84,19 @@ def estimate_mi(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tens
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     critic = SeparableCritic(train_x.shape[1], train_y.shape[1], config.hidden, config.embedding)
-    # fused: one kernel per step, not ~10 elementwise passes per tensor (~20 % of a small critic's step)
-    optimiser = torch.optim.Adam(critic.parameters(), lr=config.lr, fused=True)
     objective = _training_objective(config)
-    curve = []
-    for step in range(1, config.steps + 1):
+
+    def critic_step():
         idx = torch.randperm(n, generator=generator)[:batch]  # distinct samples: no negative is a positive
         value = objective(critic(train_x[idx], train_y[idx]))
-        optimiser.zero_grad()
-        (-value).backward()
-        optimiser.step()
-        if step % 100 == 0 or step == config.steps:
-            curve.append({"step": step, "train_estimate": value.item()})
-            if on_step is not None:
-                on_step(step, value.item())
+        return -value, lambda: {"train_estimate": value.item()}
 
+    curve = fit_critic(critic.parameters(), critic_step, config.steps, config.lr, on_step=on_step)
     bound = _evaluation_bound(config.estimator)
-    order = torch.randperm(test_x.shape[0], generator=generator)
-    values = []
     critic.eval()
-    with torch.no_grad():
-        for start in range(0, test_x.shape[0] - batch + 1, batch):
-            idx = order[start:start + batch]
-            values.append(bound(critic(test_x[idx], test_y[idx])).item())
-    return MIResult(*mean_and_stderr(values), config.estimator, config.steps, len(values), curve)
+    estimate, stderr, batches = heldout_estimate(test_x.shape[0], batch, generator,
+                                                 lambda idx: bound(critic(test_x[idx], test_y[idx])))
+    return MIResult(estimate, stderr, config.estimator, config.steps, batches, curve)
 
 
 def correlated_gaussians(n: int, dim: int, mi: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

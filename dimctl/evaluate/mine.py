@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from dimctl.data.transforms import normalise
-from dimctl.evaluate.heldout import batch_size_for, mean_and_stderr
+from dimctl.evaluate.heldout import batch_size_for, fit_critic, heldout_estimate
 from dimctl.objectives.bounds import DVMovingAverage, dv_samples
 
 
@@ -73,26 +73,16 @@ def estimate_image_mi(train_images: torch.Tensor, train_y: torch.Tensor, test_im
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     network = StatisticsNetwork(train_images.shape[1], train_images.shape[2], train_y.shape[1]).to(device)
-    optimiser = torch.optim.Adam(network.parameters(), lr=config.lr, fused=True)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.steps)
     objective = DVMovingAverage(config.ema_rate)
-    curve = []
-    for step in range(1, config.steps + 1):
+
+    def critic_step():
         idx = torch.randperm(n, generator=generator)[:batch]  # distinct samples: no negative is a positive
         value = objective.samples(*network(normalise(train_images[idx]), train_y[idx]))
-        optimiser.zero_grad()
-        (-value).backward()
-        optimiser.step()
-        schedule.step()
-        if step % 100 == 0 or step == config.steps:
-            curve.append({"step": step, "train_estimate": value.item(), "lr": schedule.get_last_lr()[0]})
-            if on_step is not None:
-                on_step(step, value.item())
+        return -value, lambda: {"train_estimate": value.item()}
+
+    curve = fit_critic(network.parameters(), critic_step, config.steps, config.lr, cosine_lr=True, on_step=on_step)
     network.eval()
-    values = []
-    with torch.no_grad():
-        order = torch.randperm(test_images.shape[0], generator=generator)
-        for start in range(0, test_images.shape[0] - batch + 1, batch):
-            idx = order[start:start + batch]
-            values.append(dv_samples(*network(normalise(test_images[idx]), test_y[idx])).item())
-    return MINEResult(*mean_and_stderr(values), config.steps, len(values), curve)
+    estimate, stderr, batches = heldout_estimate(
+        test_images.shape[0], batch, generator,
+        lambda idx: dv_samples(*network(normalise(test_images[idx]), test_y[idx])))
+    return MINEResult(estimate, stderr, config.steps, batches, curve)

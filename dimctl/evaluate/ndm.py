@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from dimctl.evaluate.heldout import batch_size_for, fit_critic, heldout_estimate
 from dimctl.models.discriminators import PriorDiscriminator
-from dimctl.evaluate.heldout import batch_size_for, mean_and_stderr
 from dimctl.objectives.bounds import dv_samples
 
 
@@ -51,26 +51,20 @@ def neural_dependency(train: torch.Tensor, test: torch.Tensor, config: NDMConfig
     generator = torch.Generator().manual_seed(config.seed)
     # Same shape as the prior discriminator of App. A.2: fully connected 1000 → 200 → 1.
     discriminator = PriorDiscriminator(d)
-    optimiser = torch.optim.Adam(discriminator.parameters(), lr=config.lr, fused=True)
-    curve = []
-    for step in range(1, config.steps + 1):
+
+    def critic_step():
         joint = train[torch.randint(0, n, (batch,), generator=generator)]
         marginals = shuffle_dimensions(joint, generator)
         t_joint, t_marg = discriminator(joint), discriminator(marginals)
         loss = F.softplus(-t_joint).mean() + F.softplus(t_marg).mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        if step % 100 == 0 or step == config.steps:
-            value = dv_samples(t_joint.detach(), t_marg.detach()).item()
-            curve.append({"step": step, "train_ndm": value, "loss": loss.item()})
-            if on_step is not None:
-                on_step(step, value)
+        return loss, lambda: {"train_ndm": dv_samples(t_joint.detach(), t_marg.detach()).item(), "loss": loss.item()}
+
+    curve = fit_critic(discriminator.parameters(), critic_step, config.steps, config.lr, on_step=on_step)
     discriminator.eval()
-    values = []
-    with torch.no_grad():
-        order = torch.randperm(test.shape[0], generator=generator)
-        for start in range(0, test.shape[0] - batch + 1, batch):
-            joint = test[order[start:start + batch]]
-            values.append(dv_samples(discriminator(joint), discriminator(shuffle_dimensions(joint, generator))).item())
-    return NDMResult(*mean_and_stderr(values), config.steps, len(values), curve)
+
+    def bound_of(idx: torch.Tensor) -> torch.Tensor:
+        joint = test[idx]
+        return dv_samples(discriminator(joint), discriminator(shuffle_dimensions(joint, generator)))
+
+    estimate, stderr, batches = heldout_estimate(test.shape[0], batch, generator, bound_of)
+    return NDMResult(estimate, stderr, config.steps, batches, curve)

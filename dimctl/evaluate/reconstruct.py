@@ -15,6 +15,7 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from dimctl.data.dataset import ImageDataset
+from dimctl.data.order import epoch_order
 from dimctl.data.transforms import normalise
 from dimctl.errors import UsageError
 from dimctl.evaluate.extract import extract_layer
@@ -34,6 +35,11 @@ class ReconstructProgress:
     epoch: int  # 0-based
     epoch_done: bool  # this step ended an epoch; train_mse is then that epoch's mean
     train_mse: float  # mean MSE of the current epoch so far
+    epochs: int = 0
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return {"train_mse": self.train_mse}
 
 
 @dataclass
@@ -95,7 +101,7 @@ def train_decoder(encoder: nn.Module, data: ImageDataset, layer: str = "y", *, e
     curve: list[float] = []
     decoder.train()
     for epoch in range(epochs):
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).to(device)
+        order = epoch_order(n, seed, epoch, device)
         total = 0.0
         for position in range(steps_per_epoch):
             index = order[position * batch_size:(position + 1) * batch_size]
@@ -109,7 +115,7 @@ def train_decoder(encoder: nn.Module, data: ImageDataset, layer: str = "y", *, e
                 curve.append(total / steps_per_epoch)
             if on_progress is not None:
                 on_progress(ReconstructProgress(epoch * steps_per_epoch + done, total_steps, epoch,
-                                                done == steps_per_epoch, total / done))
+                                                done == steps_per_epoch, total / done, epochs))
 
     if total_steps or decoder_given:
         # BatchNorm's running averages trail the weights (and, from a frozen encoder whose features

@@ -18,10 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dimctl.methods.base import MethodStep
+from dimctl.errors import UsageError
+from dimctl.methods.base import Method, MethodOutput
 from dimctl.models.decoders import DecoderConfig, build_decoder
+from dimctl.models.discriminators import PriorDiscriminator
 from dimctl.models.encoders import EncoderConfig
 
+DEFAULT_BETA_VAE = 4.0  # Higgins et al.'s β for their 2-D shapes; --beta overrides
 LOG_VAR_RANGE = (-12.0, 8.0)  # keeps exp(log σ²) finite early in training
 
 
@@ -46,7 +49,7 @@ class AutoencoderModel(nn.Module):
         if variational:
             self.log_var = nn.Linear(encoder_config.fc_dim, encoder_config.y_dim)
 
-    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> MethodStep:
+    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> MethodOutput:
         taps = self.encoder(x)
         y = taps["y"]
         terms = {}
@@ -57,7 +60,7 @@ class AutoencoderModel(nn.Module):
             terms["kl"] = gaussian_kl(y.float(), log_var).mean()
         reconstruction = self.decoder(code).float()
         terms["reconstruction_mse"] = F.mse_loss(reconstruction, x.float())
-        return MethodStep(y, terms)
+        return MethodOutput(y, terms)
 
     def loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         if not self.variational:
@@ -65,3 +68,48 @@ class AutoencoderModel(nn.Module):
         pixels = self.decoder_config.out_channels * 32 * 32
         # -log N(x; x̂, ½I) summed over pixels (up to a constant) = Σ (x - x̂)²
         return terms["reconstruction_mse"] * pixels + self.kl_weight * terms["kl"]
+
+
+class AE(Method):
+    name, label, help = "ae", "AE", "ae"
+    image_size = 32  # the paper's 32×32 DCGAN decoder
+
+    def build(self, config, encoder, encoder_config, num_train):
+        return AutoencoderModel(encoder, encoder_config), None
+
+
+class VAE(AE):
+    name, label, help = "vae", "VAE", "vae"
+
+    def build(self, config, encoder, encoder_config, num_train):
+        return AutoencoderModel(encoder, encoder_config, variational=True, kl_weight=1.0), None
+
+
+class BetaVAE(AE):
+    name, label, help = "beta-vae", "β-VAE", f"beta-vae (KL weight --beta, default {DEFAULT_BETA_VAE:g})"
+    weights = {"beta": DEFAULT_BETA_VAE}
+
+    def build(self, config, encoder, encoder_config, num_train):
+        return AutoencoderModel(encoder, encoder_config, variational=True, kl_weight=config.beta), None
+
+    def validate(self, config) -> None:
+        if config.beta <= 0:
+            raise UsageError("--method beta-vae needs --beta > 0 (the KL weight)")
+
+    def describe(self, settings, weight=str):
+        return f"{self.label} β={weight(settings.get('beta'))}"
+
+
+class AAE(AE):
+    name, label, help = "aae", "AAE", "aae (Y matched to N(0, I), weight --gamma, default 1)"
+    weights = {"gamma": 1.0}
+
+    def build(self, config, encoder, encoder_config, num_train):
+        return AutoencoderModel(encoder, encoder_config, prior="gaussian"), PriorDiscriminator(config.y_dim)
+
+    def validate(self, config) -> None:
+        if config.gamma <= 0:
+            raise UsageError("--method aae needs --gamma > 0 (the weight of matching Y to N(0, I))")
+
+    def describe(self, settings, weight=str):
+        return f"{self.label} γ={weight(settings.get('gamma'))}"

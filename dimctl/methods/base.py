@@ -1,30 +1,96 @@
-"""What every `dimctl pretrain --method` model gives the training loop.
+"""What a `dimctl pretrain --method` is: a registry entry (``Method``) and the model it builds.
 
-A method is one ``nn.Module`` holding the encoder (``.encoder``) and every network that trains
+A ``Method`` owns everything about itself: its name and the paper's label (reports), one line of
+help, the input size it needs, which objective weights it uses and their defaults, its own
+checks of a config (``validate``), the networks it builds (``build``: model and adversary), the
+adversary's two losses (``adversary_losses``: the model's part and the discriminator's, summed by
+the loop), and how a report names a run of it (``describe``). Adding a method is a module with a
+``Method`` subclass and its model, plus one ``register_method`` call (methods/__init__.py).
+
+Its model is one ``nn.Module`` holding the encoder (``.encoder``) and every network that trains
 beside it (heads, decoder, generator, summary network), so one forward, one DDP wrapper and one
 checkpoint cover them all. It provides:
 
-- ``forward(x, index=None) -> MethodStep``: Y of the batch, the named scalar terms to log, and
+- ``forward(x, index=None) -> MethodOutput``: Y of the batch, the named scalar terms to log, and
   what an adversary scores. ``index`` holds the batch's positions in the training split (NAT's
   targets follow images). Contrastive methods gather their embeddings over processes with
-  gradient (train/distributed.py ``gather_with_grad``), so negatives come from the global batch.
+  gradient (dimctl/collectives.py ``gather_with_grad``), so negatives come from the global batch.
 - ``loss(terms)``: the loss of the encoder and its companions (without the adversarial part).
 - optionally ``decoder``/``decoder_config`` or ``generator``/``generator_config``: networks the
   run publishes beside encoder.safetensors, as decoder.safetensors or generator.safetensors.
 
 An adversary, when the method has one, is a separate discriminator network trained against the
-method in the same backward pass (train/loop.py ``step_losses``): either prior matching of Y
+method in the same backward pass (train/loop.py ``step_losses``): by default prior matching of Y
 (DIM's γ term, AAE), or BiGAN's joint discriminator of (image, code) pairs.
 """
 
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
+from torch import nn
+
+from dimctl.errors import UsageError
+from dimctl.objectives import prior
+
+WEIGHTS = ("alpha", "beta", "gamma")  # the objective weights a run records (DIM's α, β, γ)
 
 
 @dataclass
-class MethodStep:
+class MethodOutput:
     y: torch.Tensor
     terms: dict[str, torch.Tensor]
     # BiGAN: ((image, code) pairs of the data, (image, code) pairs of the generator); None for the rest.
     pairs: tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
+
+
+class Method(ABC):
+    """One `dimctl pretrain --method` (see the module docstring)."""
+
+    name: ClassVar[str]  # the --method value
+    label: ClassVar[str]  # the paper's name, for reports
+    help: ClassVar[str]  # a phrase for `dimctl pretrain --help`
+    image_size: ClassVar[int | None] = None  # the only input size it trains (its decoder's or generator's)
+    weights: ClassVar[dict[str, float]] = {}  # the weights of WEIGHTS it uses → their defaults
+    dim_options: ClassVar[bool] = False  # DIM's --occlude, --coord, --globals, --local-critic apply
+
+    @abstractmethod
+    def build(self, config, encoder: nn.Module, encoder_config, num_train: int) -> tuple[nn.Module, nn.Module | None]:
+        """The model (holding ``encoder``) and its adversary or None, for a PretrainConfig."""
+
+    def validate(self, config) -> None:
+        """Raise UsageError for a setting this method cannot train with."""
+
+    def resolve_weights(self, preset: str | None, given: dict[str, float | None]) -> dict[str, float]:
+        """α, β, γ of a run: those it uses, as given or their defaults; 0 for the rest. A weight it
+        does not use, or a preset, is refused rather than silently ignored."""
+        if preset is not None:
+            raise UsageError(f"--preset is a DIM option; --method {self.name} does not use it")
+        for key, value in given.items():
+            if value is not None and key not in self.weights:
+                uses = ", ".join(f"--{k}" for k in self.weights) or "none"
+                raise UsageError(f"--{key} does not apply to --method {self.name} (its weights: {uses})")
+        return {k: given.get(k) if given.get(k) is not None else self.weights.get(k, 0.0) for k in WEIGHTS}
+
+    def adversary_losses(self, out: MethodOutput, model: nn.Module, discriminator: nn.Module,
+                         bare_discriminator: nn.Module, config) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """(the model's adversarial loss, the discriminator's loss, their named terms). Default:
+        prior matching of Y (paper §3.3) with weight γ, to the prior the model names in ``.prior``
+        (objectives/prior.py ``PRIORS``) — the model's term through the bare
+        discriminator with its weights' gradients off, the discriminator's on Y detached, so one
+        backward of the sum gives each network its own loss's gradient (objectives/prior.py)."""
+        chosen = prior.PRIORS[model.prior]
+        encoded = chosen.encode(out.y.float())
+        bare_discriminator.requires_grad_(False)
+        prior_term = prior.encoder_prior_loss(bare_discriminator, encoded)
+        bare_discriminator.requires_grad_(True)
+        disc_loss = prior.discriminator_loss(discriminator, encoded.detach(), config.prior_gradient_penalty,
+                                             chosen.sample)
+        return (config.gamma * prior_term, disc_loss,
+                {"prior_encoder": prior_term, "prior_discriminator": disc_loss})
+
+    def describe(self, settings: dict, weight: Callable[[float], str] = str) -> str:
+        """How a report names a run of this method (``weight`` formats a weight)."""
+        return self.label

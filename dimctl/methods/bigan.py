@@ -3,15 +3,16 @@
 
 A DCGAN generator G maps z ~ N(0, I) (of Y's size) to images; the encoder E maps images to Y. A
 joint discriminator D(image, code) tells data pairs (x, E(x)) from generated pairs (G(z), z); E
-and G learn to fool it (non-saturating losses, train/loop.py). At the optimum E inverts G, so Y
+and G learn to fool it (non-saturating losses, ``BiGAN.adversary_losses``). At the optimum E inverts G, so Y
 is a code of the image. The generator is published as generator.safetensors (`dimctl generate
 sample` draws from it).
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from dimctl.methods.base import MethodStep
+from dimctl.methods.base import Method, MethodOutput
 from dimctl.models.encoders import EncoderConfig
 from dimctl.models.generators import DCGAN_WIDTH, GeneratorConfig, build_generator
 
@@ -27,10 +28,10 @@ class BiGANModel(nn.Module):
                                                 width=max(1, round(DCGAN_WIDTH * encoder_config.width)))
         self.generator = build_generator(self.generator_config)
 
-    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> MethodStep:
+    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> MethodOutput:
         y = self.encoder(x)["y"]
         z = torch.randn_like(y)
-        return MethodStep(y, {}, pairs=((x, y), (self.generator(z), z)))
+        return MethodOutput(y, {}, pairs=((x, y), (self.generator(z), z)))
 
     def loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.zeros((), device=next(self.parameters()).device)  # all of BiGAN's loss is adversarial
@@ -54,3 +55,23 @@ class JointDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.joint(torch.cat([self.image(x).flatten(1), self.code(z)], dim=1)).squeeze(-1)
+
+
+class BiGAN(Method):
+    name, label, help = "bigan", "BiGAN", "bigan"
+    image_size = 32  # the paper's 32×32 DCGAN generator
+
+    def build(self, config, encoder, encoder_config, num_train):
+        return BiGANModel(encoder, encoder_config), JointDiscriminator(encoder_config.in_channels, config.y_dim,
+                                                                       encoder_config.width)
+
+    def adversary_losses(self, out, model, discriminator, bare_discriminator, config):
+        """Non-saturating: the encoder and generator make data pairs look generated and generated
+        pairs look like data; the discriminator the opposite, on detached pairs."""
+        (x, y), (fake, z) = out.pairs
+        bare_discriminator.requires_grad_(False)
+        fool = F.softplus(bare_discriminator(x, y.float())).mean() + F.softplus(-bare_discriminator(fake, z)).mean()
+        bare_discriminator.requires_grad_(True)
+        disc_loss = (F.softplus(-discriminator(x, y.detach().float())).mean()
+                     + F.softplus(discriminator(fake.detach(), z)).mean())
+        return fool, disc_loss, {"adversarial_encoder": fool, "adversarial_discriminator": disc_loss}

@@ -23,10 +23,12 @@ import math
 import torch
 from torch import nn
 
-from dimctl.methods.base import MethodStep
+from dimctl.collectives import gather_with_grad
+from dimctl.errors import UsageError
+from dimctl.methods.base import Method, MethodOutput
+from dimctl.models.encoders import EncoderConfig, tap_shapes
 from dimctl.models.heads import LocalEmbedding, VectorEmbedding
-from dimctl.objectives.bounds import PAIRED_ESTIMATORS
-from dimctl.train.distributed import gather_with_grad
+from dimctl.objectives.bounds import ESTIMATOR_NAMES, PAIRED_ESTIMATORS
 
 
 def positive_index(n: int, height: int, width: int, k: int) -> torch.Tensor:
@@ -85,13 +87,13 @@ class CPCModel(nn.Module):
         summaries, _ = self.summary(columns)
         return summaries.reshape(n, w, h, c).permute(0, 3, 2, 1)
 
-    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> MethodStep:
+    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> MethodOutput:
         local = self.encoder.encode_local(x)
         with torch.no_grad():  # Y for the record (and BatchNorm statistics); no loss reaches it
             y = self.encoder.summarise(local)["y"]
         terms = {f"cpc_mi_{k}": self.offset_mi(local, self.context(local), k) for k in range(1, self.rows + 1)}
         terms["cpc_mi"] = torch.stack(list(terms.values())).mean()
-        return MethodStep(y, terms)
+        return MethodOutput(y, terms)
 
     def offset_mi(self, local: torch.Tensor, context: torch.Tensor, k: int) -> torch.Tensor:
         """The bound for offset k: predictions from rows 0..H-1-k against every local feature."""
@@ -107,3 +109,23 @@ class CPCModel(nn.Module):
 
     def loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         return -terms["cpc_mi"]
+
+
+class CPC(Method):
+    name, label = "cpc", "CPC"
+    help = "cpc (contrastive predictive coding over the local map's rows; best with --arch folded-resnet)"
+
+    def build(self, config, encoder, encoder_config, num_train):
+        return CPCModel(encoder, tap_shapes(encoder_config), config.cpc_rows, config.mi_units, config.estimator), None
+
+    def validate(self, config) -> None:
+        encoder = EncoderConfig(arch=config.arch, image_size=config.input_size(), y_dim=config.y_dim,
+                                width=config.width, fc_dim=config.fc_dim)
+        height = tap_shapes(encoder)["local"][1]
+        if not 1 <= config.cpc_rows < height:
+            raise UsageError(f"--cpc-rows {config.cpc_rows}: the {config.arch} local map is {height} rows high, "
+                             f"so CPC can predict 1 to {height - 1} rows ahead")
+
+    def describe(self, settings, weight=str):
+        estimator = settings.get("estimator")
+        return f"{self.label} {ESTIMATOR_NAMES.get(estimator, estimator)} {settings.get('cpc_rows')} rows"

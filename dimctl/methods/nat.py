@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dimctl.methods.base import MethodStep
-from dimctl.train.distributed import gather_with_grad
+from dimctl.collectives import gather_with_grad
+from dimctl.methods.base import Method, MethodOutput
 
 
 def random_targets(n: int, dim: int, seed: int) -> torch.Tensor:
@@ -43,7 +43,7 @@ class NATModel(nn.Module):
         # assignment[i]: the target image i holds; starts as the identity.
         self.register_buffer("assignment", torch.arange(num_train))
 
-    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> MethodStep:
+    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> MethodOutput:
         if index is None:
             raise ValueError("NAT needs the batch's indices in the training split")
         y = self.encoder(x)["y"]
@@ -51,7 +51,7 @@ class NATModel(nn.Module):
         if self.training:
             self.reassign(gather_with_grad(features.detach()), gather_with_grad(index))
         target = self.targets[self.assignment[index]]
-        return MethodStep(y, {"nat_l2": (features - target).pow(2).sum(dim=1).mean()})
+        return MethodOutput(y, {"nat_l2": (features - target).pow(2).sum(dim=1).mean()})
 
     @torch.no_grad()
     def reassign(self, features: torch.Tensor, index: torch.Tensor) -> None:
@@ -61,3 +61,10 @@ class NATModel(nn.Module):
 
     def loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         return terms["nat_l2"]
+
+
+class NAT(Method):
+    name, label, help = "nat", "NAT", "nat (noise as targets)"
+
+    def build(self, config, encoder, encoder_config, num_train):
+        return NATModel(encoder, config.y_dim, num_train, config.seed), None

@@ -78,7 +78,7 @@ class Encoder(nn.Module, ABC):
 
     taps = ("local", "conv", "fc", "y")
     input_size = 32  # the image side the architecture is built for
-    fc_default = 1024  # the paper's fully connected width (FACTS.md: 1024 DCGAN, 4096 AlexNet)
+    fc_default = 1024  # the paper's fully connected width (1024 DCGAN, 4096 AlexNet)
 
     def __init__(self, config: EncoderConfig):
         super().__init__()

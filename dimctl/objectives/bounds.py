@@ -159,3 +159,6 @@ ESTIMATORS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "nwj": nwj,
     "smile": smile,
 }
+
+# The estimators' names as the literature writes them (reports, help).
+ESTIMATOR_NAMES = {"jsd": "JSD", "infonce": "infoNCE", "dv": "DV", "nwj": "NWJ", "smile": "SMILE"}

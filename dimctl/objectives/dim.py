@@ -40,7 +40,7 @@ class DIMConfig:
     globals: int = 0  # extra less-global features from random blocks of the local map
 
 
-# The paper's settings (FACTS.md). dim-lg's α is the common ports' choice; the paper's pair is lost.
+# The paper's settings. dim-lg's α is the common ports' choice; the paper's pair is lost.
 PRESETS: dict[str, dict[str, float]] = {
     "dim-g": {"alpha": 1.0, "beta": 0.0, "gamma": 1.0},
     "dim-l": {"alpha": 0.0, "beta": 1.0, "gamma": 0.1},
@@ -95,7 +95,7 @@ class DIMHeads(nn.Module):
               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Y of the full images and the named terms (MI estimates to maximise, ``coord_*`` cross-
         entropies to minimise). ``gather`` (multi-process training) concatenates embeddings from
-        every process, so negatives come from the global batch (train/distributed.py)."""
+        every process, so negatives come from the global batch (dimctl/collectives.py)."""
         config, gather = self.config, gather or _same
         taps = encoder(x)
         y, local = taps["y"], taps["local"]

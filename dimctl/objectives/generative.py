@@ -214,7 +214,7 @@ class WassersteinGANGP(nn.Module):
         return -frozen(self.critic)(fake).mean(), {}
 
 
-METHODS = ("ie", "nsgan-cp", "wgan-gp")
+GENERATOR_METHODS = ("ie", "nsgan-cp", "wgan-gp")
 # Default penalty weights: the contractive penalty's 0.5 is the authors' code's encoder penalty
 # (also used for NS-GAN-CP: "identical training procedures"); λ = 10 is Gulrajani et al.'s.
 DEFAULT_PENALTY = {"ie": 0.5, "nsgan-cp": 0.5, "wgan-gp": 10.0}
@@ -233,4 +233,4 @@ def build_objective(method: str, critic_config: CriticConfig, penalty: float,
         return NonSaturatingGAN(build_critic(critic_config), penalty)
     if method == "wgan-gp":
         return WassersteinGANGP(build_critic(critic_config), penalty)
-    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    raise ValueError(f"unknown method {method!r}; choose from {', '.join(GENERATOR_METHODS)}")

@@ -4,10 +4,12 @@ The adversarial autoencoder baseline (``--method aae``) matches Y itself to N(0,
 (Makhzani et al. 2015); ``PRIORS`` holds both: how Y is encoded for the prior and how the prior
 is sampled.
 
-This is a two-player game with two optimisers. The discriminator *maximises* its ability to tell
+This is a two-player game. The discriminator *maximises* its ability to tell
 prior samples from encoded images; the encoder *minimises* it. Summing both into one loss and
 minimising it for every parameter (a common mistake) makes the discriminator help the encoder
-instead of opposing it, so the two losses below are stepped by different optimisers.
+instead of opposing it. So each network gets only its own loss's gradient: the encoder's term
+goes through the discriminator with its weights' gradients off, and the discriminator's term sees
+Y detached. Then one backward of the sum and one Adam step over two parameter groups is exact.
 """
 
 from collections.abc import Callable

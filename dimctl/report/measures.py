@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
 
-from dimctl.methods import METHOD_NAMES
+from dimctl.methods import METHODS
+from dimctl.objectives.bounds import ESTIMATOR_NAMES
 from dimctl.objectives.dim import PRESETS
 from dimctl.report.inputs import Inputs, RunFolder
 
@@ -20,7 +21,6 @@ FAMILIES = {"dim-g": "DIM(G)", "dim-l": "DIM(L)", "dim-lg": "DIM(L+G)"}
 # DIM-family options (paper §4.3, Table 3) and their plain values: (value of the plain objective, how it is shown).
 EXTRAS = {"local_critic": ("dot", "+{} critic"), "occlude": (False, "+occlusion"), "coord": ("none", "+coord {}"),
           "globals": (0, "+{} globals")}
-ESTIMATOR_NAMES = {"jsd": "JSD", "infonce": "infoNCE", "dv": "DV", "nwj": "NWJ", "smile": "SMILE"}
 
 
 @dataclass
@@ -107,7 +107,7 @@ def family(settings: dict) -> str | None:
     preset's; AE, VAE, β-VAE, AAE, BiGAN, NAT or CPC for a comparison method; else None."""
     method = settings.get("method", "dim")
     if method != "dim":
-        return METHOD_NAMES.get(method, method)
+        return METHODS[method].label if method in METHODS else method
     weights = tuple(float(settings.get(k, -1)) for k in ("alpha", "beta", "gamma"))
     for preset, w in PRESETS.items():
         if weights == (w["alpha"], w["beta"], w["gamma"]):
@@ -134,15 +134,7 @@ def objective(model: Model) -> str:
 def method_objective(settings: dict) -> str:
     """A comparison method with the setting that tells its runs apart: `β-VAE β=4`, `CPC infoNCE 3 rows`."""
     method = settings["method"]
-    name = METHOD_NAMES.get(method, method)
-    if method == "beta-vae":
-        return f"{name} β={_weight(settings.get('beta'))}"
-    if method == "aae":
-        return f"{name} γ={_weight(settings.get('gamma'))}"
-    if method == "cpc":
-        estimator = settings.get("estimator")
-        return f"{name} {ESTIMATOR_NAMES.get(estimator, estimator)} {settings.get('cpc_rows')} rows"
-    return name
+    return METHODS[method].describe(settings, _weight) if method in METHODS else method
 
 
 def extras(settings: dict) -> list[str]:

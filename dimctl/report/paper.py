@@ -1,7 +1,7 @@
 """The paper's published numbers (Hjelm et al., ICLR 2019), for `dimctl report --paper`.
 
 These are THE PAPER'S numbers, not measurements of dimctl. They were collected for this project
-in FACTS.md from the paper and the authors' public code (the paper's text lost its tables). Each
+from the paper and the authors' public code (the paper's text lost its tables). Each
 carries a status: "checked" (seen in a source) or "recalled" (remembered from the paper,
 consistent with the surviving text, not seen again). A report shows them beside a measured
 value only where dataset, objective, estimator, architecture, layer and classifier match; the
@@ -49,7 +49,7 @@ CLASSIFICATION: dict[tuple[str, str], dict[str, PaperNumber]] = {
     ("tiny-imagenet", "DIM(L) JSD"): _row("Table 2", "recalled", conv="33.54", fc="36.88", y="31.66"),
     ("stl10", "DIM(L) infoNCE"): _row("Table 2", "recalled", conv="72.57", fc="70.00", y="67.08"),
     ("stl10", "DIM(L) JSD"): _row("Table 2", "recalled", conv="72.86", fc="70.85", y="65.93"),
-    # The comparison methods (dimctl pretrain --method), recalled (FACTS.md).
+    # The comparison methods (dimctl pretrain --method), recalled.
     ("cifar10", "VAE"): _row("Table 1", "recalled", conv="60.71", fc="60.54", y="54.61"),
     ("cifar100", "VAE"): _row("Table 1", "recalled", conv="37.21", fc="34.05", y="24.22"),
     ("cifar10", "AE"): _row("Table 1", "recalled", conv="62.19", fc="55.78", y="54.47"),
@@ -67,7 +67,7 @@ CLASSIFICATION_PROBE = "mlp"  # the paper's classifier: linear 200, dropout, BN,
 CLASSIFICATION_ARCH = {"cifar10": "dcgan", "cifar100": "dcgan", "tiny-imagenet": "alexnet", "stl10": "alexnet"}
 
 # Table 4, CIFAR10, DCGAN encoder: linear SVM accuracy (%) on conv, fc and Y; MS-SSIM of a decoder
-# from Y; MINE's I(X;Y) and NDM in nats. The DIM rows are recalled (FACTS.md).
+# from Y; MINE's I(X;Y) and NDM in nats. The DIM rows are recalled.
 TABLE4: dict[tuple[str, str], dict[str, PaperNumber]] = {
     ("cifar10", "DIM(G)"): _row("Table 4", "recalled", svm_conv="46.8", svm_fc="28.79", svm_y="29.08",
                                 ms_ssim="0.49", mine="49.63", ndm="9.96"),

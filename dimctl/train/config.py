@@ -4,11 +4,12 @@ and writes it, fully resolved, to the run folder's config.json."""
 from dataclasses import asdict, dataclass, replace
 
 from dimctl.errors import UsageError
-from dimctl.methods import DEFAULT_BETA_VAE, METHODS, NEEDS_32PX
-from dimctl.models.encoders import ENCODERS, INPUT_SIZES, EncoderConfig, tap_shapes
+from dimctl.methods import METHODS
+from dimctl.models.encoders import ENCODERS, INPUT_SIZES
 from dimctl.objectives.bounds import ESTIMATORS
 from dimctl.objectives.dim import COORDS, LOCAL_CRITICS, PRESETS, DIMConfig
 from dimctl.precision import PRECISIONS, resolve_precision
+from dimctl.train.guard import NAN_POLICIES
 
 
 @dataclass(frozen=True)
@@ -95,13 +96,11 @@ class PretrainConfig:
             raise UsageError(f"--preset {self.preset!r} is not one of: {', '.join(PRESETS)}")
         if min(self.alpha, self.beta, self.gamma) < 0:
             raise UsageError("--alpha, --beta and --gamma must be ≥ 0")
-        if self.method == "dim" and self.alpha == 0 and self.beta == 0:
-            raise UsageError("--alpha and --beta are both 0: there is no MI term to train (try --preset dim-l)")
         for name in ("epochs", "checkpoint_every", "log_every", "keep_checkpoints", "crop_padding", "workers"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be ≥ 0")
-        if self.nan_policy not in ("stop", "skip"):
-            raise UsageError(f"--nan-policy {self.nan_policy!r} is not one of: stop, skip")
+        if self.nan_policy not in NAN_POLICIES:
+            raise UsageError(f"--nan-policy {self.nan_policy!r} is not one of: {', '.join(NAN_POLICIES)}")
         if self.batch_size < 2:
             raise UsageError("--batch-size must be at least 2: negatives come from the other images in the batch")
         if self.stream and self.dataset != "folder":
@@ -112,8 +111,6 @@ class PretrainConfig:
             raise UsageError(f"--coord {self.coord!r} is not one of: {', '.join(COORDS)}")
         if min(self.coord_abs_weight, self.coord_rel_weight) < 0 or self.globals < 0:
             raise UsageError("--coord-abs-weight, --coord-rel-weight and --globals must be ≥ 0")
-        if self.globals and self.beta == 0:
-            raise UsageError("--globals adds less-global features to the local MI term: it needs --beta > 0")
         if self.precision not in PRECISIONS:
             raise UsageError(f"--precision {self.precision!r} is not one of: {', '.join(PRECISIONS)}")
         self._validate_encoder()
@@ -123,26 +120,18 @@ class PretrainConfig:
         return self
 
     def _validate_method(self) -> None:
-        if self.method == "dim":
-            return
-        dim_only = {"occlude": False, "coord": "none", "globals": 0, "local_critic": "dot"}
-        for name, plain in dim_only.items():
-            if getattr(self, name) != plain:
-                raise UsageError(f"--{name.replace('_', '-')} is a DIM option; --method {self.method} does not use it")
-        if self.method in NEEDS_32PX and self.input_size() != 32:
-            raise UsageError(f"--method {self.method} trains the paper's 32×32 DCGAN decoder/generator; "
+        """What every method's entry declares (input size, DIM's options), then its own checks."""
+        method = METHODS[self.method]
+        if not method.dim_options:
+            dim_only = {"occlude": False, "coord": "none", "globals": 0, "local_critic": "dot"}
+            for name, plain in dim_only.items():
+                if getattr(self, name) != plain:
+                    raise UsageError(f"--{name.replace('_', '-')} is a DIM option; --method {self.method} does not use it")
+        if method.image_size is not None and self.input_size() != method.image_size:
+            size = method.image_size
+            raise UsageError(f"--method {self.method} trains the paper's {size}×{size} DCGAN decoder/generator; "
                              f"--arch {self.arch} takes {self.input_size()}×{self.input_size()} images (use dcgan or resnet)")
-        if self.method == "beta-vae" and self.beta <= 0:
-            raise UsageError("--method beta-vae needs --beta > 0 (the KL weight)")
-        if self.method == "aae" and self.gamma <= 0:
-            raise UsageError("--method aae needs --gamma > 0 (the weight of matching Y to N(0, I))")
-        if self.method == "cpc":
-            encoder = EncoderConfig(arch=self.arch, image_size=self.input_size(), y_dim=self.y_dim, width=self.width,
-                                    fc_dim=self.fc_dim)
-            height = tap_shapes(encoder)["local"][1]
-            if not 1 <= self.cpc_rows < height:
-                raise UsageError(f"--cpc-rows {self.cpc_rows}: the {self.arch} local map is {height} rows high, "
-                                 f"so CPC can predict 1 to {height - 1} rows ahead")
+        method.validate(self)
 
     def _validate_encoder(self) -> None:
         if self.arch not in ENCODERS:
@@ -163,28 +152,9 @@ class PretrainConfig:
 
 def resolve_weights(method: str, preset: str | None, alpha: float | None, beta: float | None,
                     gamma: float | None) -> dict:
-    """α, β, γ of a run. DIM: the preset's (default dim-l), each overridden when given. The other
-    methods use only β (beta-vae's KL weight, default 4) and γ (aae's prior weight, default 1);
-    a weight a method does not use is refused rather than silently ignored."""
-    if method == "dim":
-        return resolve_preset(preset, alpha, beta, gamma)
-    uses = {"beta-vae": {"beta"}, "aae": {"gamma"}}.get(method, set())
-    if preset is not None:
-        raise UsageError(f"--preset is a DIM option; --method {method} does not use it")
-    for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
-        if value is not None and name not in uses:
-            raise UsageError(f"--{name} does not apply to --method {method}"
-                             + (" (--beta is beta-vae's KL weight, --gamma aae's prior weight)" if method in METHODS else ""))
-    return {"alpha": 0.0, "beta": beta if beta is not None else (DEFAULT_BETA_VAE if method == "beta-vae" else 0.0),
-            "gamma": gamma if gamma is not None else (1.0 if method == "aae" else 0.0)}
-
-
-def resolve_preset(preset: str | None, alpha: float | None, beta: float | None, gamma: float | None) -> dict:
-    """A preset's weights, each overridden by an explicitly given --alpha/--beta/--gamma."""
-    if preset is not None and preset not in PRESETS:
-        raise UsageError(f"--preset {preset!r} is not one of: {', '.join(PRESETS)}")
-    weights = dict(PRESETS[preset or "dim-l"])
-    for key, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
-        if value is not None:
-            weights[key] = value
-    return weights
+    """α, β, γ of a run, as the method's entry resolves them (methods/base.py ``resolve_weights``):
+    DIM's preset (default dim-l) with each given weight overriding it; the other methods use only
+    their own weights (beta-vae's KL weight --beta, aae's prior weight --gamma) and refuse the rest."""
+    if method not in METHODS:
+        raise UsageError(f"--method {method!r} is not one of: {', '.join(METHODS)}")
+    return METHODS[method].resolve_weights(preset, {"alpha": alpha, "beta": beta, "gamma": gamma})

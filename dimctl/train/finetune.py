@@ -7,14 +7,19 @@ probe network (linear 200 → dropout 0.1 → BN → ReLU → linear, as in the 
 with Adam (lr 1e-4) on a seeded, class-balanced fraction of the training labels. The layers
 after ``conv`` (fc and Y) take no part and keep their pretrained weights.
 
-Accelerate runs the loop, as it does pretraining: each step's batch is split across processes
-in rank order and DDP averages the gradients.
+It runs on the engine pretraining runs on (train/engine.py): each step's batch is split across
+processes in rank order and DDP averages the gradients; RUN/config.json, RUN/metrics.jsonl (one
+line per epoch: the last step's loss, images/s), checkpoints every ``checkpoint_every`` steps, a cooperative
+stop on SIGINT/SIGTERM and ``--resume``; a non-finite loss or gradient never reaches the weights
+(``--nan-policy stop|skip``).
+
+    dimctl finetune runs/dim-l/encoder.safetensors --labels-fraction 0.1 --out runs/ft
 """
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -22,9 +27,13 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch import nn
 
 from dimctl.data.dataset import ImageDataset
+from dimctl.data.order import epoch_order, rank_batch_start
 from dimctl.data.transforms import augment, normalise
-from dimctl.errors import UsageError
+from dimctl.errors import NonFiniteLoss, UsageError
+from dimctl.models.classifier import PAPER_DROPOUT, PAPER_HIDDEN, paper_classifier
 from dimctl.models.encoders import Encoder
+from dimctl.train.engine import Progress, Schedule, Trainer, begin_run, run_steps
+from dimctl.train.guard import NAN_POLICIES, grad_norm, stop_message
 
 
 @dataclass(frozen=True)
@@ -34,10 +43,14 @@ class FinetuneConfig:
     lr: float = 1e-4  # the authors' classifiers: Adam, 1e-4
     batch_size: int = 64
     seed: int = 0
-    hidden: int = 200  # the paper's classifier width
-    dropout: float = 0.1
+    hidden: int = PAPER_HIDDEN  # the paper's classifier (models/classifier.py)
+    dropout: float = PAPER_DROPOUT
     crop_padding: int = 0
     hflip: bool = False
+    checkpoint_every: int = 500  # steps; 0: only the final checkpoint
+    keep_checkpoints: int = 3
+    nan_policy: str = "stop"  # stop | skip: what a non-finite loss or gradient does
+    encoder_sha256: str | None = None  # the encoder it starts from (so --resume refuses another)
     cpu: bool = False
 
     def to_dict(self) -> dict:
@@ -50,6 +63,10 @@ class FinetuneConfig:
             raise UsageError("--epochs must be ≥ 1, --batch-size ≥ 2 (BatchNorm), --lr positive")
         if not 0 <= self.dropout < 1:
             raise UsageError("dropout must be in [0, 1)")
+        if self.checkpoint_every < 0 or self.keep_checkpoints < 0:
+            raise UsageError("--checkpoint-every and --keep-checkpoints must be ≥ 0")
+        if self.nan_policy not in NAN_POLICIES:
+            raise UsageError(f"--nan-policy must be one of {', '.join(NAN_POLICIES)}, not {self.nan_policy!r}")
         return self
 
 
@@ -59,10 +76,7 @@ class ConvClassifier(nn.Module):
     def __init__(self, encoder: Encoder, conv_features: int, hidden: int, dropout: float, classes: int):
         super().__init__()
         self.encoder = encoder
-        self.classifier = nn.Sequential(
-            nn.Linear(conv_features, hidden), nn.Dropout(dropout), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-            nn.Linear(hidden, classes),
-        )
+        self.classifier = paper_classifier(conv_features, classes, hidden, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.encoder.encode_conv(x).flatten(1))
@@ -76,14 +90,6 @@ class FinetuneResult:
     n_labels: int  # training labels used
     steps: int
     is_main_process: bool = True
-
-
-@dataclass
-class EpochReport:
-    epoch: int
-    epochs: int
-    loss: float
-    images_per_s: float
 
 
 def balanced_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
@@ -109,11 +115,12 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, devic
     return correct / max(1, images.shape[0])
 
 
-def finetune(encoder: Encoder, dataset: ImageDataset, config: FinetuneConfig,
+def finetune(encoder: Encoder, dataset: ImageDataset, config: FinetuneConfig, run_dir: Path, resume: bool = False,
              accelerator: Accelerator | None = None,
-             on_epoch: Callable[[EpochReport], None] | None = None) -> FinetuneResult:
+             on_progress: Callable[[Progress], None] | None = None,
+             should_stop: Callable[[], bool] | None = None, resume_command: str | None = None) -> FinetuneResult:
     """Train ``encoder`` (up to conv) and a fresh classifier on a labelled fraction of the train
-    split; return the fine-tuned encoder and its test accuracy."""
+    split; return the fine-tuned encoder and its test accuracy. Metrics are logged once per epoch."""
     config.validate()
     if dataset.multi_label:
         raise UsageError(f"{dataset.name} has multi-label attributes; finetune needs one class per image")
@@ -121,7 +128,7 @@ def finetune(encoder: Encoder, dataset: ImageDataset, config: FinetuneConfig,
         raise UsageError(f"{dataset.name}'s test split is not labelled throughout; finetune needs test labels")
     accelerator = accelerator or Accelerator(
         cpu=config.cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-    device, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
+    device, world = accelerator.device, accelerator.num_processes
     subset = balanced_subset(dataset.train_labels, config.labels_fraction, config.seed)
     global_batch = config.batch_size * world
     if subset.numel() < 2 * world:
@@ -129,6 +136,13 @@ def finetune(encoder: Encoder, dataset: ImageDataset, config: FinetuneConfig,
                          f"raise it")
     images, labels = dataset.train_images[subset].to(device), dataset.train_labels[subset].to(device)
     classes = max(len(dataset.classes), int(dataset.train_labels.max()) + 1, int(dataset.test_labels.max()) + 1)
+    n = images.shape[0]
+    # One process keeps the ragged tail; several drop it, so every process steps together.
+    steps_per_epoch = math.ceil(n / global_batch) if world == 1 else n // global_batch
+    if steps_per_epoch == 0:
+        raise UsageError(f"{n} labelled images are fewer than one global batch of {global_batch}; "
+                         f"lower --batch-size or raise --labels-fraction")
+    total_steps = config.epochs * steps_per_epoch
 
     set_seed(config.seed)  # the classifier's initial weights
     encoder.to(device)
@@ -141,44 +155,77 @@ def finetune(encoder: Encoder, dataset: ImageDataset, config: FinetuneConfig,
     model, optimiser = accelerator.prepare(model, optimiser)
     set_seed(config.seed, device_specific=True)  # augmentation differs per process
 
-    n = images.shape[0]
-    # One process keeps the ragged tail; several drop it, so every process steps together.
-    steps_per_epoch = math.ceil(n / global_batch) if world == 1 else n // global_batch
-    if steps_per_epoch == 0:
-        raise UsageError(f"{n} labelled images are fewer than one global batch of {global_batch}; "
-                         f"lower --batch-size or raise --labels-fraction")
-    steps = 0
-    for epoch in range(config.epochs):
-        model.train()
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch)).to(device)
-        started, seen, total_loss, batches = time.perf_counter(), 0, 0.0, 0
-        for position in range(steps_per_epoch):
-            start = position * global_batch + rank * config.batch_size
-            index = order[start:start + config.batch_size]
-            if index.numel() < 2:  # BatchNorm needs two samples; only a ragged tail can be this short
-                continue
-            x = normalise(augment(images[index], config.crop_padding, config.hflip))
-            with accelerator.autocast():
-                loss = nn.functional.cross_entropy(model(x).float(), labels[index])
-            optimiser.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            optimiser.step()
-            steps += 1
-            seen += index.numel() * world
-            total_loss += loss.item()
-            batches += 1
-        if on_epoch is not None and accelerator.is_main_process:
-            elapsed = time.perf_counter() - started
-            on_epoch(EpochReport(epoch + 1, config.epochs, total_loss / max(1, batches),
-                                 seen / elapsed if elapsed > 0 else 0.0))
+    start_step = begin_run(accelerator, run_dir, resume, {
+        "command": "finetune", "config": config.to_dict(), "dataset": dataset.describe(), "n_labels": int(n),
+        "num_processes": world, "device": str(device), "global_batch_size": global_batch,
+        "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+    })
+    trainer = FinetuneTrainer(config, accelerator, model, optimiser, images, labels, steps_per_epoch)
+    schedule = Schedule(total_steps, steps_per_epoch, config.checkpoint_every, config.keep_checkpoints)
+    run_steps(trainer, accelerator, run_dir, start_step, schedule,
+              resume_command or f"dimctl finetune ENCODER --out {run_dir} --resume", on_progress, should_stop)
 
     bare = accelerator.unwrap_model(model)
-    test_images, test_labels = dataset.test_images, dataset.test_labels
     result = FinetuneResult(
         encoder=bare.encoder,
-        accuracy=accuracy(bare, test_images, test_labels, device),
+        accuracy=accuracy(bare, dataset.test_images, dataset.test_labels, device),
         train_accuracy=accuracy(bare, images.cpu(), labels.cpu(), device),
-        n_labels=int(n), steps=steps, is_main_process=accelerator.is_main_process,
+        # Updates made: a one-image ragged tail (one process only) is left out every epoch.
+        n_labels=int(n), steps=total_steps - (config.epochs if world == 1 and n % global_batch == 1 else 0),
+        is_main_process=accelerator.is_main_process,
     )
     bare.encoder.eval()
     return result
+
+
+class FinetuneTrainer(Trainer):
+    """One fine-tuning step: a labelled batch in (seed, epoch) order, cross-entropy, one update —
+    the loss and the gradients checked before it."""
+
+    def __init__(self, config: FinetuneConfig, accelerator: Accelerator, model: nn.Module, optimiser,
+                 images: torch.Tensor, labels: torch.Tensor, steps_per_epoch: int):
+        self.config, self.accelerator, self.model, self.optimiser = config, accelerator, model, optimiser
+        self.images, self.labels, self.steps_per_epoch = images, labels, steps_per_epoch
+        self.global_batch = config.batch_size * accelerator.num_processes
+        self.order, self.order_epoch = None, -1
+        self.images_per_step = 0
+        self.loss = torch.full((), float("nan"), device=accelerator.device)  # the last update's
+        self.skipped_steps = 0  # left out under --nan-policy skip
+        model.train()
+
+    def epoch_of(self, step: int) -> int:
+        return step // self.steps_per_epoch
+
+    def step(self, step: int) -> None:
+        config, accelerator, optimiser = self.config, self.accelerator, self.optimiser
+        epoch, position = divmod(step, self.steps_per_epoch)
+        if epoch != self.order_epoch:
+            self.order, self.order_epoch = epoch_order(self.images.shape[0], config.seed, epoch, accelerator.device), epoch
+        start = rank_batch_start(position, self.global_batch, accelerator.process_index, config.batch_size)
+        index = self.order[start:start + config.batch_size]
+        self.images_per_step = index.numel() * accelerator.num_processes
+        if index.numel() < 2:  # BatchNorm needs two samples; only a ragged tail can be this short
+            return
+        x = normalise(augment(self.images[index], config.crop_padding, config.hflip))
+        with accelerator.autocast():
+            loss = nn.functional.cross_entropy(self.model(x).float(), self.labels[index])
+        bad = None
+        if not torch.isfinite(loss):
+            bad = f"the loss became {loss.item()}"
+        else:
+            optimiser.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            if not torch.isfinite(grad_norm(self.model)):
+                bad = "the gradients became non-finite"
+        if bad is None:
+            optimiser.step()
+            self.loss = loss.detach()
+        elif config.nan_policy == "stop":
+            raise NonFiniteLoss(stop_message(bad, step + 1))
+        else:
+            self.skipped_steps += 1
+
+    def metrics(self) -> dict[str, float]:
+        # The last step's loss, as pretrain logs it: a mean over the epoch would need its running
+        # sum in the checkpoint to come out the same after --resume.
+        return {"loss": self.loss.item(), "skipped_steps": self.skipped_steps}

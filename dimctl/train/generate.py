@@ -3,8 +3,8 @@ WGAN-GP, on the same ResNet generator and critic/encoder.
 
     dimctl generate train --dataset digits --method ie --steps 2000 --out runs/gen-ie
 
-One Accelerate code path, as pretraining (train/loop.py): the training images live on the device
-as uint8, batches are drawn by index in an order fixed by (seed, epoch), checkpoints are
+It runs on the engine pretraining runs on (train/engine.py): the training images live on the
+device as uint8, batches are drawn by index in an order fixed by (seed, epoch), checkpoints are
 Accelerate state folders (train/checkpoint.py) and ``--resume`` continues from the newest.
 
 A step is ``critic_steps`` updates of the critic side (the IE encoder and its two 1-D
@@ -17,9 +17,6 @@ fresh batches), so its eval-mode samples match what it was trained to produce, a
 published as RUN/generator.safetensors.
 """
 
-import json
-import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,21 +24,20 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from PIL import Image
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from dimctl.data.dataset import ImageDataset
+from dimctl.data.order import epoch_order, rank_batch_start
 from dimctl.data.transforms import normalise
-from dimctl.errors import Interrupted, NonFiniteLoss, UsageError
+from dimctl.errors import NonFiniteLoss, UsageError
 from dimctl.io.artifacts import save_generator
-from dimctl.io.atomic import atomic_path, write_text
-from dimctl.io.images import GRID_PADDING, GRID_PAD_VALUE
+from dimctl.io.images import save_grid
 from dimctl.models.generators import DEFAULT_Z_DIM, IMAGE_SIZES, CriticConfig, GeneratorConfig, build_generator
-from dimctl.objectives.generative import DEFAULT_CRITIC_STEPS, DEFAULT_PENALTY, METHODS, build_objective
-from dimctl.train import checkpoint
+from dimctl.objectives.generative import DEFAULT_CRITIC_STEPS, DEFAULT_PENALTY, GENERATOR_METHODS, build_objective
+from dimctl.train.engine import Progress, Schedule, Trainer, begin_run, run_steps
 from dimctl.train.guard import grad_norm
-from dimctl.train.loop import _any_process, _check_same_world, _drop_metrics_after, _epoch_order, unwrap
+from dimctl.train.loop import unwrap
 
 GRID_SIDE = 8  # training grids are 8 × 8 samples of one fixed noise batch
 BN_REFRESH_BATCHES = 20  # fresh noise batches that recompute the published generator's BN statistics
@@ -94,8 +90,8 @@ class GenerateConfig:
         return CriticConfig(image_size=self.image_size, channels=channels, width=self.generator_config(channels).width)
 
     def validate(self) -> "GenerateConfig":
-        if self.method not in METHODS:
-            raise UsageError(f"--method {self.method!r} is not one of: {', '.join(METHODS)}")
+        if self.method not in GENERATOR_METHODS:
+            raise UsageError(f"--method {self.method!r} is not one of: {', '.join(GENERATOR_METHODS)}")
         if self.image_size not in IMAGE_SIZES:
             raise UsageError(f"--image-size {self.image_size}: the ResNet generator makes "
                              f"{' or '.join(map(str, IMAGE_SIZES))}-pixel images")
@@ -113,13 +109,6 @@ class GenerateConfig:
         if self.clip_norm <= 0 or self.prior_critic_lr <= 0:
             raise UsageError("--clip-norm and --prior-critic-lr must be positive")
         return self
-
-
-@dataclass
-class GenerateProgress:
-    step: int
-    total_steps: int
-    metrics: dict[str, float]
 
 
 @dataclass
@@ -149,26 +138,6 @@ def generate_images(generator: nn.Module, z: torch.Tensor, batch_size: int = 256
     return torch.cat(out) if out else torch.zeros((0,), dtype=torch.uint8)
 
 
-def grid_shape(n: int) -> tuple[int, int]:
-    """(rows, columns) of the most nearly square grid for n images."""
-    columns = max(1, math.ceil(math.sqrt(n)))
-    return math.ceil(n / columns), columns
-
-
-def save_grid(path: str | Path, images: torch.Tensor) -> Path:
-    """uint8 images (N, C, H, W) as one PNG grid, rows × columns from ``grid_shape``, 2-pixel grey
-    gaps; a grey PNG for 1-channel images (a third of the size of torchvision's RGB one)."""
-    _, columns = grid_shape(images.shape[0])
-    from torchvision.utils import make_grid  # here, not at import: torchvision costs seconds of start-up
-
-    grid = make_grid(images.float() / 255, nrow=columns, padding=GRID_PADDING, pad_value=GRID_PAD_VALUE)
-    array = grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()  # as save_image rounds
-    picture = Image.fromarray(array[:, :, 0], "L") if images.shape[1] == 1 else Image.fromarray(array, "RGB")
-    with atomic_path(path) as tmp:
-        picture.save(tmp, format="PNG")  # the temporary name ends in .tmp: name the format
-    return Path(path)
-
-
 def _check(loss: torch.Tensor, terms: dict[str, torch.Tensor], modules: list[nn.Module], step: int, who: str,
            accelerator: Accelerator) -> None:
     """Raise NonFiniteLoss if the loss or the gradients (already computed) are not finite."""
@@ -184,24 +153,23 @@ def _check(loss: torch.Tensor, terms: dict[str, torch.Tensor], modules: list[nn.
 
 
 def train_generator(config: GenerateConfig, dataset: ImageDataset, run_dir: Path, resume: bool = False,
-                    on_progress: Callable[[GenerateProgress], None] | None = None,
+                    on_progress: Callable[[Progress], None] | None = None,
                     accelerator: Accelerator | None = None,
                     should_stop: Callable[[], bool] | None = None) -> GenerateResult:
-    """Train, checkpoint and publish the generator. ``should_stop`` is polled after every step
-    (the CLI sets it from SIGINT/SIGTERM): when it turns true, a checkpoint is written and
-    ``Interrupted`` is raised."""
+    """Train, checkpoint and publish the generator. ``should_stop`` is polled after steps (the CLI
+    sets it from SIGINT/SIGTERM): when it turns true, a checkpoint is written and ``Interrupted``
+    is raised (train/engine.py)."""
     config = config.validate().resolved()
     if dataset.image_size != config.image_size:
         raise UsageError(f"{dataset.name} was loaded at {dataset.image_size}×{dataset.image_size}; "
                          f"the generator makes {config.image_size}×{config.image_size}")
     accelerator = accelerator or Accelerator(cpu=config.cpu)
-    device, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
+    world = accelerator.num_processes
     n = dataset.train_images.shape[0]
     global_batch = config.batch_size * world
     if n < global_batch:
         raise UsageError(f"{dataset.name} has {n} training images, fewer than one batch of {global_batch}; "
                          f"lower --batch-size")
-    batches_per_epoch = n // global_batch
 
     # Same seed, same initial networks on every process; then per-process noise streams.
     set_seed(config.seed)
@@ -219,95 +187,96 @@ def train_generator(config: GenerateConfig, dataset: ImageDataset, run_dir: Path
     critic_optimiser = torch.optim.Adam(groups, lr=config.lr, betas=betas)
     generator, objective, generator_optimiser, critic_optimiser = accelerator.prepare(
         generator, objective, generator_optimiser, critic_optimiser)
-    bare_generator, bare_objective = unwrap(accelerator, generator), unwrap(accelerator, objective)
-    prior_critics = bare_objective.prior_critic_parameters()
 
-    if resume and checkpoint.list_checkpoints(run_dir):
-        _check_same_world(run_dir, world)
-    start_step = checkpoint.load_latest(accelerator, run_dir) if resume else 0
-    metrics_path = run_dir / "metrics.jsonl"
-    if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "config.json", json.dumps({
-            "command": "generate train", "config": config.to_dict(), "generator": generator_config.to_dict(),
-            "critic": critic_config.to_dict(), "dataset": dataset.describe(), "num_processes": world,
-            "device": str(device), "global_batch_size": global_batch,
-        }, indent=2) + "\n")
-        _drop_metrics_after(metrics_path, start_step)
+    start_step = begin_run(accelerator, run_dir, resume, {
+        "command": "generate train", "config": config.to_dict(), "generator": generator_config.to_dict(),
+        "critic": critic_config.to_dict(), "dataset": dataset.describe(), "num_processes": world,
+        "device": str(accelerator.device), "global_batch_size": global_batch,
+    })
+    trainer = GeneratorTrainer(config, accelerator, dataset, run_dir, generator, objective,
+                               generator_optimiser, critic_optimiser)
+    schedule = Schedule(config.steps, config.log_every, config.checkpoint_every, config.keep_checkpoints)
+    metrics = run_steps(trainer, accelerator, run_dir, start_step, schedule,
+                        f"dimctl generate train --out {run_dir} --resume", on_progress, should_stop)
 
-    images = dataset.train_images.to(device)
-    grid_noise = fixed_noise(GRID_SIDE * GRID_SIDE, config.z_dim, config.seed)
-    order, order_epoch = None, -1
-
-    def real_batch(draw: int) -> torch.Tensor:
-        # The draw-th global batch since the start; its order depends only on (seed, epoch), so a
-        # resumed run sees the same batches. Processes take their slices in rank order.
-        nonlocal order, order_epoch
-        epoch, position = divmod(draw, batches_per_epoch)
-        if epoch != order_epoch:
-            order, order_epoch = _epoch_order(n, config.seed, epoch, device), epoch
-        start = position * global_batch + rank * config.batch_size
-        return normalise(images[order[start:start + config.batch_size]])
-
-    def noise() -> torch.Tensor:
-        return torch.randn(config.batch_size, config.z_dim, device=device)
-
-    metrics: dict[str, float] = {}
-    window_start, window_images = time.perf_counter(), 0
-    generator.train()
-    objective.train()
-    for step in range(start_step, config.steps):
-        done = step + 1
-        for k in range(config.critic_steps):
-            real = real_batch(step * config.critic_steps + k)
-            with torch.no_grad():
-                fake = generator(noise())
-            critic_loss, critic_terms = objective(real, fake)
-            critic_optimiser.zero_grad(set_to_none=True)
-            accelerator.backward(critic_loss)
-            _check(critic_loss, critic_terms, [objective], done, "critic", accelerator)
-            if prior_critics:
-                accelerator.clip_grad_norm_(prior_critics, config.clip_norm)
-            critic_optimiser.step()
-
-        generator_loss, _ = bare_objective.generator_loss(generator(noise()))
-        generator_optimiser.zero_grad(set_to_none=True)
-        accelerator.backward(generator_loss)
-        _check(generator_loss, {}, [generator], done, "generator", accelerator)
-        generator_optimiser.step()
-        window_images += global_batch * (config.critic_steps + 1)
-
-        if done % max(config.log_every, 1) == 0 or done == config.steps:
-            elapsed = time.perf_counter() - window_start
-            metrics = {"critic_loss": critic_loss.item(), "generator_loss": generator_loss.item(),
-                       **{k: v.item() for k, v in critic_terms.items()},
-                       "images_per_s": window_images / elapsed if elapsed > 0 else 0.0}
-            window_start, window_images = time.perf_counter(), 0
-            if accelerator.is_main_process:
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps({"step": done, **metrics}) + "\n")
-        if accelerator.is_main_process and config.sample_every and done % config.sample_every == 0:
-            save_grid(run_dir / "samples" / f"step_{done:08d}.png", generate_images(bare_generator, grid_noise))
-        if on_progress is not None and accelerator.is_main_process:
-            on_progress(GenerateProgress(done, config.steps, metrics))
-        if config.checkpoint_every and done % config.checkpoint_every == 0 and done != config.steps:
-            checkpoint.save_checkpoint(accelerator, run_dir, done, config.keep_checkpoints)
-        if should_stop is not None and _any_process(accelerator, should_stop()) and done != config.steps:
-            checkpoint.save_checkpoint(accelerator, run_dir, done, config.keep_checkpoints)
-            raise Interrupted(f"stopped at step {done}/{config.steps} with a checkpoint; continue with "
-                              f"`dimctl generate train --out {run_dir} --resume` and the same settings")
-
-    checkpoint.save_checkpoint(accelerator, run_dir, config.steps, config.keep_checkpoints)
     generator_path = run_dir / "generator.safetensors"
+    bare_generator = trainer.bare_generator
     if accelerator.is_main_process:
         if config.steps:
             # Running statistics trail the weights (momentum 0.1 over the last updates); replace
             # them by the exact mean over fresh batches of the final generator. Seeded on its own,
             # so it does not disturb the training noise a later --resume would continue.
-            refresh = fixed_noise(BN_REFRESH_BATCHES * config.batch_size, config.z_dim, config.seed + 1).to(device)
-            update_bn(list(refresh.split(config.batch_size)), bare_generator)
-        save_grid(run_dir / "samples.png", generate_images(bare_generator, grid_noise))
+            refresh = fixed_noise(BN_REFRESH_BATCHES * config.batch_size, config.z_dim, config.seed + 1)
+            update_bn(list(refresh.to(accelerator.device).split(config.batch_size)), bare_generator)
+        save_grid(run_dir / "samples.png", generate_images(bare_generator, trainer.grid_noise))
         save_generator(generator_path, bare_generator, generator_config, dataset.describe(), step=config.steps,
                        training={**config.to_dict(), "final_metrics": metrics})
     accelerator.wait_for_everyone()
     return GenerateResult(generator_path, config.steps, metrics, accelerator.is_main_process)
+
+
+class GeneratorTrainer(Trainer):
+    """One generator step: ``critic_steps`` critic updates, each on a fresh real batch (the
+    draw-th global batch since the start, in (seed, epoch) order) and a fresh generated one, then
+    one generator update. Every loss and gradient is checked before its update."""
+
+    def __init__(self, config: GenerateConfig, accelerator: Accelerator, dataset: ImageDataset, run_dir: Path,
+                 generator: nn.Module, objective: nn.Module, generator_optimiser, critic_optimiser):
+        self.config, self.accelerator, self.run_dir = config, accelerator, run_dir
+        self.generator, self.objective = generator, objective
+        self.generator_optimiser, self.critic_optimiser = generator_optimiser, critic_optimiser
+        self.bare_generator, self.bare_objective = unwrap(accelerator, generator), unwrap(accelerator, objective)
+        self.prior_critics = self.bare_objective.prior_critic_parameters()
+        self.images = dataset.train_images.to(accelerator.device)
+        self.global_batch = config.batch_size * accelerator.num_processes
+        self.batches_per_epoch = self.images.shape[0] // self.global_batch
+        self.images_per_step = self.global_batch * (config.critic_steps + 1)
+        self.grid_noise = fixed_noise(GRID_SIDE * GRID_SIDE, config.z_dim, config.seed)
+        self.order, self.order_epoch = None, -1
+        self.last: dict[str, torch.Tensor] = {}
+        generator.train()
+        objective.train()
+
+    def epoch_of(self, step: int) -> int:
+        return step * self.config.critic_steps // self.batches_per_epoch
+
+    def _real_batch(self, draw: int) -> torch.Tensor:
+        epoch, position = divmod(draw, self.batches_per_epoch)
+        if epoch != self.order_epoch:
+            self.order = epoch_order(self.images.shape[0], self.config.seed, epoch, self.accelerator.device)
+            self.order_epoch = epoch
+        start = rank_batch_start(position, self.global_batch, self.accelerator.process_index, self.config.batch_size)
+        return normalise(self.images[self.order[start:start + self.config.batch_size]])
+
+    def _noise(self) -> torch.Tensor:
+        return torch.randn(self.config.batch_size, self.config.z_dim, device=self.accelerator.device)
+
+    def step(self, step: int) -> None:
+        config, accelerator = self.config, self.accelerator
+        done = step + 1
+        for k in range(config.critic_steps):
+            real = self._real_batch(step * config.critic_steps + k)
+            with torch.no_grad():
+                fake = self.generator(self._noise())
+            critic_loss, critic_terms = self.objective(real, fake)
+            self.critic_optimiser.zero_grad(set_to_none=True)
+            accelerator.backward(critic_loss)
+            _check(critic_loss, critic_terms, [self.objective], done, "critic", accelerator)
+            if self.prior_critics:
+                accelerator.clip_grad_norm_(self.prior_critics, config.clip_norm)
+            self.critic_optimiser.step()
+
+        generator_loss, _ = self.bare_objective.generator_loss(self.generator(self._noise()))
+        self.generator_optimiser.zero_grad(set_to_none=True)
+        accelerator.backward(generator_loss)
+        _check(generator_loss, {}, [self.generator], done, "generator", accelerator)
+        self.generator_optimiser.step()
+        self.last = {"critic_loss": critic_loss, "generator_loss": generator_loss, **critic_terms}
+
+    def metrics(self) -> dict[str, float]:
+        return {k: v.item() for k, v in self.last.items()}
+
+    def after_step(self, done: int, is_main_process: bool) -> None:
+        if is_main_process and self.config.sample_every and done % self.config.sample_every == 0:
+            save_grid(self.run_dir / "samples" / f"step_{done:08d}.png",
+                      generate_images(self.bare_generator, self.grid_noise))

@@ -19,6 +19,8 @@ from torch import nn
 
 from dimctl.errors import NonFiniteLoss
 
+NAN_POLICIES = ("stop", "skip")  # --nan-policy: stop the run, or leave the step's update out
+
 
 def defer_checks(device: torch.device) -> bool:
     return device.type == "cuda"

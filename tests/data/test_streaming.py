@@ -1,6 +1,5 @@
 """A streamed image folder trains exactly like the same folder loaded into memory."""
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image

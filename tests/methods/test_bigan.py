@@ -33,7 +33,7 @@ def test_one_backward_gives_each_network_its_own_gradient():
     x = torch.rand(6, 1, 32, 32) * 2 - 1
 
     torch.manual_seed(1)
-    loss, terms = step_losses(model, disc, x, config, accelerator)
+    loss, terms, _ = step_losses(model, disc, x, config, accelerator)
     loss.backward()
     combined = {n: p.grad.clone() for n, p in [*model.named_parameters(), *disc.named_parameters()] if p.grad is not None}
     model.zero_grad(), disc.zero_grad()

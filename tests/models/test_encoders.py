@@ -7,7 +7,7 @@ import torch
 from dimctl.models.encoders import (ENCODERS, GRID, INPUT_SIZES, EncoderConfig, build_encoder, crop_grid,
                                     fold_grid, tap_shapes)
 
-# Per-sample tap shapes at the paper's widths (FACTS.md; the authors' configs for resnet/folded).
+# Per-sample tap shapes at the paper's widths (the authors' configs for resnet/folded).
 PAPER_TAPS = {
     "dcgan": {"local": (128, 8, 8), "conv": (256, 4, 4), "fc": (1024,), "y": (64,)},
     "alexnet": {"local": (384, 15, 15), "conv": (192, 7, 7), "fc": (4096,), "y": (64,)},

@@ -41,7 +41,7 @@ def one_step(accelerator: Accelerator, config: PretrainConfig, images: torch.Ten
     share = images.shape[0] // accelerator.num_processes
     x = normalise(images[accelerator.process_index * share:(accelerator.process_index + 1) * share])
     optimiser.zero_grad()
-    loss, terms = step_losses(model, discriminator, x, config, accelerator)
+    loss, terms, _ = step_losses(model, discriminator, x, config, accelerator)
     accelerator.backward(loss)
     out = {f"term.{k}": v.detach().reshape(1) for k, v in terms.items()}
     for name, p in loop.unwrap(accelerator, model).named_parameters():

@@ -12,8 +12,9 @@ from safetensors.torch import load_file
 from dimctl.data.registry import load_dataset
 from dimctl.errors import NonFiniteLoss, UsageError
 from dimctl.io.artifacts import load_generator
+from dimctl.io.images import grid_shape
 from dimctl.objectives import generative
-from dimctl.train.generate import GenerateConfig, grid_shape, train_generator
+from dimctl.train.generate import GenerateConfig, train_generator
 
 TINY = dict(width=4, z_dim=16, batch_size=16, log_every=1, sample_every=2, checkpoint_every=0)
 

@@ -24,7 +24,7 @@ def test_channels_last_gives_the_same_losses_and_gradients():
         _, model, discriminator, _ = prepare_models(config, accelerator, 1, 32)
         memory = torch.channels_last if channels_last else torch.contiguous_format
         torch.manual_seed(0)  # the prior's samples
-        loss, terms = step_losses(model, discriminator, x.contiguous(memory_format=memory), config, accelerator)
+        loss, terms, _ = step_losses(model, discriminator, x.contiguous(memory_format=memory), config, accelerator)
         loss.backward()
         grad = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
         results.append((loss.detach(), grad))

@@ -1,0 +1,169 @@
+"""The training engine: what every dimctl training loop shares, written once.
+
+    dimctl pretrain --dataset digits --preset dim-l --out runs/dim-l          # train/loop.py's DIMTrainer
+    dimctl generate train --dataset digits --method ie --out runs/gen-ie      # train/generate.py's GeneratorTrainer
+    dimctl finetune runs/dim-l/encoder.safetensors --out runs/ft             # train/finetune.py's FinetuneTrainer
+
+A trainer supplies its networks, optimisers and one ``step`` (one or several guarded updates, see
+train/guard.py), plus what it logs; the engine owns the rest:
+
+- with the trainers' batch order (data/order.py: fixed by (seed, epoch), split in rank order), a
+  resumed or multi-process run sees exactly the batches of one uninterrupted process;
+- the run folder (``begin_run``): resume from the newest checkpoint (refusing another number of
+  processes), config.json, and metrics.jsonl cut back to that checkpoint;
+- the steps (``run_steps``): a metrics.jsonl line (step, epoch, the trainer's values, images/s over
+  the window) every ``log_every`` steps and at the end of every epoch, a progress callback,
+  periodic checkpoints, a cooperative stop (SIGINT/SIGTERM) that checkpoints first, and the final
+  checkpoint.
+"""
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+from dimctl.errors import Interrupted, UsageError
+from dimctl.io.atomic import write_text
+from dimctl.train import checkpoint
+
+
+@dataclass
+class Progress:
+    step: int  # steps done
+    total_steps: int
+    epoch: int  # 0-based epoch of the last step
+    metrics: dict[str, float]  # the latest logged values ({} before the first log step)
+    logged: bool = False  # this step wrote them (a metrics.jsonl line)
+    epoch_done: bool = False  # this step ended an epoch (or the run)
+    epochs: int = 0  # epochs in the whole run
+
+
+@dataclass(frozen=True)
+class Schedule:
+    total_steps: int
+    log_every: int
+    checkpoint_every: int  # 0: only the final checkpoint
+    keep_checkpoints: int
+
+
+class Trainer(ABC):
+    """One kind of training: its ``step`` and what it logs. The engine calls ``settle`` before it
+    reads ``metrics`` or writes a checkpoint, so checks deferred on the device are read then."""
+
+    images_per_step: int  # images the step consumed over all processes (for images/s)
+
+    @abstractmethod
+    def step(self, step: int) -> None:
+        """Train step ``step`` (0-based) — raising NonFiniteLoss before any bad update is applied."""
+
+    @abstractmethod
+    def metrics(self) -> dict[str, float]:
+        """The last step's values, read only at log steps (reading may wait for the device)."""
+
+    @abstractmethod
+    def epoch_of(self, step: int) -> int:
+        """The 0-based epoch of the data that step ``step`` trained on."""
+
+    def settle(self, done: int) -> None:
+        """Read what was checked on the device since the last call (train/guard.py)."""
+
+    def after_step(self, done: int, is_main_process: bool) -> None:
+        """Side work after a step (e.g. a sample grid); runs on every process."""
+
+
+def begin_run(accelerator: Accelerator, run_dir: Path, resume: bool, record: dict) -> int:
+    """Load the newest checkpoint if resuming, write config.json (``record``) and cut metrics.jsonl
+    back to the checkpoint's step. Returns the step to start from."""
+    if resume and checkpoint.list_checkpoints(run_dir):
+        check_same_world(run_dir, accelerator.num_processes)
+    start_step = checkpoint.load_latest(accelerator, run_dir) if resume else 0
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.json", json.dumps(record, indent=2) + "\n")
+        drop_metrics_after(run_dir / "metrics.jsonl", start_step)  # lines a killed run wrote past its checkpoint
+    return start_step
+
+
+def run_steps(trainer: Trainer, accelerator: Accelerator, run_dir: Path, start_step: int, schedule: Schedule,
+              resume_command: str, on_progress: Callable[[Progress], None] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> dict[str, float]:
+    """Steps ``start_step`` … ``total_steps``, then the final checkpoint. ``should_stop`` (the CLI
+    sets it from SIGINT/SIGTERM) is polled after steps: when it turns true a checkpoint is written
+    and ``Interrupted`` raised, naming ``resume_command``. Returns the last logged metrics."""
+    total, main = schedule.total_steps, accelerator.is_main_process
+    metrics_path = run_dir / "metrics.jsonl"
+    # Several processes agree on stopping through a collective (a host sync), so only at log steps.
+    stop_every = 1 if accelerator.num_processes == 1 else max(schedule.log_every, 1)
+    window_start, window_images = time.perf_counter(), 0
+    metrics: dict[str, float] = {}
+    epochs = trainer.epoch_of(total - 1) + 1 if total else 0
+    for step in range(start_step, total):
+        trainer.step(step)
+        done = step + 1
+        window_images += trainer.images_per_step
+        epoch = trainer.epoch_of(step)
+        epoch_done = done == total or trainer.epoch_of(done) != epoch
+        # Every log_every steps and at the end of every epoch, so each epoch's line on stderr has its values.
+        log_now = done % max(schedule.log_every, 1) == 0 or epoch_done
+        checkpoint_now = bool(schedule.checkpoint_every) and done % schedule.checkpoint_every == 0 and done != total
+        stop_now = should_stop is not None and done % stop_every == 0 and done != total
+        if log_now or checkpoint_now or stop_now:
+            trainer.settle(done)
+        if log_now:
+            elapsed = time.perf_counter() - window_start
+            metrics = {**trainer.metrics(), "images_per_s": window_images / elapsed if elapsed > 0 else 0.0}
+            window_start, window_images = time.perf_counter(), 0
+            if main:
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps({"step": done, "epoch": epoch, **metrics}) + "\n")
+        trainer.after_step(done, main)
+        if on_progress is not None and main:
+            on_progress(Progress(done, total, epoch, metrics, log_now, epoch_done, epochs))
+        if checkpoint_now:
+            checkpoint.save_checkpoint(accelerator, run_dir, done, schedule.keep_checkpoints)
+        if stop_now and any_process(accelerator, should_stop()):
+            checkpoint.save_checkpoint(accelerator, run_dir, done, schedule.keep_checkpoints)
+            raise Interrupted(f"stopped at step {done}/{total} with a checkpoint; continue with "
+                              f"`{resume_command}` and the same settings")
+    checkpoint.save_checkpoint(accelerator, run_dir, total, schedule.keep_checkpoints)
+    return metrics
+
+
+def check_same_world(run_dir: Path, world: int) -> None:
+    # Steps, batches and per-process RNG states in a checkpoint all assume its number of processes.
+    try:
+        saved = json.loads((run_dir / "config.json").read_text()).get("num_processes", world)
+    except (OSError, ValueError):
+        return
+    if saved != world:
+        raise UsageError(f"--resume: {run_dir} was trained by {saved} process(es), this launch has {world}; "
+                         f"resume with {saved}, or start a new --out")
+
+
+def any_process(accelerator: Accelerator, flag: bool) -> bool:
+    """True if any process raised the flag, so every process takes the same branch (a collective
+    checkpoint entered by only some processes would hang)."""
+    if accelerator.num_processes == 1:
+        return flag
+    return bool(accelerator.reduce(torch.tensor(float(flag), device=accelerator.device), "max").item())
+
+
+def drop_metrics_after(path: Path, step: int) -> None:
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
+    if len(kept) != len(lines):
+        write_text(path, "".join(kept))
+
+
+def _step_of(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None  # a line cut short by a kill

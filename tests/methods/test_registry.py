@@ -1,0 +1,92 @@
+"""A method is its module plus one registry entry: a toy method defined here, and nowhere else,
+trains through the path `dimctl pretrain` uses (the CLI, the config's checks, the loop, the
+adversary, the published encoder, the report's name)."""
+
+import json
+
+import pytest
+from torch import nn
+
+from dimctl.cli.main import run
+from dimctl.errors import UsageError
+from dimctl.methods import METHODS, Method, MethodOutput, register_method
+from dimctl.models.discriminators import PriorDiscriminator
+from dimctl.report.measures import family, method_objective
+
+
+class SpreadModel(nn.Module):
+    """Y's coordinates pushed apart: the loss is minus their mean standard deviation."""
+
+    prior = "uniform"  # the default adversary matches sigmoid(Y) to U(0, 1)
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x, index=None):
+        y = self.encoder(x)["y"]
+        return MethodOutput(y, {"spread": y.float().std(0).mean()})
+
+    def loss(self, terms):
+        return -terms["spread"]
+
+
+class Spread(Method):
+    name, label, help = "spread", "Spread", "spread (a test's own method)"
+    weights = {"gamma": 0.5}
+
+    def build(self, config, encoder, encoder_config, num_train):
+        return SpreadModel(encoder), PriorDiscriminator(config.y_dim) if config.gamma > 0 else None
+
+    def validate(self, config):
+        if config.batch_size < 8:
+            raise UsageError("--method spread needs --batch-size ≥ 8 (a standard deviation over the batch)")
+
+    def describe(self, settings, weight=str):
+        return f"{self.label} γ={weight(settings.get('gamma'))}"
+
+
+@pytest.fixture
+def spread():
+    register_method(Spread())
+    yield
+    METHODS.pop("spread")
+
+
+FLAGS = ["--method", "spread", "--width", "0.125", "--fc-dim", "32", "--batch-size", "64", "--epochs", "1",
+         "--checkpoint-every", "0", "--log-every", "1", "--precision", "fp32"]
+
+
+def test_a_registered_method_trains_through_the_pretrain_command(spread, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(["pretrain", *FLAGS, "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out / "encoder.safetensors")
+    settings = json.loads((out / "config.json").read_text())["config"]
+    assert settings["method"] == "spread" and settings["gamma"] == 0.5 and settings["alpha"] == settings["beta"] == 0
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {"spread", "prior_encoder", "prior_discriminator", "loss"} <= set(lines[0])
+    # The logged loss is the method's own (its loss plus γ·prior), not the adversary's.
+    assert lines[-1]["loss"] == pytest.approx(-lines[-1]["spread"] + 0.5 * lines[-1]["prior_encoder"], rel=1e-5)
+    assert lines[-1]["spread"] > lines[0]["spread"]  # it trained: Y spread out
+    assert family(settings) == "Spread" and method_objective(settings) == "Spread γ=0.5"
+
+
+def test_a_registered_method_owns_its_checks_and_weights(spread, tmp_path, capsys):
+    assert run(["pretrain", *FLAGS, "--batch-size", "4", "--out", str(tmp_path / "a")]) == 2
+    assert "--method spread needs --batch-size ≥ 8" in capsys.readouterr().err
+    assert run(["pretrain", *FLAGS, "--beta", "1", "--out", str(tmp_path / "b")]) == 2
+    assert "--beta does not apply to --method spread (its weights: --gamma)" in capsys.readouterr().err
+    assert run(["pretrain", *FLAGS, "--occlude", "--out", str(tmp_path / "c")]) == 2
+    assert "--occlude is a DIM option" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_registered_methods_and_their_entries():
+    assert list(METHODS) == ["dim", "ae", "vae", "beta-vae", "aae", "bigan", "nat", "cpc"]
+    assert {m.image_size for m in METHODS.values()} == {None, 32}
+    assert all(METHODS[name].name == name and METHODS[name].help for name in METHODS)
+    with pytest.raises(UsageError, match="does not apply to --method ae"):
+        METHODS["ae"].resolve_weights(None, {"alpha": None, "beta": 1.0, "gamma": None})
+    assert METHODS["beta-vae"].resolve_weights(None, {"alpha": None, "beta": None, "gamma": None}) == {
+        "alpha": 0.0, "beta": 4.0, "gamma": 0.0}
+    assert METHODS["dim"].resolve_weights("dim-g", {"alpha": None, "beta": None, "gamma": 0.0})["gamma"] == 0.0
