@@ -34,7 +34,7 @@ def finetune(
     seed: Annotated[int, typer.Option(help="Seed for the labelled subset, the classifier's initialisation and the data order.")] = 0,
     crop_padding: Annotated[int, typer.Option(help="Random-crop augmentation padding in pixels (0: off).")] = 0,
     hflip: Annotated[bool, typer.Option("--hflip/--no-hflip", help="Random horizontal flips.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder. Default runs/finetune-ENCODER_FOLDER-DATASET-FRACTION.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder. Default runs/finetune-ENCODER_FOLDER-DATASET-FRACTION.")] = None,
     checkpoint_every: CheckpointEveryOpt = 500,
     keep_checkpoints: KeepCheckpointsOpt = 3,
     nan_policy: NanPolicyOpt = "stop",

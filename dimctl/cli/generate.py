@@ -45,7 +45,7 @@ METHOD_HELP = ("ie: the paper's implicit prior matching (an encoder pushed to N(
 @app.command("train")
 def train(
     ctx: typer.Context,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder. Default runs/gen-METHOD-DATASET.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder. Default runs/gen-METHOD-DATASET.")] = None,
     dataset: Annotated[str, typer.Option("--dataset", "-d", help=f"One of: {', '.join(DATASETS)}.")] = "digits",
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,

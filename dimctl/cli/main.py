@@ -16,7 +16,7 @@ import typer
 import typer.core
 
 from dimctl import __version__
-from dimctl.cli import config_file
+from dimctl.cli import config_file, deprecations
 from dimctl.cli.common import ReaderGone
 from dimctl.errors import DimctlError
 
@@ -189,6 +189,9 @@ def _run(argv: list[str]) -> int:
     command = typer.main.get_command(app)
     try:
         args, config_path = config_file.pop_config_flag(args)
+        args, warnings = deprecations.rewrite(args)
+        for warning in warnings:
+            print(f"dimctl: warning: {warning}", file=sys.stderr, flush=True)
         config_path = config_path or os.environ.get("DIMCTL_CONFIG") or None
         default_map = config_file.load_default_map(Path(config_path), command, args) if config_path else None
         rv = command.main(args=args, prog_name="dimctl", standalone_mode=False,

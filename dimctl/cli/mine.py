@@ -26,7 +26,7 @@ def mine(
     batch_size: Annotated[int, typer.Option(help="Image/representation pairs per step.")] = 64,
     lr: Annotated[float, typer.Option(help="Initial Adam learning rate (decays to 0 on a cosine).")] = 1e-4,
     seed: Annotated[int, typer.Option(help="Seed of the network and the batches.")] = 0,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for the training curve. Default runs/mine-<encoder's folder>-<layer>.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for the training curve. Default runs/mine-<encoder's folder>-<layer>.")] = None,
     cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")] = False,
 ):
     """Estimate I(X; Y) in nats between images X and the encoder's frozen Y, as MINE does; one JSON line.

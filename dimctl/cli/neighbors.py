@@ -31,7 +31,7 @@ def neighbors(
     squash: Annotated[bool, typer.Option("--squash/--no-squash", help="For --layer y: compare sigmoid(Y), the space prior matching makes uniform on [0, 1] (the paper orders neighbours 'to reflect the uniform prior').")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the choice of query images.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder for neighbors.png and neighbors.jsonl. Default runs/neighbors-ENCODER_FOLDER-LAYER.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder for neighbors.png and neighbors.jsonl. Default runs/neighbors-ENCODER_FOLDER-LAYER.")] = None,
     cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")] = False,
 ):
     """Nearest neighbours in representation space (paper App. A.4): for one random test image of

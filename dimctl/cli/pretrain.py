@@ -33,7 +33,7 @@ RUN_FILES = ("config.json", "metrics.jsonl", "encoder.safetensors", "decoder.saf
 
 def pretrain(
     ctx: typer.Context,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder. Default runs/PRESET-ESTIMATOR-DATASET.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder. Default runs/PRESET-ESTIMATOR-DATASET.")] = None,
     dataset: DatasetOpt = "digits",
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,

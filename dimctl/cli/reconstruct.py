@@ -30,7 +30,7 @@ def reconstruct(
     batch_size: Annotated[int, typer.Option(help="Images per decoder training step (at least 2, for BatchNorm).")] = 64,
     lr: Annotated[float, typer.Option(help="Adam learning rate (default betas).")] = DEFAULT_LR,
     seed: Annotated[int, typer.Option(help="Seed for the decoder's initialisation and the data order.")] = 0,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder. Default runs/reconstruct-ENCODER_FOLDER-LAYER.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder. Default runs/reconstruct-ENCODER_FOLDER-LAYER.")] = None,
     cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")] = False,
 ):
     if layer not in SOURCE_LAYERS:
