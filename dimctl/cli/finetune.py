@@ -1,6 +1,7 @@
 """`dimctl finetune`: semi-supervised fine-tuning of a pretrained encoder with a fraction of the labels."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -56,15 +57,12 @@ def finetune(
 
       dimctl finetune runs/dim-l/encoder.safetensors --out runs/ft --resume      # after Ctrl-C or a crash
     """
-    FinetuneConfig(labels_fraction=labels_fraction, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                   crop_padding=crop_padding, hflip=hflip, checkpoint_every=checkpoint_every,
-                   keep_checkpoints=keep_checkpoints, nan_policy=nan_policy, cpu=cpu).validate()
-    out_dir = out or Path("runs") / f"finetune-{encoder.resolve().parent.name}-{dataset}-{labels_fraction:g}"
-    artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, "cpu", skip_bad_images)
     config = FinetuneConfig(labels_fraction=labels_fraction, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                             crop_padding=crop_padding, hflip=hflip, checkpoint_every=checkpoint_every,
-                            keep_checkpoints=keep_checkpoints, nan_policy=nan_policy, encoder_sha256=artifact.sha256,
-                            cpu=cpu)
+                            keep_checkpoints=keep_checkpoints, nan_policy=nan_policy, cpu=cpu).validate()
+    out_dir = out or Path("runs") / f"finetune-{encoder.resolve().parent.name}-{dataset}-{labels_fraction:g}"
+    artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, "cpu", skip_bad_images)
+    config = replace(config, encoder_sha256=artifact.sha256)  # so --resume refuses another encoder
     config = with_saved_settings(ctx, out_dir, config, resume).validate()
     prepare_run_dir(out_dir, config.to_dict(), resume, force, RUN_FILES, ("metrics.jsonl", "checkpoints"),
                     RESUMABLE_CHANGES)

@@ -38,7 +38,6 @@ class Progress:
     total_steps: int
     epoch: int  # 0-based epoch of the last step
     metrics: dict[str, float]  # the latest logged values ({} before the first log step)
-    logged: bool = False  # this step wrote them (a metrics.jsonl line)
     epoch_done: bool = False  # this step ended an epoch (or the run)
     epochs: int = 0  # epochs in the whole run
 
@@ -123,7 +122,7 @@ def run_steps(trainer: Trainer, accelerator: Accelerator, run_dir: Path, start_s
                     f.write(json.dumps({"step": done, "epoch": epoch, **metrics}) + "\n")
         trainer.after_step(done, main)
         if on_progress is not None and main:
-            on_progress(Progress(done, total, epoch, metrics, log_now, epoch_done, epochs))
+            on_progress(Progress(done, total, epoch, metrics, epoch_done, epochs))
         if checkpoint_now:
             checkpoint.save_checkpoint(accelerator, run_dir, done, schedule.keep_checkpoints)
         if stop_now and any_process(accelerator, should_stop()):

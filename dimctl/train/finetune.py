@@ -29,11 +29,11 @@ from torch import nn
 from dimctl.data.dataset import ImageDataset
 from dimctl.data.order import epoch_order, rank_batch_start
 from dimctl.data.transforms import augment, normalise
-from dimctl.errors import NonFiniteLoss, UsageError
+from dimctl.errors import UsageError
 from dimctl.models.classifier import PAPER_DROPOUT, PAPER_HIDDEN, paper_classifier
 from dimctl.models.encoders import Encoder
 from dimctl.train.engine import Progress, Schedule, Trainer, begin_run, run_steps
-from dimctl.train.guard import NAN_POLICIES, grad_norm, stop_message
+from dimctl.train.guard import NAN_POLICIES, checked_update, grad_norm
 
 
 @dataclass(frozen=True)
@@ -209,19 +209,9 @@ class FinetuneTrainer(Trainer):
         x = normalise(augment(self.images[index], config.crop_padding, config.hflip))
         with accelerator.autocast():
             loss = nn.functional.cross_entropy(self.model(x).float(), self.labels[index])
-        bad = None
-        if not torch.isfinite(loss):
-            bad = f"the loss became {loss.item()}"
-        else:
-            optimiser.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            if not torch.isfinite(grad_norm(self.model)):
-                bad = "the gradients became non-finite"
-        if bad is None:
-            optimiser.step()
+        if checked_update(accelerator, optimiser, loss, lambda: grad_norm(self.model), config.nan_policy, step + 1,
+                          lambda: f"the loss became {loss.item()}"):
             self.loss = loss.detach()
-        elif config.nan_policy == "stop":
-            raise NonFiniteLoss(stop_message(bad, step + 1))
         else:
             self.skipped_steps += 1
 

@@ -37,6 +37,28 @@ def stop_message(what: str, step: int) -> str:
             f"— lower --lr or try another --estimator, then --resume (or --nan-policy skip to skip such steps)")
 
 
+def checked_update(accelerator, optimiser, loss: torch.Tensor, gradient_norm, policy: str, step: int,
+                   loss_problem) -> bool:
+    """The check-before-update path: backward and one optimiser step, unless the loss or (after
+    backward) the gradients are non-finite — then ``NonFiniteLoss`` under ``--nan-policy stop``, or
+    no update under ``skip`` (returns False). ``gradient_norm()`` gives the norm to check (None: the
+    loss only); ``loss_problem()`` names a bad loss for the message."""
+    problem = None
+    if not torch.isfinite(loss):
+        problem = loss_problem()
+    else:
+        optimiser.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        if gradient_norm is not None and not torch.isfinite(gradient_norm()):
+            problem = "the gradients became non-finite"
+    if problem is None:
+        optimiser.step()
+        return True
+    if policy == "stop":
+        raise NonFiniteLoss(stop_message(problem, step))
+    return False
+
+
 class DeferredGuard:
     """Device-side bookkeeping of non-finite steps (see the module docstring)."""
 

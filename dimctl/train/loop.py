@@ -27,7 +27,7 @@ from dimctl.data.dataset import ImageDataset
 from dimctl.data.order import epoch_order, rank_batch_start
 from dimctl.data.streaming import StreamingFolder, stream_batches
 from dimctl.data.transforms import augment, normalise
-from dimctl.errors import NonFiniteLoss, UsageError
+from dimctl.errors import UsageError
 from dimctl.io.artifacts import save_decoder, save_encoder, save_generator, sha256_of
 from dimctl.methods import METHODS, build_method
 from dimctl.models.encoders import EncoderConfig, build_encoder
@@ -35,7 +35,7 @@ from dimctl.precision import PRECISIONS
 from dimctl.train.config import PretrainConfig
 from dimctl.train.distributed import convert_sync_batchnorm
 from dimctl.train.engine import Progress, Schedule, Trainer, begin_run, run_steps
-from dimctl.train.guard import DeferredGuard, defer_checks, grad_norm, stop_message
+from dimctl.train.guard import DeferredGuard, checked_update, defer_checks, grad_norm
 
 
 @dataclass
@@ -260,21 +260,13 @@ class DIMTrainer(Trainer):
             return
         # Losses and gradients are checked before any update, so a bad step never reaches the
         # weights or a checkpoint.
-        bad = None
-        if not torch.isfinite(losses.total):
+        def loss_problem() -> str:
             bad = next((k for k, v in losses.terms.items() if not torch.isfinite(v)), "loss")
-        else:
-            optimiser.zero_grad(set_to_none=True)
-            accelerator.backward(losses.total)
-            if self.check_gradients and not torch.isfinite(_grad_norm(self.model, self.discriminator)):
-                bad = "gradients"
-        if bad is None:
-            optimiser.step()
-        elif config.nan_policy == "stop":
-            what = "the gradients" if bad == "gradients" else f"loss term {bad}"
-            value = "non-finite" if bad == "gradients" else losses.terms.get(bad, losses.total).item()
-            raise NonFiniteLoss(stop_message(f"{what} became {value}", done))
-        else:
+            return f"loss term {bad} became {losses.terms.get(bad, losses.total).item()}"
+
+        gradient_norm = (lambda: _grad_norm(self.model, self.discriminator)) if self.check_gradients else None
+        if not checked_update(accelerator, optimiser, losses.total, gradient_norm, config.nan_policy, done,
+                              loss_problem):
             self.skipped += 1
 
     def settle(self, done: int) -> None:
