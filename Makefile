@@ -25,8 +25,8 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(DIMCTL) pretrain $(DEMO_FLAGS) --preset dim-l --out $(DEMO)/dim-l --force
 	$(DIMCTL) pretrain $(DEMO_FLAGS) --epochs 0 --out $(DEMO)/random --force
-	$(DIMCTL) extract $(DEMO)/dim-l/encoder.safetensors --layers conv,fc,y,pixels -o $(DEMO)/dim-l.h5
-	$(DIMCTL) extract $(DEMO)/random/encoder.safetensors --layers conv,fc,y -o $(DEMO)/random.h5
+	$(DIMCTL) extract $(DEMO)/dim-l/encoder.safetensors --layer conv,fc,y,pixels -o $(DEMO)/dim-l.h5 --force
+	$(DIMCTL) extract $(DEMO)/random/encoder.safetensors --layer conv,fc,y -o $(DEMO)/random.h5 --force
 	$(DIMCTL) probe $(DEMO)/dim-l.h5 $(DEMO)/random.h5 --classifier svm,mlp
 
 test: install

@@ -5,7 +5,7 @@
     python benchmarks/extract_throughput.py --dataset digits
 
   bare      the encoder's forward over the same uint8 images in batches (normalise included), no output;
-  command   `dimctl extract ENCODER --layers conv,fc,y -o FILE.h5` as a user runs it: start-up,
+  command   `dimctl extract ENCODER --layer conv,fc,y -o FILE.h5` as a user runs it: start-up,
             dataset loading, every split, the HDF5 file written, sealed and fsynced.
   pipe      `dimctl extract … | cat > FILE.h5`: the same through stdout and a real pipe.
 Prints images/s of each and command/bare. Best of --repeats, alternating.
@@ -46,7 +46,7 @@ def bare_forward(encoder, images: torch.Tensor, batch_size: int) -> tuple[float,
 def command(args, encoder_path: Path, out: Path, pipe: bool, env: dict | None = None,
             flags: tuple[str, ...] = ()) -> tuple[float, int]:
     cmd = [sys.executable, "-m", "dimctl", "extract", str(encoder_path), "--dataset", args.dataset,
-           "--layers", "conv,fc,y", "--batch-size", str(args.batch_size), *args.data_args, *flags]
+           "--layer", "conv,fc,y", "--batch-size", str(args.batch_size), *args.data_args, *flags]
     env = {**os.environ, "DIMCTL_NO_PROGRESS": "1", **(env or {})}
     start = time.perf_counter()
     if pipe:  # dimctl extract … | cat > out

@@ -5,7 +5,7 @@
 
 For each estimator (infonce, jsd) × seed (0, 1) × precision (fp32, bf16): `dimctl pretrain
 --preset dim-l` (full-width DCGAN encoder, fc 1024, --mi-units wide heads, --epochs epochs,
-batch 64), `dimctl extract --layers fc,y`, `dimctl probe --classifier svm,mlp --json`. Prints
+batch 64), `dimctl extract --layer fc,y`, `dimctl probe --classifier svm,mlp --json`. Prints
 test accuracy (%) per (estimator, layer, classifier): the mean over seeds of each precision and
 bf16 − fp32, and the largest |difference|; `--precision auto` means bf16 only while that stays
 within 0.5 points. Each run's wall time is printed too. Steps whose output exists are skipped, so
@@ -48,7 +48,7 @@ def one_run(args, out: Path, estimator: str, seed: int, precision: str) -> tuple
         (run_dir / "wall_seconds.txt").write_text(f"{seconds:.1f}\n")
     seconds = float((run_dir / "wall_seconds.txt").read_text()) if (run_dir / "wall_seconds.txt").exists() else seconds
     if not features.exists():
-        dimctl("extract", str(run_dir / "encoder.safetensors"), "--dataset", args.dataset, "--layers", "fc,y",
+        dimctl("extract", str(run_dir / "encoder.safetensors"), "--dataset", args.dataset, "--layer", "fc,y",
                "-o", str(features))
     if not results.exists() and not args.train_only:
         # --quick: the linear SVM on y only (LinearSVC on 60,000 × 1,024 fc features takes minutes per run).

@@ -37,6 +37,17 @@ DataRootOpt = Annotated[Path | None, typer.Option(
 SkipBadImagesOpt = Annotated[bool, typer.Option(
     "--skip-bad-images", help="In an image folder, leave out files that cannot be read (each is an error otherwise).")]
 DownloadOpt = Annotated[bool, typer.Option("--download", help="Fetch the dataset if its files are missing (off: nothing downloads unless asked).")]
+ReplaceOpt = Annotated[bool, typer.Option("--force", help="Replace the output if it exists (it is replaced only when the new one is complete).")]
+
+
+def refuse_to_replace(paths, force: bool, where: str = "") -> None:
+    """Every command that writes refuses to replace an existing output unless given --force; the
+    check runs before any work, and with --force the old output stays until the new one is written."""
+    if force:
+        return
+    existing = [Path(p) for p in paths if Path(p).exists()]
+    if existing:
+        raise UsageError(f"{where}{existing[0]} already exists; pass --force to replace it")
 
 
 def split_list(value: str, allowed: list[str] | None, flag: str) -> list[str]:

@@ -9,6 +9,7 @@ subcommand runs).
 import tomllib
 from pathlib import Path
 
+from dimctl.cli import deprecations
 from dimctl.errors import UsageError
 
 
@@ -58,8 +59,13 @@ def load_default_map(path: Path, group, args: list[str]) -> dict:
 def _check(path: Path, command, name: str, values: dict) -> dict:
     params = {p.name: p for p in command.params if getattr(p, "param_type_name", "") == "option"}
     checked = {}
+    renamed = {old.lstrip("-").replace("-", "_"): new.lstrip("-").replace("-", "_")
+               for old, new in deprecations.RENAMED.get((name,), {}).items() if old.startswith("--")}
     for key, value in values.items():
         norm = key.replace("-", "_")
+        if norm not in params and norm in renamed:
+            deprecations.warn(f"--config key {key!r} of `dimctl {name}`", repr(renamed[norm]))
+            norm = renamed[norm]
         if norm not in params:
             raise UsageError(f"--config {path}: unknown key {key!r} for `dimctl {name}`")
         checked[norm] = value

@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import (DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, check_encoder_fits,
-                               progress_enabled, split_list, stdout_is_terminal, write_stdout_bytes)
+from dimctl.cli.common import (DataRootOpt, DatasetOpt, DownloadOpt, ReplaceOpt, SkipBadImagesOpt, check_encoder_fits,
+                               progress_enabled, refuse_to_replace, split_list, stdout_is_terminal, write_stdout_bytes)
 from dimctl.cli.sources import pick_device
 from dimctl.data.registry import load_dataset
 from dimctl.errors import UsageError
@@ -31,13 +31,14 @@ def extract(
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
     skip_bad_images: SkipBadImagesOpt = False,
-    layers: Annotated[str, typer.Option(help="Comma-separated taps: conv, fc, y, local, and `pixels` (the input itself, a baseline).")] = "conv,fc,y",
+    layer: Annotated[str, typer.Option(help="Comma-separated layers: conv, fc, y, local, and `pixels` (the input itself, a baseline).")] = "conv,fc,y",
     output: Annotated[str | None, typer.Option("--output", "-o", help="HDF5 file to write, or - for stdout. Default: stdout when it is a pipe.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
     cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")] = False,
     precision: Annotated[str, typer.Option(help="fp32, bf16 or auto: the encoder's forward in fp32 or under bf16 autocast "
                                                 "(auto: as in pretrain — bf16 where the device runs it fast, fp32 elsewhere). "
                                                 "Features are float32 on disk either way; the choice is recorded in the file.")] = "fp32",
+    force: ReplaceOpt = False,
 ):
     """Extract features of the train and test splits into one HDF5 file.
 
@@ -49,6 +50,8 @@ def extract(
     """
     if output is None and stdout_is_terminal():
         raise UsageError("stdout is a terminal; pass -o FILE.h5 or pipe into `dimctl probe`")
+    if output not in (None, "-"):
+        refuse_to_replace([output], force, "-o ")
     if batch_size < 1:
         raise UsageError("--batch-size must be positive")
     if precision not in PRECISIONS:
@@ -58,7 +61,7 @@ def extract(
     _keep_freed_memory()
     artifact = load_encoder(encoder, device=device)
     shapes = tap_shapes(artifact.config)
-    wanted = split_list(layers, [*shapes, PIXELS], "--layers")
+    wanted = split_list(layer, [*shapes, PIXELS], "--layer")
     data = load_dataset(dataset, data_root, download, image_size=artifact.config.image_size,
                         skip_bad_images=skip_bad_images)
     check_encoder_fits(encoder, artifact.config, dataset, data)

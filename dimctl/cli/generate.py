@@ -8,8 +8,8 @@ from typing import Annotated
 import torch
 import typer
 
-from dimctl.cli.common import (DataRootOpt, DownloadOpt, TrainingProgress, emit, read_stdin_bytes, stdout_is_terminal,
-                               write_stdout_bytes)
+from dimctl.cli.common import (DataRootOpt, DownloadOpt, ReplaceOpt, TrainingProgress, emit, read_stdin_bytes,
+                               refuse_to_replace, stdout_is_terminal, write_stdout_bytes)
 from dimctl.cli.run_folder import (CheckpointEveryOpt, CpuOpt, ForceOpt, KeepCheckpointsOpt, ResumeOpt, prepare_run_dir,
                                    run_until_stopped, with_saved_settings)
 from dimctl.cli.sources import pick_device
@@ -112,10 +112,11 @@ def sample(
     generator: Annotated[Path, typer.Argument(help="A generator.safetensors made by `dimctl generate train`.")],
     n: Annotated[int, typer.Option("-n", "--num", help="How many images.")] = 64,
     output: Annotated[str | None, typer.Option("--output", "-o", help="FILE.png: one grid; FILE.h5: the images as HDF5 (for `generate score`); -: HDF5 on stdout. Default: stdout when it is a pipe.")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Write each image as DIR/sample_NNNNNN.png instead.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Write each image as DIR/sample_NNNNNN.png instead.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the noise: the same seed and -n give the same images.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
     cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")] = False,
+    force: ReplaceOpt = False,
 ):
     """Draw images from a trained generator, seeded; print the path written.
 
@@ -125,22 +126,28 @@ def sample(
 
       dimctl generate sample runs/gen-ie/generator.safetensors -n 5000 -o samples.h5
 
-      dimctl generate sample runs/gen-ie/generator.safetensors -n 100 --out-dir samples/
+      dimctl generate sample runs/gen-ie/generator.safetensors -n 100 --out samples/
 
       dimctl generate sample runs/gen-ie/generator.safetensors -n 2000 | dimctl generate score - --features runs/dim/encoder.safetensors
     """
     if n < 1 or batch_size < 1:
         raise UsageError("-n and --batch-size must be positive")
     if output is not None and out_dir is not None:
-        raise UsageError("pass either -o FILE or --out-dir DIR, not both")
+        raise UsageError("pass either -o FILE or --out DIR, not both")
     kind = _output_kind(output, out_dir)
+    if kind == "folder":
+        refuse_to_replace(sorted(out_dir.glob("sample_*.png"))[:1], force, "--out: ")
+    elif kind != "stdout":
+        refuse_to_replace([output], force, "-o ")
     artifact = load_generator(generator, device=pick_device(cpu))
     images = generate_images(artifact.generator, fixed_noise(n, artifact.config.z_dim, seed), batch_size)
     if kind == "grid":
         emit(str(save_grid(output, images)))
     elif kind == "folder":
-        for i, image in enumerate(images):
-            save_png(out_dir / f"sample_{i:06d}.png", image)
+        written = {save_png(out_dir / f"sample_{i:06d}.png", image).name for i, image in enumerate(images)}
+        for stale in out_dir.glob("sample_*.png"):  # --force: an earlier, larger -n leaves none of its own behind
+            if stale.name not in written:
+                stale.unlink()
         emit(str(out_dir))
     else:
         described = {"sha256": artifact.sha256, "path": str(generator), "method": artifact.training.get("method")}
@@ -228,11 +235,11 @@ def score(
 def _output_kind(output: str | None, out_dir: Path | None) -> str:
     if out_dir is not None:
         if out_dir.exists() and not out_dir.is_dir():
-            raise UsageError(f"--out-dir {out_dir} exists and is not a folder")
+            raise UsageError(f"--out {out_dir} exists and is not a folder")
         return "folder"
     if output is None or output == "-":
         if stdout_is_terminal():
-            raise UsageError("stdout is a terminal; pass -o FILE.png|FILE.h5, --out-dir DIR, or pipe into `dimctl generate score -`")
+            raise UsageError("stdout is a terminal; pass -o FILE.png|FILE.h5, --out DIR, or pipe into `dimctl generate score -`")
         return "stdout"
     suffix = Path(output).suffix.lower()
     if suffix == ".png":

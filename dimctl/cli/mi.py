@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from dimctl.cli.common import emit, note, progress_enabled
+from dimctl.cli.deprecations import warn
 from dimctl.cli.sources import feature_layer, open_features
 from dimctl.errors import UsageError
 from dimctl.evaluate.heldout import standardise
@@ -18,14 +19,15 @@ SELFTEST_CASES = ((2, 0.5), (5, 2.0), (10, 4.0))
 
 def mi(
     features: Annotated[str | None, typer.Argument(help="HDF5 feature file from `dimctl extract`, or - for stdin.")] = None,
-    x: Annotated[str, typer.Option("--x", help="First array: a layer of the file (conv, fc, y, …) or `labels`.")] = "y",
-    y: Annotated[str, typer.Option("--y", help="Second array: a layer or `labels` (one-hot).")] = "labels",
+    layer: Annotated[str, typer.Option(help="The two arrays X,Y: layers of the file (conv, fc, y, …) or `labels` (one-hot).")] = "y,labels",
     estimator: Annotated[str, typer.Option(help=f"Bound: {', '.join(ESTIMATORS)}.")] = "smile",
     steps: Annotated[int, typer.Option(help="Critic training steps.")] = 2000,
     batch_size: Annotated[int, typer.Option(help="Pairs per step; infoNCE cannot exceed log(batch size).")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate of the critic.")] = 5e-4,
     seed: Annotated[int, typer.Option(help="Seed of the critic and the batches.")] = 0,
     selftest: Annotated[bool, typer.Option("--selftest", help="Estimate the MI of correlated Gaussians whose MI is known, with every estimator.")] = False,
+    old_x: Annotated[str | None, typer.Option("--x", hidden=True)] = None,  # deprecated: --layer X,Y
+    old_y: Annotated[str | None, typer.Option("--y", hidden=True)] = None,
 ):
     """Estimate I(X; Y) in nats between two arrays of a feature file; one JSON line.
 
@@ -36,14 +38,15 @@ def mi(
 
     Examples:
 
-      dimctl mi features.h5 --x y --y labels
+      dimctl mi features.h5 --layer y,labels
 
-      dimctl extract runs/demo/encoder.safetensors | dimctl mi - --x conv --y y --estimator infonce
+      dimctl extract runs/demo/encoder.safetensors | dimctl mi - --layer conv,y --estimator infonce
 
       dimctl mi --selftest --steps 1000
     """
     if steps < 1 or batch_size < 2:
         raise UsageError("--steps must be ≥ 1 and --batch-size ≥ 2")
+    x, y = _two_layers(layer, old_x, old_y)
     if estimator not in ESTIMATORS:
         raise UsageError(f"--estimator {estimator!r} is not one of: {', '.join(ESTIMATORS)}")
     if selftest:
@@ -62,6 +65,18 @@ def mi(
         "unit": "nats", "estimator": estimator, "steps": steps, "batch_size": batch_size,
         "eval_batches": result.eval_batches, "features": feats.name, "encoder": a.encoder, "dataset": a.dataset,
     }))
+
+
+def _two_layers(layer: str, old_x: str | None, old_y: str | None) -> tuple[str, str]:
+    """X and Y from --layer X,Y; the deprecated --x/--y replace their half of it."""
+    parts = [p.strip() for p in layer.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise UsageError(f"--layer takes two arrays, X,Y (e.g. y,labels), not {layer!r}")
+    if old_x is not None or old_y is not None:
+        given = " ".join(f"--{k} {v}" for k, v in (("x", old_x), ("y", old_y)) if v is not None)
+        parts = [old_x or parts[0], old_y or parts[1]]
+        warn(f"dimctl mi {given}", f"--layer {','.join(parts)}", "--layer chooses layers everywhere")
+    return parts[0], parts[1]
 
 
 def _selftest(steps: int, batch_size: int, lr: float, seed: int) -> None:

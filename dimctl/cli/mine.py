@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, emit
+from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, ReplaceOpt, SkipBadImagesOpt, emit, refuse_to_replace
 from dimctl.cli.mi import _progress
 from dimctl.cli.sources import encoder_and_dataset, encoder_layer, pick_device
 from dimctl.errors import UsageError
@@ -28,6 +28,7 @@ def mine(
     seed: Annotated[int, typer.Option(help="Seed of the network and the batches.")] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for the training curve. Default runs/mine-<encoder's folder>-<layer>.")] = None,
     cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")] = False,
+    force: ReplaceOpt = False,
 ):
     """Estimate I(X; Y) in nats between images X and the encoder's frozen Y, as MINE does; one JSON line.
 
@@ -39,6 +40,10 @@ def mine(
     """
     if steps < 1 or batch_size < 2:
         raise UsageError("--steps must be ≥ 1 and --batch-size ≥ 2")
+    run_dir = out or Path("runs") / f"mine-{encoder.resolve().parent.name}-{layer}"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out {run_dir} exists and is not a folder")
+    refuse_to_replace([run_dir / "metrics.jsonl", run_dir / "result.json"], force, "--out: ")
     device = pick_device(cpu)
     artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, device, skip_bad_images)
     arrays = encoder_layer(artifact, data, layer, device)
@@ -46,7 +51,6 @@ def mine(
     config = MINEConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     result = estimate_image_mi(data.train_images.to(device), train_y.to(device), data.test_images.to(device),
                                test_y.to(device), config, on_step=_progress("mine", steps), device=device)
-    run_dir = out or Path("runs") / f"mine-{encoder.resolve().parent.name}-{layer}"
     row = {
         "command": "mine", "layer": layer, "estimate": round(result.estimate, 6), "stderr": round(result.stderr, 6),
         "unit": "nats", "steps": steps, "batch_size": batch_size, "eval_batches": result.eval_batches,

@@ -40,7 +40,7 @@ def ndm(
 
       dimctl ndm runs/demo/encoder.safetensors --dataset digits
 
-      dimctl extract runs/demo/encoder.safetensors --layers y | dimctl ndm -
+      dimctl extract runs/demo/encoder.safetensors --layer y | dimctl ndm -
     """
     if steps < 1 or batch_size < 2:
         raise UsageError("--steps must be ≥ 1 and --batch-size ≥ 2")

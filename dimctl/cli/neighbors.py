@@ -7,7 +7,7 @@ from typing import Annotated
 import torch
 import typer
 
-from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, emit
+from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, ReplaceOpt, SkipBadImagesOpt, emit, refuse_to_replace
 from dimctl.cli.sources import encoder_and_dataset, pick_device
 from dimctl.data.transforms import normalise
 from dimctl.errors import UsageError
@@ -26,13 +26,14 @@ def neighbors(
     download: DownloadOpt = False,
     skip_bad_images: SkipBadImagesOpt = False,
     layer: Annotated[str, typer.Option(help=f"The representation to search in: {', '.join(LAYERS)} (pixels: the images themselves, a baseline).")] = "y",
-    n: Annotated[int, typer.Option("-n", "--neighbors", help="Neighbours per query (the paper shows 4).")] = 4,
+    n: Annotated[int, typer.Option("-n", "--num", help="Neighbours per query (the paper shows 4).")] = 4,
     distance: Annotated[str, typer.Option(help=f"Distance: {', '.join(DISTANCES)} (cosine: 1 − cosine similarity).")] = "l1",
     squash: Annotated[bool, typer.Option("--squash/--no-squash", help="For --layer y: compare sigmoid(Y), the space prior matching makes uniform on [0, 1] (the paper orders neighbours 'to reflect the uniform prior').")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the choice of query images.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
     out: Annotated[Path | None, typer.Option("--out", help="Run folder for neighbors.png and neighbors.jsonl. Default runs/neighbors-ENCODER_FOLDER-LAYER.")] = None,
     cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")] = False,
+    force: ReplaceOpt = False,
 ):
     """Nearest neighbours in representation space (paper App. A.4): for one random test image of
     each class, the -n test images closest to it under --distance.
@@ -57,6 +58,7 @@ def neighbors(
     run_dir = out or Path("runs") / f"neighbors-{encoder.resolve().parent.name}-{layer}"
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--out {run_dir} exists and is not a folder")
+    refuse_to_replace([run_dir / "neighbors.png", run_dir / "neighbors.jsonl"], force, "--out: ")
 
     device = pick_device(cpu)
     artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, device, skip_bad_images)

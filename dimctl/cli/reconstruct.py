@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, TrainingProgress, emit
+from dimctl.cli.common import (DataRootOpt, DatasetOpt, DownloadOpt, ReplaceOpt, SkipBadImagesOpt, TrainingProgress, emit,
+                               refuse_to_replace)
 from dimctl.cli.sources import encoder_and_dataset, pick_device
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.evaluate.msssim import describe_setting, ms_ssim_setting
@@ -16,6 +17,7 @@ from dimctl.io.atomic import write_text
 from dimctl.io.images import save_image_rows
 
 GRID_IMAGES = 8  # test images shown in reconstructions.png
+OUTPUTS = ("decoder.safetensors", "reconstructions.png", "metrics.jsonl")  # what a run folder gets
 
 
 def reconstruct(
@@ -24,7 +26,7 @@ def reconstruct(
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
     skip_bad_images: SkipBadImagesOpt = False,
-    layer: Annotated[str, typer.Option("--from", "--layer", help=f"The layer to decode: {', '.join(SOURCE_LAYERS)}.")] = "y",
+    layer: Annotated[str, typer.Option("--layer", help=f"The layer to decode: {', '.join(SOURCE_LAYERS)}.")] = "y",
     decoder: Annotated[Path | None, typer.Option("--decoder", help="Score (and with --epochs, train further) this decoder of the encoder instead of a fresh one: the decoder.safetensors that `dimctl pretrain --method ae|vae|beta-vae|aae` trained with it.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the training split. Default 10, or 0 with --decoder (score it as trained). 0 without --decoder scores the untrained decoder, a floor.", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(help="Images per decoder training step (at least 2, for BatchNorm).")] = 64,
@@ -32,9 +34,10 @@ def reconstruct(
     seed: Annotated[int, typer.Option(help="Seed for the decoder's initialisation and the data order.")] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Run folder. Default runs/reconstruct-ENCODER_FOLDER-LAYER.")] = None,
     cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")] = False,
+    force: ReplaceOpt = False,
 ):
     if layer not in SOURCE_LAYERS:
-        raise UsageError(f"--from: unknown layer {layer!r}; choose from {', '.join(SOURCE_LAYERS)}")
+        raise UsageError(f"--layer: unknown layer {layer!r}; choose from {', '.join(SOURCE_LAYERS)}")
     if epochs is None:
         epochs = 0 if decoder is not None else 10
     if epochs < 0:
@@ -46,6 +49,7 @@ def reconstruct(
     run_dir = out or Path("runs") / f"reconstruct-{encoder.resolve().parent.name}-{layer}"
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--out {run_dir} exists and is not a folder")
+    refuse_to_replace([run_dir / name for name in OUTPUTS], force, "--out: ")
 
     device = pick_device(cpu)
     artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, device, skip_bad_images)
@@ -60,7 +64,7 @@ def reconstruct(
             raise ArtifactError(f"{decoder} decodes the encoder {given.encoder['path']} (sha256 {given.encoder['sha256'][:12]}…), "
                                 f"not {encoder}")
         if given.config.source_layer != layer:
-            raise UsageError(f"{decoder} decodes {given.config.source_layer}, not {layer}; pass --from {given.config.source_layer}")
+            raise UsageError(f"{decoder} decodes {given.config.source_layer}, not {layer}; pass --layer {given.config.source_layer}")
         start = given.decoder
 
     progress = TrainingProgress("reconstruct", ("train_mse",))
@@ -100,7 +104,7 @@ Examples:
 
   dimctl reconstruct runs/dim-l/encoder.safetensors
 
-  dimctl reconstruct runs/dim-l/encoder.safetensors --from conv --epochs 20 --out runs/rec-conv
+  dimctl reconstruct runs/dim-l/encoder.safetensors --layer conv --epochs 20 --out runs/rec-conv
 
   dimctl reconstruct runs/c10/encoder.safetensors --dataset cifar10 --data-root data
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import emit, note
+from dimctl.cli.common import ReplaceOpt, emit, note, refuse_to_replace
 from dimctl.errors import UsageError
 from dimctl.report.document import ReportOptions, build
 from dimctl.report.inputs import collect, parse_result_lines
@@ -25,6 +25,7 @@ def report(
     sweeps: Annotated[bool, typer.Option(
         "--sweeps/--no-sweeps", help="Draw α/β/γ heat maps when at least 3 runs differ only in those weights.")] = True,
     title: Annotated[str, typer.Option(help="The report's title.")] = "dimctl report",
+    force: ReplaceOpt = False,
 ):
     """Lay out results the way the paper does: a Table-1-style classification table (runs × layer ×
     classifier), a Table-4-style table (SVM conv/fc/y, MS-SSIM, I(X;Y), NDM), nearest-neighbour
@@ -51,7 +52,8 @@ def report(
     outputs = output or ["-"]
     for target in outputs:
         if target != "-":
-            format_of(target)  # refuse a bad name before any work
+            format_of(target)  # refuse a bad name or an existing file before any work
+    refuse_to_replace([t for t in outputs if t != "-"], force, "-o ")
     piped = []
     if "-" in sources:
         if sys.stdin.isatty():

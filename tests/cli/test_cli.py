@@ -52,7 +52,7 @@ def test_pretrain_writes_run_folder(encoder):
 
 def test_extract_file_then_probe_json(encoder, tmp_path):
     out = tmp_path / "f.h5"
-    assert run("extract", encoder, "--layers", "conv,fc,y,pixels", "-o", out).returncode == 0
+    assert run("extract", encoder, "--layer", "conv,fc,y,pixels", "-o", out).returncode == 0
     with h5py.File(out) as f:
         assert f["train/conv"].shape == (1438, 256, 4, 4) and f["test/y"].shape == (359, 64)
         assert f.attrs["dimctl.schema"] == 1
@@ -92,7 +92,7 @@ def test_unknown_dataset_and_flag_are_usage_errors(encoder, tmp_path):
     assert_one_line_error(run("pretrain", "--dataset", "imagenet", "--out", tmp_path / "r"), 2)
     assert_one_line_error(run("pretrain", "--no-such-flag"), 2)
     assert_one_line_error(run("probe", "--classifier", "forest", tmp_path / "x.h5"), 2)
-    assert_one_line_error(run("extract", encoder, "--layers", "nope", "-o", tmp_path / "f.h5"), 2)
+    assert_one_line_error(run("extract", encoder, "--layer", "nope", "-o", tmp_path / "f.h5"), 2)
     assert not (tmp_path / "f.h5").exists()
 
 

@@ -18,7 +18,7 @@ def made(tmp_path_factory):
     assert result.returncode == 0, result.stderr.decode()
     encoder = root / "random" / "encoder.safetensors"
     features = root / "f.h5"
-    assert run("extract", encoder, "--layers", "fc,y", "-o", features).returncode == 0
+    assert run("extract", encoder, "--layer", "fc,y", "-o", features).returncode == 0
     return encoder, features
 
 
@@ -30,7 +30,7 @@ def _json(result):
 
 def test_mi_between_y_and_labels(made):
     _, features = made
-    row = _json(run("mi", features, "--x", "y", "--y", "labels", "--steps", "200"))
+    row = _json(run("mi", features, "--layer", "y,labels", "--steps", "200"))
     assert row["command"] == "mi" and row["estimator"] == "smile" and row["unit"] == "nats"
     assert 0.5 < row["estimate"] < np.log(10) + 0.3  # labels carry at most log 10 nats
     assert row["stderr"] >= 0 and row["steps"] == 200 and len(row["encoder"]) == 64
@@ -47,7 +47,7 @@ def test_ndm_from_file_from_pipe_and_from_encoder(made, tmp_path):
     encoder, features = made
     from_file = _json(run("ndm", features, "--steps", "100"))
     assert from_file["command"] == "ndm" and from_file["layer"] == "y" and np.isfinite(from_file["ndm"])
-    piped = sh(f"{' '.join(DIMCTL)} extract {encoder} --layers y | {' '.join(DIMCTL)} ndm - --steps 100", tmp_path)
+    piped = sh(f"{' '.join(DIMCTL)} extract {encoder} --layer y | {' '.join(DIMCTL)} ndm - --steps 100", tmp_path)
     assert json.loads(piped.stdout)["ndm"] == pytest.approx(from_file["ndm"], abs=1e-6), piped.stderr.decode()
     from_encoder = _json(run("ndm", encoder, "--dataset", "digits", "--steps", "100"))
     assert from_encoder["ndm"] == pytest.approx(from_file["ndm"], abs=1e-3)
@@ -63,7 +63,7 @@ def test_mine_reports_and_writes_its_curve(made, tmp_path):
 
 def test_estimator_errors(made, tmp_path):
     encoder, features = made
-    assert_one_line_error(run("mi", features, "--x", "conv", "--steps", "10"), 2)  # layer not in the file
+    assert_one_line_error(run("mi", features, "--layer", "conv,labels", "--steps", "10"), 2)  # layer not in the file
     assert_one_line_error(run("ndm", features, "--layer", "nope", "--steps", "10"), 2)
     assert_one_line_error(run("mi", features, "--estimator", "magic"), 2)
     bad = tmp_path / "nan.h5"

@@ -45,13 +45,13 @@ def _no_writer_thread() -> bool:
 def test_file_and_stdout_are_the_same_bytes_and_the_encoders_own_features(encoder, tmp_path, capsysbinary,
                                                                           monkeypatch):
     out = tmp_path / "f.h5"
-    assert run(["extract", str(encoder), "--layers", "y,conv,pixels", "--batch-size", "100", "-o", str(out)]) == 0
+    assert run(["extract", str(encoder), "--layer", "y,conv,pixels", "--batch-size", "100", "-o", str(out)]) == 0
     capsysbinary.readouterr()
-    assert run(["extract", str(encoder), "--layers", "y,conv,pixels", "--batch-size", "100"]) == 0
+    assert run(["extract", str(encoder), "--layer", "y,conv,pixels", "--batch-size", "100"]) == 0
     piped = capsysbinary.readouterr().out
     assert piped == out.read_bytes()
     monkeypatch.setenv("DIMCTL_INLINE_WRITER", "1")  # no writer thread: the same bytes
-    assert run(["extract", str(encoder), "--layers", "y,conv,pixels", "--batch-size", "100",
+    assert run(["extract", str(encoder), "--layer", "y,conv,pixels", "--batch-size", "100",
                 "-o", str(tmp_path / "inline.h5")]) == 0
     assert (tmp_path / "inline.h5").read_bytes() == piped
     feats = read_features(piped)
@@ -150,8 +150,8 @@ def test_a_reader_that_stops_early_is_not_an_error(encoder, tmp_path):
 
 def test_bf16_forward_still_writes_float32_and_records_it(encoder, tmp_path, capsys):
     fp32, bf16 = tmp_path / "fp32.h5", tmp_path / "bf16.h5"
-    assert run(["extract", str(encoder), "--layers", "fc,y", "-o", str(fp32)]) == 0
-    assert run(["extract", str(encoder), "--layers", "fc,y", "--precision", "bf16", "-o", str(bf16)]) == 0
+    assert run(["extract", str(encoder), "--layer", "fc,y", "-o", str(fp32)]) == 0
+    assert run(["extract", str(encoder), "--layer", "fc,y", "--precision", "bf16", "-o", str(bf16)]) == 0
     import h5py
 
     for path, precision in ((fp32, "fp32"), (bf16, "bf16")):

@@ -112,11 +112,16 @@ def test_samples_h5_scores_in_a_dim_encoders_feature_space(trained, tmp_path):
 
 def test_out_dir_and_pipe(trained, tmp_path):
     generator, encoder = trained
-    assert run("generate", "sample", generator, "-n", 3, "--out-dir", tmp_path / "imgs").returncode == 0
+    assert run("generate", "sample", generator, "-n", 3, "--out", tmp_path / "imgs").returncode == 0
     files = sorted((tmp_path / "imgs").iterdir())
     assert [f.name for f in files] == ["sample_000000.png", "sample_000001.png", "sample_000002.png"]
     with Image.open(files[0]) as png:
         assert png.size == (32, 32) and png.mode == "L"
+    # An existing output is replaced only with --force, and then wholly: no sample of the larger -n stays.
+    assert run("generate", "sample", generator, "-n", 2, "--out", tmp_path / "imgs").returncode == 2
+    assert len(list((tmp_path / "imgs").iterdir())) == 3
+    assert run("generate", "sample", generator, "-n", 2, "--out", tmp_path / "imgs", "--force").returncode == 0
+    assert sorted(f.name for f in (tmp_path / "imgs").iterdir()) == ["sample_000000.png", "sample_000001.png"]
     piped = sh(f"{' '.join(DIMCTL)} generate sample {generator} -n 30 | "
                f"{' '.join(DIMCTL)} generate score - --features {encoder}", tmp_path)
     (row,) = rows(piped)

@@ -65,7 +65,7 @@ def test_method_trains_with_finite_losses_and_records_itself(runs, method):
 
 def test_encoder_round_trips_through_extract_pipe_and_probe(runs, tmp_path):
     encoder = runs / "vae" / "encoder.safetensors"
-    result = sh(f"{' '.join(DIMCTL)} extract {encoder} --layers conv,y | {' '.join(DIMCTL)} probe --classifier svm --json",
+    result = sh(f"{' '.join(DIMCTL)} extract {encoder} --layer conv,y | {' '.join(DIMCTL)} probe --classifier svm --json",
                 cwd=tmp_path)
     assert result.returncode == 0, result.stderr.decode()
     rows = [json.loads(line) for line in result.stdout.decode().splitlines()]
@@ -76,7 +76,7 @@ def test_every_encoder_round_trips_through_extract_and_probe(runs, tmp_path, cap
     files = []
     for method in BASELINES:
         files.append(tmp_path / f"{method}.h5")
-        assert run_in_process(["extract", str(runs / method / "encoder.safetensors"), "--layers", "conv,y",
+        assert run_in_process(["extract", str(runs / method / "encoder.safetensors"), "--layer", "conv,y",
                                "-o", str(files[-1])]) == 0
     capsys.readouterr()
     assert run_in_process(["probe", *map(str, files), "--classifier", "svm", "--json"]) == 0

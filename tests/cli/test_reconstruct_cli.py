@@ -52,11 +52,11 @@ def test_reconstruct_writes_decoder_grid_and_metrics(encoder, tmp_path):
 
 
 def test_bad_layer_is_a_usage_error(encoder, tmp_path):
-    result = run("reconstruct", encoder, "--from", "pixels", "--out", tmp_path / "rec")
+    result = run("reconstruct", encoder, "--layer", "pixels", "--out", tmp_path / "rec")
     err = result.stderr.decode()
     lines = [line for line in err.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("dimctl: error:"), err
-    assert "--from" in err and not (tmp_path / "rec").exists()
+    assert "--layer" in err and not (tmp_path / "rec").exists()
 
 
 def test_encoder_that_does_not_fit_the_dataset_exits_3(encoder, tmp_path):

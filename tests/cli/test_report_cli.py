@@ -13,7 +13,7 @@ from tests.report.tiny import TINY, dimctl, lines
 def made(tmp_path_factory):
     root = tmp_path_factory.mktemp("report-cli")
     dimctl("pretrain", *TINY, "--out", root / "dim-l")
-    dimctl("extract", root / "dim-l" / "encoder.safetensors", "--layers", "fc,y", "-o", root / "dim-l.h5")
+    dimctl("extract", root / "dim-l" / "encoder.safetensors", "--layer", "fc,y", "-o", root / "dim-l.h5")
     probe = dimctl("probe", root / "dim-l.h5", "--json")
     (root / "probe.jsonl").write_text(probe)
     return root, lines(probe)

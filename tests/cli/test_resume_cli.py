@@ -1,6 +1,6 @@
 """The training commands' run options: --resume reads the run's config.json (`--resume` alone
-continues a run, `--epochs N` extends it, a setting that cannot change is refused by name), and
-the old `-o DIR` spelling still works with a warning (in-process: no subprocess proves more here)."""
+continues a run, `--epochs N` extends it, a setting that cannot change is refused by name)
+(in-process: no subprocess proves more here)."""
 
 import json
 
@@ -37,15 +37,3 @@ def test_generate_train_resume_takes_the_saved_settings_and_extends_by_steps(tmp
     assert _config(out)["config"] == {**first["config"], "steps": 3}
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [1, 2, 3] and all("epoch" in r for r in lines)
-
-
-def test_the_old_folder_spelling_still_works_with_one_warning(tmp_path, capsys):
-    out = tmp_path / "r"
-    assert run(["pretrain", "--epochs", "0", "--mi-units", "8", "--width", "0.125", "--fc-dim", "16", "-o", str(out)]) == 0
-    err = capsys.readouterr().err.splitlines()
-    assert err == ["dimctl: warning: `dimctl pretrain -o DIR` is deprecated and will be removed: use --out DIR "
-                   "(-o/--output names a file)"]
-    assert (out / "encoder.safetensors").is_file()
-    # -o keeps naming a file where a command writes one: no warning.
-    assert run(["extract", str(out / "encoder.safetensors"), "--layers", "y", "-o", str(tmp_path / "f.h5")]) == 0
-    assert "warning" not in capsys.readouterr().err

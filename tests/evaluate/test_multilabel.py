@@ -36,7 +36,7 @@ def test_celeba_extract_writes_attribute_labels_and_probe_reports_each(tmp_path,
     config = EncoderConfig(in_channels=3, width=0.125, fc_dim=16, y_dim=8)
     encoder = save_encoder(tmp_path / "enc.safetensors", build_encoder(config), config, {"name": "celeba"}, step=0)
     features = tmp_path / "f.h5"
-    assert run(["extract", str(encoder), "--dataset", "celeba", "--data-root", str(tmp_path), "--layers", "y",
+    assert run(["extract", str(encoder), "--dataset", "celeba", "--data-root", str(tmp_path), "--layer", "y",
                 "-o", str(features)]) == 0
     with h5py.File(features) as f:
         assert f["train/labels"].shape == (8, 3) and f["train/labels"].dtype == np.int64

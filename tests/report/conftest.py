@@ -50,7 +50,7 @@ def sweep(made, tmp_path_factory) -> tuple[Path, list[dict]]:
     for alpha, beta in ((0, 1), (1, 0), (1, 1)):
         folder = root / f"a{alpha}-b{beta}"
         dimctl("pretrain", *TINY, "--alpha", alpha, "--beta", beta, "--gamma", "0.1", "--out", folder)
-        dimctl("extract", folder / "encoder.safetensors", "--layers", "y", "-o", root / f"a{alpha}-b{beta}.h5")
+        dimctl("extract", folder / "encoder.safetensors", "--layer", "y", "-o", root / f"a{alpha}-b{beta}.h5")
         rows += lines(dimctl("probe", root / f"a{alpha}-b{beta}.h5", "--json"))
     (root / "probe.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root, rows

@@ -51,7 +51,7 @@ def test_arch_trains_round_trips_and_extracts(arch, images, tmp_path, capsys):
 
     out = tmp_path / "f.h5"
     assert run(["extract", str(result.encoder_path), "--dataset", "folder", "--data-root", str(images),
-                "--layers", "local,conv,fc,y", "-o", str(out)]) == 0
+                "--layer", "local,conv,fc,y", "-o", str(out)]) == 0
     shapes = tap_shapes(artifact.config)
     with h5py.File(out) as f:
         for layer, shape in shapes.items():

@@ -55,7 +55,7 @@ def test_finetune_on_digits_trains_the_encoder_and_publishes_it(tmp_path, capsys
     assert training["command"] == "finetune" and training["pretrained"]["sha256"] == row["encoder"]
     assert artifact.sha256 == row["finetuned_sha256"]
     # extract and probe accept the fine-tuned encoder.
-    assert run(["extract", str(out / "encoder.safetensors"), "--layers", "conv", "-o", str(tmp_path / "f.h5")]) == 0
+    assert run(["extract", str(out / "encoder.safetensors"), "--layer", "conv", "-o", str(tmp_path / "f.h5")]) == 0
     assert run(["probe", str(tmp_path / "f.h5"), "--classifier", "logreg", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["accuracy"] > 0.85
 
