@@ -28,7 +28,7 @@ def run(config: PretrainConfig, data, run_dir: Path, warmup: int) -> tuple[float
     pretrain(config, data, run_dir)
     seconds = time.perf_counter() - start
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    steady = [r["images_per_s"] for r in rows if r["step"] - config.log_every >= warmup]
+    steady = [r["images_per_s"] for r in rows if r["step"] - config.run.log_every >= warmup]
     return seconds, statistics.median(steady)
 
 
@@ -47,7 +47,7 @@ def main():
         for units in [int(u) for u in args.mi_units.split(",")]:
             results = {}
             for compiled in (False, True):
-                config = PretrainConfig(dataset="digits", mi_units=units, epochs=args.epochs, batch_size=args.batch_size,
+                config = PretrainConfig.of(dataset="digits", mi_units=units, epochs=args.epochs, batch_size=args.batch_size,
                                         checkpoint_every=0, log_every=5, cpu=True, compile=compiled)
                 results[compiled] = run(config, data, Path(tmp) / f"{units}-{compiled}", args.warmup_steps)
             (es, er), (cs, cr) = results[False], results[True]

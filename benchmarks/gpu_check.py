@@ -61,7 +61,7 @@ def main():
         for batch in (64, 256):
             for precision in ("fp32", "bf16"):
                 for compiled in (False, True):
-                    config = PretrainConfig(estimator="infonce", mi_units=2048, batch_size=batch, epochs=1,
+                    config = PretrainConfig.of(estimator="infonce", mi_units=2048, batch_size=batch, epochs=1,
                                             precision=precision, compile=compiled, checkpoint_every=0, log_every=5,
                                             channels_last=True)
                     start = time.perf_counter()
@@ -77,7 +77,7 @@ def main():
                     if precision == "fp32" and not compiled:
                         eager_fp32[batch] = rate
         for batch, rate in eager_fp32.items():
-            config = PretrainConfig(estimator="infonce", mi_units=2048, batch_size=batch, epochs=1, channels_last=True)
+            config = PretrainConfig.of(estimator="infonce", mi_units=2048, batch_size=batch, epochs=1, channels_last=True)
             images = data.train_images.cuda()
             bare_loop(config, images)  # warm-up: cuDNN autotuning, allocator
             seconds, count = bare_loop(config, images)

@@ -70,14 +70,14 @@ def peaks() -> dict[str, float]:
 
 
 def bare_step(model, disc, optimiser, x, config):
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=config.run.precision == "bf16"):
         out = model(x)
         y, terms = out.y, out.terms
         encoded = prior.encode_for_prior(y.float())
         disc.requires_grad_(False)
-        loss = model.loss(terms) + config.gamma * prior.encoder_prior_loss(disc, encoded)
+        loss = model.loss(terms) + config.objective.gamma * prior.encoder_prior_loss(disc, encoded)
         disc.requires_grad_(True)
-        loss = loss + prior.discriminator_loss(disc, encoded.detach(), config.prior_gradient_penalty)
+        loss = loss + prior.discriminator_loss(disc, encoded.detach(), config.objective.prior_gradient_penalty)
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
@@ -87,45 +87,45 @@ def bare_loop(config: PretrainConfig, images: torch.Tensor) -> tuple[float, int]
     """The reference: the same step with nothing around it. Returns (seconds, images)."""
     _, model, disc = build_models(config, images.shape[1], images.shape[2])
     model, disc = model.to(images.device).train(), disc.to(images.device)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    memory_format = torch.channels_last if config.run.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimiser = torch.optim.Adam([{"params": model.parameters()}, {"params": disc.parameters()}],
-                                 lr=config.lr, betas=(config.adam_beta1, config.adam_beta2), fused=True)
-    n, b = images.shape[0], config.batch_size
+                                 lr=config.optimiser.lr, betas=(config.optimiser.adam_beta1, config.optimiser.adam_beta2), fused=True)
+    n, b = images.shape[0], config.optimiser.batch_size
     steps_per_epoch = n // b
     start = time.perf_counter()
-    for epoch in range(config.epochs):
-        order = epoch_order(n, config.seed, epoch, images.device)
+    for epoch in range(config.run.epochs):
+        order = epoch_order(n, config.run.seed, epoch, images.device)
         for step in range(steps_per_epoch):
             x = normalise(images[order[step * b:(step + 1) * b]]).contiguous(memory_format=memory_format)
             bare_step(model, disc, optimiser, x, config)
     if images.device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start, config.epochs * steps_per_epoch * b
+    return time.perf_counter() - start, config.run.epochs * steps_per_epoch * b
 
 
 def step_flops_per_image(config: PretrainConfig, images: torch.Tensor) -> float:
     # FlopCounterMode cannot follow the gradient penalty's double backward; the penalty runs on the
     # 64→1000→200→1 discriminator and adds well under 1 % of a step's FLOPs.
-    config = PretrainConfig(**{**config.to_dict(), "prior_gradient_penalty": 0.0, "precision": "fp32"})
+    config = PretrainConfig.of(**{**config.to_dict(), "prior_gradient_penalty": 0.0, "precision": "fp32"})
     _, model, disc = build_models(config, images.shape[1], images.shape[2])
-    optimiser = torch.optim.Adam([{"params": model.parameters()}, {"params": disc.parameters()}], lr=config.lr)
-    x = normalise(images[:config.batch_size])
+    optimiser = torch.optim.Adam([{"params": model.parameters()}, {"params": disc.parameters()}], lr=config.optimiser.lr)
+    x = normalise(images[:config.optimiser.batch_size])
     with FlopCounterMode(display=False) as counter:
         bare_step(model, disc, optimiser, x, config)
-    return counter.get_total_flops() / config.batch_size
+    return counter.get_total_flops() / config.optimiser.batch_size
 
 
 def dimctl_loop(config: PretrainConfig, data, run_dir: Path) -> tuple[float, int]:
     start = time.perf_counter()
     result = pretrain(config, data, run_dir)
-    return time.perf_counter() - start, result.steps * config.batch_size
+    return time.perf_counter() - start, result.steps * config.optimiser.batch_size
 
 
 def dimctl_command(config: PretrainConfig, run_dir: Path, preload: Path | None) -> tuple[float, int]:
-    cmd = [sys.executable, "-m", "dimctl", "pretrain", "--dataset", config.dataset, "--mi-units", str(config.mi_units),
-           "--epochs", str(config.epochs), "--batch-size", str(config.batch_size), "--checkpoint-every", "0",
-           "--precision", config.precision, "--out", str(run_dir), "--force", "--cpu"]
+    cmd = [sys.executable, "-m", "dimctl", "pretrain", "--dataset", config.data.dataset, "--mi-units", str(config.objective.mi_units),
+           "--epochs", str(config.run.epochs), "--batch-size", str(config.optimiser.batch_size), "--checkpoint-every", "0",
+           "--precision", config.run.precision, "--out", str(run_dir), "--force", "--cpu"]
     env = {**os.environ, "DIMCTL_NO_PROGRESS": "1"}
     if preload is not None:
         env["LD_PRELOAD"] = str(preload)
@@ -133,7 +133,7 @@ def dimctl_command(config: PretrainConfig, run_dir: Path, preload: Path | None) 
     subprocess.run(cmd, check=True, capture_output=True, env=env)
     elapsed = time.perf_counter() - start
     steps = json.loads((run_dir / "config.json").read_text())["total_steps"]
-    return elapsed, steps * config.batch_size
+    return elapsed, steps * config.optimiser.batch_size
 
 
 def best_of(repeats: int, runs: dict) -> dict[str, float]:
@@ -180,9 +180,9 @@ def main():
             for batch in [int(b) for b in args.batch_sizes.split(",")]:
                 for precision in precisions:
                     epochs = max(1, math.ceil(args.images / (images.shape[0] // batch * batch)))
-                    config = PretrainConfig(dataset=args.dataset, mi_units=units, epochs=epochs, batch_size=batch,
+                    config = PretrainConfig.of(dataset=args.dataset, mi_units=units, epochs=epochs, batch_size=batch,
                                             checkpoint_every=0, cpu=True, precision=precision)
-                    cl = PretrainConfig(**{**config.to_dict(), "channels_last": True})
+                    cl = PretrainConfig.of(**{**config.to_dict(), "channels_last": True})
                     rate = best_of(args.repeats, {
                         "bare": lambda: bare_loop(config, images),
                         "loop": lambda: dimctl_loop(config, data, Path(tmp) / f"loop-{units}-{batch}-{precision}"),
@@ -201,14 +201,14 @@ def main():
         # The command as users run it, at the first settings, with and without tcmalloc.
         units, batch = int(args.mi_units.split(",")[0]), int(args.batch_sizes.split(",")[0])
         epochs = max(1, math.ceil(args.images / (images.shape[0] // batch * batch)))
-        config = PretrainConfig(dataset=args.dataset, mi_units=units, epochs=epochs, batch_size=batch,
+        config = PretrainConfig.of(dataset=args.dataset, mi_units=units, epochs=epochs, batch_size=batch,
                                 checkpoint_every=0, cpu=True, precision=precisions[0])
         runs = {"bare": lambda: bare_loop(config, images),
                 "command": lambda: dimctl_command(config, Path(tmp) / "cmd", None)}
         if TCMALLOC.exists():
             runs["command+tcmalloc"] = lambda: dimctl_command(config, Path(tmp) / "cmd-tc", TCMALLOC)
         rate = best_of(args.repeats, runs)
-        print(f"whole command (start-up, imports and data loading included), {config.precision}, batch {batch}, "
+        print(f"whole command (start-up, imports and data loading included), {config.run.precision}, batch {batch}, "
               f"mi-units {units}, {epochs} epochs:")
         for name, value in rate.items():
             print(f"  {name:17s} {value:8.1f} images/s  {value / rate['bare']:.3f} of bare (in-process, {allocator})")

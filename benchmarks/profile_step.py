@@ -35,7 +35,7 @@ def main():
     data = load_dataset("digits")
     images = normalise(data.train_images[:args.batch_size])
     for precision in args.precisions.split(","):
-        config = PretrainConfig(dataset="digits", mi_units=args.mi_units, batch_size=args.batch_size, cpu=True,
+        config = PretrainConfig.of(dataset="digits", mi_units=args.mi_units, batch_size=args.batch_size, cpu=True,
                                 precision=precision, channels_last=args.channels_last, checkpoint_every=0)
         accelerator = make_accelerator(config)
         _, model, disc, optimiser = prepare_models(config, accelerator, data.channels, data.image_size)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dimctl.errors import ArtifactError, UsageError
+from dimctl.settings import SHARED_HELP
 
 if TYPE_CHECKING:
     from dimctl.data.dataset import ImageDataset
@@ -31,12 +32,13 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-DataRootOpt = Annotated[Path | None, typer.Option(
-    "--data-root", help="Folder holding the dataset's files (torchvision's layout; for `folder`, the image folder). "
-                        "Default ./data; fashion-mnist also looks in /usr/share/datasets/fashion-mnist.")]
+DataRootOpt = Annotated[Path | None, typer.Option("--data-root", help=SHARED_HELP["data_root"])]
 SkipBadImagesOpt = Annotated[bool, typer.Option(
     "--skip-bad-images", help="In an image folder, leave out files that cannot be read (each is an error otherwise).")]
-DownloadOpt = Annotated[bool, typer.Option("--download", help="Fetch the dataset if its files are missing (off: nothing downloads unless asked).")]
+DownloadOpt = Annotated[bool, typer.Option("--download", help=SHARED_HELP["download"])]
+# `--cpu` and the inference batch mean the same in every command that runs a network.
+CpuOpt = Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")]
+ForwardBatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
 ReplaceOpt = Annotated[bool, typer.Option("--force", help="Replace the output if it exists (it is replaced only when the new one is complete).")]
 
 

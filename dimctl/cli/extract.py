@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import (DataRootOpt, DatasetOpt, DownloadOpt, ReplaceOpt, SkipBadImagesOpt, check_encoder_fits,
-                               progress_enabled, refuse_to_replace, split_list, stdout_is_terminal, write_stdout_bytes)
+from dimctl.cli.common import (CpuOpt, DataRootOpt, DatasetOpt, DownloadOpt, ForwardBatchOpt, ReplaceOpt, SkipBadImagesOpt,
+                               check_encoder_fits, progress_enabled, refuse_to_replace, split_list, stdout_is_terminal, write_stdout_bytes)
 from dimctl.cli.sources import pick_device
 from dimctl.data.registry import load_dataset
 from dimctl.errors import UsageError
@@ -33,8 +33,8 @@ def extract(
     skip_bad_images: SkipBadImagesOpt = False,
     layer: Annotated[str, typer.Option(help="Comma-separated layers: conv, fc, y, local, and `pixels` (the input itself, a baseline).")] = "conv,fc,y",
     output: Annotated[str | None, typer.Option("--output", "-o", help="HDF5 file to write, or - for stdout. Default: stdout when it is a pipe.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
-    cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")] = False,
+    batch_size: ForwardBatchOpt = 256,
+    cpu: CpuOpt = False,
     precision: Annotated[str, typer.Option(help="fp32, bf16 or auto: the encoder's forward in fp32 or under bf16 autocast "
                                                 "(auto: as in pretrain — bf16 where the device runs it fast, fp32 elsewhere). "
                                                 "Features are float32 on disk either way; the choice is recorded in the file.")] = "fp32",

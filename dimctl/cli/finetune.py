@@ -8,19 +8,18 @@ from typing import Annotated
 import typer
 
 from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, TrainingProgress, emit
-from dimctl.cli.run_folder import (CheckpointEveryOpt, CpuOpt, ForceOpt, KeepCheckpointsOpt, NanPolicyOpt, ResumeOpt,
-                                   prepare_run_dir, run_until_stopped, with_saved_settings)
+from dimctl.cli.run_folder import ForceOpt, ResumeOpt, prepare_run_dir, run_until_stopped, with_saved_settings
+from dimctl.cli.settings_options import with_settings
 from dimctl.cli.sources import encoder_and_dataset
 from dimctl.io.artifacts import save_encoder, sha256_of
 from dimctl.io.atomic import write_text
-from dimctl.train.finetune import FinetuneConfig
+from dimctl.train.finetune import RESUMABLE, FinetuneConfig
 from dimctl.train.finetune import finetune as run_finetune
 
-# Settings a resumed run may change; any other difference would silently mix two experiments.
-RESUMABLE_CHANGES = {"epochs", "checkpoint_every", "keep_checkpoints", "nan_policy", "cpu"}
 RUN_FILES = ("config.json", "metrics.jsonl", "encoder.safetensors", "finetune.jsonl", "checkpoints")
 
 
+@with_settings(FinetuneConfig, after="skip_bad_images")  # the settings' options, defaults and help: train/finetune.py
 def finetune(
     ctx: typer.Context,
     encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain` (or by finetune).")],
@@ -28,20 +27,10 @@ def finetune(
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
     skip_bad_images: SkipBadImagesOpt = False,
-    labels_fraction: Annotated[float, typer.Option(help="Fraction of the training labels to learn from, drawn per class (seeded), in (0, 1].")] = 0.1,
-    epochs: Annotated[int, typer.Option(help="Passes over the labelled subset.")] = 20,
-    lr: Annotated[float, typer.Option(help="Adam learning rate of the encoder and the classifier.")] = 1e-4,
-    batch_size: Annotated[int, typer.Option(help="Labelled images per step per process (at least 2, for BatchNorm).")] = 64,
-    seed: Annotated[int, typer.Option(help="Seed for the labelled subset, the classifier's initialisation and the data order.")] = 0,
-    crop_padding: Annotated[int, typer.Option(help="Random-crop augmentation padding in pixels (0: off).")] = 0,
-    hflip: Annotated[bool, typer.Option("--hflip/--no-hflip", help="Random horizontal flips.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Run folder. Default runs/finetune-ENCODER_FOLDER-DATASET-FRACTION.")] = None,
-    checkpoint_every: CheckpointEveryOpt = 500,
-    keep_checkpoints: KeepCheckpointsOpt = 3,
-    nan_policy: NanPolicyOpt = "stop",
-    cpu: CpuOpt = False,
     resume: ResumeOpt = False,
     force: ForceOpt = False,
+    **settings,
 ):
     """Fine-tune a pretrained encoder with labels (the paper's semi-supervised setting, Table 2 "SS").
 
@@ -57,15 +46,12 @@ def finetune(
 
       dimctl finetune runs/dim-l/encoder.safetensors --out runs/ft --resume      # after Ctrl-C or a crash
     """
-    config = FinetuneConfig(labels_fraction=labels_fraction, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                            crop_padding=crop_padding, hflip=hflip, checkpoint_every=checkpoint_every,
-                            keep_checkpoints=keep_checkpoints, nan_policy=nan_policy, cpu=cpu).validate()
-    out_dir = out or Path("runs") / f"finetune-{encoder.resolve().parent.name}-{dataset}-{labels_fraction:g}"
+    config = FinetuneConfig(**settings).validate()
+    out_dir = out or Path("runs") / f"finetune-{encoder.resolve().parent.name}-{dataset}-{config.labels_fraction:g}"
     artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, "cpu", skip_bad_images)
     config = replace(config, encoder_sha256=artifact.sha256)  # so --resume refuses another encoder
     config = with_saved_settings(ctx, out_dir, config, resume).validate()
-    prepare_run_dir(out_dir, config.to_dict(), resume, force, RUN_FILES, ("metrics.jsonl", "checkpoints"),
-                    RESUMABLE_CHANGES)
+    prepare_run_dir(out_dir, config.to_dict(), resume, force, RUN_FILES, ("metrics.jsonl", "checkpoints"), RESUMABLE)
 
     progress = TrainingProgress("finetune", ("loss", "images_per_s"))
     resume_command = f"dimctl finetune {encoder} --out {out_dir} --resume"

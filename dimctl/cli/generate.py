@@ -8,21 +8,20 @@ from typing import Annotated
 import torch
 import typer
 
-from dimctl.cli.common import (DataRootOpt, DownloadOpt, ReplaceOpt, TrainingProgress, emit, read_stdin_bytes,
-                               refuse_to_replace, stdout_is_terminal, write_stdout_bytes)
-from dimctl.cli.run_folder import (CheckpointEveryOpt, CpuOpt, ForceOpt, KeepCheckpointsOpt, ResumeOpt, prepare_run_dir,
-                                   run_until_stopped, with_saved_settings)
+from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, ForwardBatchOpt, ReplaceOpt, TrainingProgress, emit,
+                               read_stdin_bytes, refuse_to_replace, stdout_is_terminal, write_stdout_bytes)
+from dimctl.cli.run_folder import ForceOpt, ResumeOpt, prepare_run_dir, run_until_stopped, with_saved_settings
+from dimctl.cli.settings_options import with_settings
 from dimctl.cli.sources import pick_device
-from dimctl.data.registry import DATASETS, load_dataset
+from dimctl.data.registry import load_dataset
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.evaluate.frechet import DEFAULT_SPLITS, load_fid_inception
 from dimctl.evaluate.generated import encoder_frechet_distances, inception_scores
 from dimctl.io.artifacts import load_encoder, load_generator, sha256_of
 from dimctl.io.features import looks_like_features
 from dimctl.io.samples import read_samples, samples_bytes, write_samples
-from dimctl.objectives.generative import DEFAULT_CRITIC_STEPS, DEFAULT_PENALTY
 from dimctl.io.images import save_grid, save_png
-from dimctl.train.generate import GenerateConfig, fixed_noise, generate_images, train_generator
+from dimctl.train.generate import RESUMABLE, GenerateConfig, fixed_noise, generate_images, train_generator
 
 app = typer.Typer(
     name="generate",
@@ -33,44 +32,17 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-# Settings a resumed run may change; any other difference would silently mix two experiments.
-RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every", "cpu",
-                     "data_root", "download"}
 RUN_FILES = ("config.json", "metrics.jsonl", "generator.safetensors", "checkpoints", "samples", "samples.png")
-METHOD_HELP = ("ie: the paper's implicit prior matching (an encoder pushed to N(mu-real, 1) on real and N(mu-fake, 1) "
-               "on generated images; the generator moves its mode's mean to mu-real); nsgan-cp: non-saturating GAN "
-               "with the contractive penalty; wgan-gp: WGAN with gradient penalty.")
 
 
 @app.command("train")
+@with_settings(GenerateConfig, after="out")  # every setting's option, default and help: train/generate.py
 def train(
     ctx: typer.Context,
     out: Annotated[Path | None, typer.Option("--out", help="Run folder. Default runs/gen-METHOD-DATASET.")] = None,
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help=f"One of: {', '.join(DATASETS)}.")] = "digits",
-    data_root: DataRootOpt = None,
-    download: DownloadOpt = False,
-    method: Annotated[str, typer.Option(help=METHOD_HELP)] = "ie",
-    image_size: Annotated[int, typer.Option(help="32 or 64: Gulrajani et al.'s 32×32 or 64×64 ResNet; images load at this size.")] = 32,
-    steps: Annotated[int, typer.Option(help="Generator updates (each after --critic-steps critic updates).")] = 2000,
-    batch_size: Annotated[int, typer.Option(help="Real and generated images per update, per process.")] = 64,
-    z_dim: Annotated[int, typer.Option(help="Size of the generator's input noise z ~ N(0, I).")] = 128,
-    width: Annotated[int | None, typer.Option(help="Channels of generator and critic (default Gulrajani et al.'s: 128 at 32×32, 64 at 64×64; 16–32 for quick CPU runs).")] = None,
-    critic_steps: Annotated[int | None, typer.Option(help=f"Critic updates per generator update (default: {DEFAULT_CRITIC_STEPS}).")] = None,
-    lr: Annotated[float, typer.Option(help="Adam learning rate of every network (betas 0, 0.9, as Gulrajani et al.).")] = 2e-4,
-    penalty: Annotated[float | None, typer.Option(help=f"Contractive penalty (ie, nsgan-cp) or gradient penalty λ (wgan-gp) (default: {DEFAULT_PENALTY}).")] = None,
-    mu_real: Annotated[float, typer.Option(help="ie: the encoder's target mean for real images.")] = 0.0,
-    mu_fake: Annotated[float, typer.Option(help="ie: its target mean for generated images (unit variances; the gap sets how much the modes overlap).")] = 1.0,
-    clip_norm: Annotated[float, typer.Option(help="ie: gradient-norm clipping of the two 1-D discriminators.")] = 1.0,
-    prior_critic_lr: Annotated[float, typer.Option(help="ie: Adam learning rate of the two 1-D discriminators (they must keep up with the encoder).")] = 5e-3,
-    prior_critic_penalty: Annotated[float, typer.Option(help="ie: contractive penalty on the two 1-D discriminators.")] = 1.0,
-    seed: Annotated[int, typer.Option(help="Seed for initialisation, data order and noise.")] = 0,
-    sample_every: Annotated[int, typer.Option(help="Write RUN/samples/step_N.png (8×8, fixed noise) every N steps (0: only RUN/samples.png at the end).")] = 500,
-    checkpoint_every: CheckpointEveryOpt = 500,
-    keep_checkpoints: KeepCheckpointsOpt = 3,
-    log_every: Annotated[int, typer.Option(help="Write metrics.jsonl every N steps.")] = 10,
-    cpu: CpuOpt = False,
     resume: ResumeOpt = False,
     force: ForceOpt = False,
+    **settings,
 ):
     """Train a generator; print the path of RUN/generator.safetensors.
 
@@ -86,15 +58,8 @@ def train(
 
       dimctl generate train --dataset celeba --data-root data --image-size 64 --method nsgan-cp --out runs/celeba
     """
-    config = GenerateConfig(
-        dataset=dataset, data_root=str(data_root) if data_root else None, download=download, method=method,
-        image_size=image_size, z_dim=z_dim, width=width, steps=steps, batch_size=batch_size, critic_steps=critic_steps,
-        lr=lr, penalty=penalty, mu_real=mu_real, mu_fake=mu_fake, clip_norm=clip_norm, prior_critic_lr=prior_critic_lr,
-        prior_critic_penalty=prior_critic_penalty, seed=seed,
-        sample_every=sample_every, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
-        log_every=log_every, cpu=cpu,
-    ).validate()
-    run_dir = out or Path("runs") / f"gen-{method}-{dataset}"
+    config = GenerateConfig(**settings).validate()
+    run_dir = out or Path("runs") / f"gen-{config.method}-{config.dataset}"
     config = with_saved_settings(ctx, run_dir, config, resume).validate()
     _prepare_run_dir(run_dir, config.resolved(), resume, force)
     data = load_dataset(config.dataset, config.data_root, config.download, image_size=config.image_size)
@@ -114,8 +79,8 @@ def sample(
     output: Annotated[str | None, typer.Option("--output", "-o", help="FILE.png: one grid; FILE.h5: the images as HDF5 (for `generate score`); -: HDF5 on stdout. Default: stdout when it is a pipe.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write each image as DIR/sample_NNNNNN.png instead.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the noise: the same seed and -n give the same images.")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
-    cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")] = False,
+    batch_size: ForwardBatchOpt = 256,
+    cpu: CpuOpt = False,
     force: ReplaceOpt = False,
 ):
     """Draw images from a trained generator, seeded; print the path written.
@@ -170,8 +135,8 @@ def score(
     n: Annotated[int, typer.Option("-n", "--num", help="Images to draw from a GENERATOR (a samples file is used whole).")] = 5000,
     seed: Annotated[int, typer.Option(help="Seed of the noise when drawing from a GENERATOR.")] = 0,
     splits: Annotated[int, typer.Option(help="Inception score: mean and std over this many parts of the samples.")] = DEFAULT_SPLITS,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 128,
-    cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")] = False,
+    batch_size: ForwardBatchOpt = 128,
+    cpu: CpuOpt = False,
 ):
     """Score generated images against real ones: one JSON line per number.
 
@@ -266,6 +231,6 @@ def _images_to_score(source: str, n: int, seed: int, batch_size: int, device: to
 
 
 def _prepare_run_dir(run_dir: Path, config, resume: bool, force: bool) -> None:
-    prepare_run_dir(run_dir, config.to_dict(), resume, force, RUN_FILES, ("metrics.jsonl", "checkpoints", "samples"), RESUMABLE_CHANGES)
+    prepare_run_dir(run_dir, config.to_dict(), resume, force, RUN_FILES, ("metrics.jsonl", "checkpoints", "samples"), RESUMABLE)
 
 

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, ReplaceOpt, SkipBadImagesOpt, emit, refuse_to_replace
+from dimctl.cli.common import (CpuOpt, DataRootOpt, DatasetOpt, DownloadOpt, ReplaceOpt, SkipBadImagesOpt, emit,
+                               refuse_to_replace)
 from dimctl.cli.mi import _progress
 from dimctl.cli.sources import encoder_and_dataset, encoder_layer, pick_device
 from dimctl.errors import UsageError
@@ -27,7 +28,7 @@ def mine(
     lr: Annotated[float, typer.Option(help="Initial Adam learning rate (decays to 0 on a cosine).")] = 1e-4,
     seed: Annotated[int, typer.Option(help="Seed of the network and the batches.")] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for the training curve. Default runs/mine-<encoder's folder>-<layer>.")] = None,
-    cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")] = False,
+    cpu: CpuOpt = False,
     force: ReplaceOpt = False,
 ):
     """Estimate I(X; Y) in nats between images X and the encoder's frozen Y, as MINE does; one JSON line.

@@ -7,7 +7,8 @@ from typing import Annotated
 import torch
 import typer
 
-from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, ReplaceOpt, SkipBadImagesOpt, emit, refuse_to_replace
+from dimctl.cli.common import (CpuOpt, DataRootOpt, DatasetOpt, DownloadOpt, ForwardBatchOpt, ReplaceOpt, SkipBadImagesOpt,
+                               emit, refuse_to_replace)
 from dimctl.cli.sources import encoder_and_dataset, pick_device
 from dimctl.data.transforms import normalise
 from dimctl.errors import UsageError
@@ -30,9 +31,9 @@ def neighbors(
     distance: Annotated[str, typer.Option(help=f"Distance: {', '.join(DISTANCES)} (cosine: 1 − cosine similarity).")] = "l1",
     squash: Annotated[bool, typer.Option("--squash/--no-squash", help="For --layer y: compare sigmoid(Y), the space prior matching makes uniform on [0, 1] (the paper orders neighbours 'to reflect the uniform prior').")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the choice of query images.")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
+    batch_size: ForwardBatchOpt = 256,
     out: Annotated[Path | None, typer.Option("--out", help="Run folder for neighbors.png and neighbors.jsonl. Default runs/neighbors-ENCODER_FOLDER-LAYER.")] = None,
-    cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")] = False,
+    cpu: CpuOpt = False,
     force: ReplaceOpt = False,
 ):
     """Nearest neighbours in representation space (paper App. A.4): for one random test image of

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import (DataRootOpt, DatasetOpt, DownloadOpt, ReplaceOpt, SkipBadImagesOpt, TrainingProgress, emit,
-                               refuse_to_replace)
+from dimctl.cli.common import (CpuOpt, DataRootOpt, DatasetOpt, DownloadOpt, ReplaceOpt, SkipBadImagesOpt, TrainingProgress,
+                               emit, refuse_to_replace)
 from dimctl.cli.sources import encoder_and_dataset, pick_device
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.evaluate.msssim import describe_setting, ms_ssim_setting
@@ -33,7 +33,7 @@ def reconstruct(
     lr: Annotated[float, typer.Option(help="Adam learning rate (default betas).")] = DEFAULT_LR,
     seed: Annotated[int, typer.Option(help="Seed for the decoder's initialisation and the data order.")] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Run folder. Default runs/reconstruct-ENCODER_FOLDER-LAYER.")] = None,
-    cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU even when a GPU is present.")] = False,
+    cpu: CpuOpt = False,
     force: ReplaceOpt = False,
 ):
     if layer not in SOURCE_LAYERS:

@@ -4,7 +4,6 @@ settings; and the SIGINT/SIGTERM request to stop with a checkpoint.
 Shared by `pretrain`, `generate train` and `finetune`.
 """
 
-import dataclasses
 import json
 import shutil
 import signal
@@ -16,15 +15,12 @@ import typer
 
 from dimctl.cli.common import note
 from dimctl.errors import UsageError
+from dimctl.settings import flatten, updated
 from dimctl.train import checkpoint
 
-# The options every training command spells the same way.
-CheckpointEveryOpt = Annotated[int, typer.Option(help="Save resume state every N steps (0: only at the end).")]
-KeepCheckpointsOpt = Annotated[int, typer.Option(help="Keep the newest K checkpoints.")]
-CpuOpt = Annotated[bool, typer.Option("--cpu", help="Train on the CPU even when a GPU is present.")]
+# The training commands' own options (their settings' options come from their configs: cli/settings_options.py).
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the run folder's newest checkpoint (start fresh if it has none).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing run folder.")]
-NanPolicyOpt = Annotated[str, typer.Option(help="A NaN/inf loss or gradient: `stop` (before the bad update; the last checkpoint stays good) or `skip` the step.")]
 
 
 def prepare_run_dir(run_dir: Path, config: dict, resume: bool, force: bool, run_files: Iterable[str],
@@ -60,12 +56,12 @@ def prepare_run_dir(run_dir: Path, config: dict, resume: bool, force: bool, run_
                              f"use the run's settings or a new --out")
 
 
-def with_saved_settings(ctx: typer.Context, run_dir: Path, config, resume: bool, param_of: dict[str, str] | None = None):
+def with_saved_settings(ctx: typer.Context, run_dir: Path, config, resume: bool):
     """Under --resume, every setting left at its default on the command line (not given there, in
     a --config file or the environment) takes the run's saved value from config.json, so
     ``--resume`` alone continues a run and ``--resume --epochs N`` extends it; a setting given
     explicitly stays as given (and ``prepare_run_dir`` refuses it by name if it cannot change).
-    ``param_of`` maps a config field to its command-line parameter where the names differ."""
+    A setting's command-line parameter has the setting's name (config.json's flat view)."""
     saved_path = run_dir / "config.json"
     if not resume or not saved_path.is_file():
         return config
@@ -73,13 +69,11 @@ def with_saved_settings(ctx: typer.Context, run_dir: Path, config, resume: bool,
         saved = json.loads(saved_path.read_text()).get("config", {})
     except (OSError, ValueError):
         return config  # unreadable: prepare_run_dir and the checkpoint loader report what is wrong
-    param_of = param_of or {}
     # By name: typer may carry its own copy of click, whose ParameterSource is another enum.
     defaulted = {name for name in ctx.params
                  if getattr(ctx.get_parameter_source(name), "name", None) == "DEFAULT"}
-    updates = {f.name: saved[f.name] for f in dataclasses.fields(config)
-               if f.name in saved and param_of.get(f.name, f.name) in defaulted}
-    return dataclasses.replace(config, **updates)
+    updates = {name: saved[name] for name in flatten(config) if name in saved and name in defaulted}
+    return updated(config, **updates)
 
 
 class StopRequest:

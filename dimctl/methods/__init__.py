@@ -37,9 +37,9 @@ for _method in (DIM(), AE(), VAE(), BetaVAE(), AAE(), BiGAN(), NAT(), CPC()):
 def build_method(config, encoder: nn.Module, encoder_config: EncoderConfig, num_train: int
                  ) -> tuple[nn.Module, nn.Module | None]:
     """The method's model (holding ``encoder``) and its adversary, for a PretrainConfig ``config``."""
-    if config.method not in METHODS:
-        raise ValueError(f"unknown method {config.method!r}; known: {', '.join(METHODS)}")
-    return METHODS[config.method].build(config, encoder, encoder_config, num_train)
+    if config.objective.method not in METHODS:
+        raise ValueError(f"unknown method {config.objective.method!r}; known: {', '.join(METHODS)}")
+    return METHODS[config.objective.method].build(config, encoder, encoder_config, num_train)
 
 
 __all__ = ["METHODS", "WEIGHTS", "Method", "MethodOutput", "build_method", "register_method"]

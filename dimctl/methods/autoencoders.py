@@ -90,10 +90,10 @@ class BetaVAE(AE):
     weights = {"beta": DEFAULT_BETA_VAE}
 
     def build(self, config, encoder, encoder_config, num_train):
-        return AutoencoderModel(encoder, encoder_config, variational=True, kl_weight=config.beta), None
+        return AutoencoderModel(encoder, encoder_config, variational=True, kl_weight=config.objective.beta), None
 
     def validate(self, config) -> None:
-        if config.beta <= 0:
+        if config.objective.beta <= 0:
             raise UsageError("--method beta-vae needs --beta > 0 (the KL weight)")
 
     def describe(self, settings, weight=str):
@@ -105,10 +105,10 @@ class AAE(AE):
     weights = {"gamma": 1.0}
 
     def build(self, config, encoder, encoder_config, num_train):
-        return AutoencoderModel(encoder, encoder_config, prior="gaussian"), PriorDiscriminator(config.y_dim)
+        return AutoencoderModel(encoder, encoder_config, prior="gaussian"), PriorDiscriminator(config.encoder.y_dim)
 
     def validate(self, config) -> None:
-        if config.gamma <= 0:
+        if config.objective.gamma <= 0:
             raise UsageError("--method aae needs --gamma > 0 (the weight of matching Y to N(0, I))")
 
     def describe(self, settings, weight=str):

@@ -86,9 +86,9 @@ class Method(ABC):
         bare_discriminator.requires_grad_(False)
         prior_term = prior.encoder_prior_loss(bare_discriminator, encoded)
         bare_discriminator.requires_grad_(True)
-        disc_loss = prior.discriminator_loss(discriminator, encoded.detach(), config.prior_gradient_penalty,
+        disc_loss = prior.discriminator_loss(discriminator, encoded.detach(), config.objective.prior_gradient_penalty,
                                              chosen.sample)
-        return (config.gamma * prior_term, disc_loss,
+        return (config.objective.gamma * prior_term, disc_loss,
                 {"prior_encoder": prior_term, "prior_discriminator": disc_loss})
 
     def describe(self, settings: dict, weight: Callable[[float], str] = str) -> str:

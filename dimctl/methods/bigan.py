@@ -62,7 +62,7 @@ class BiGAN(Method):
     image_size = 32  # the paper's 32×32 DCGAN generator
 
     def build(self, config, encoder, encoder_config, num_train):
-        return BiGANModel(encoder, encoder_config), JointDiscriminator(encoder_config.in_channels, config.y_dim,
+        return BiGANModel(encoder, encoder_config), JointDiscriminator(encoder_config.in_channels, config.encoder.y_dim,
                                                                        encoder_config.width)
 
     def adversary_losses(self, out, model, discriminator, bare_discriminator, config):

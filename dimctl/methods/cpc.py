@@ -116,15 +116,16 @@ class CPC(Method):
     help = "cpc (contrastive predictive coding over the local map's rows; best with --arch folded-resnet)"
 
     def build(self, config, encoder, encoder_config, num_train):
-        return CPCModel(encoder, tap_shapes(encoder_config), config.cpc_rows, config.mi_units, config.estimator), None
+        objective = config.objective
+        return CPCModel(encoder, tap_shapes(encoder_config), objective.cpc_rows, objective.mi_units, objective.estimator), None
 
     def validate(self, config) -> None:
-        encoder = EncoderConfig(arch=config.arch, image_size=config.input_size(), y_dim=config.y_dim,
-                                width=config.width, fc_dim=config.fc_dim)
+        encoder = EncoderConfig(arch=config.encoder.arch, image_size=config.input_size(), y_dim=config.encoder.y_dim,
+                                width=config.encoder.width, fc_dim=config.encoder.fc_dim)
         height = tap_shapes(encoder)["local"][1]
-        if not 1 <= config.cpc_rows < height:
-            raise UsageError(f"--cpc-rows {config.cpc_rows}: the {config.arch} local map is {height} rows high, "
-                             f"so CPC can predict 1 to {height - 1} rows ahead")
+        if not 1 <= config.objective.cpc_rows < height:
+            raise UsageError(f"--cpc-rows {config.objective.cpc_rows}: the {config.encoder.arch} local map is {height} "
+                             f"rows high, so CPC can predict 1 to {height - 1} rows ahead")
 
     def describe(self, settings, weight=str):
         estimator = settings.get("estimator")

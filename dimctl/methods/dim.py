@@ -40,18 +40,18 @@ class DIM(Method):
 
     def build(self, config, encoder, encoder_config, num_train):
         block = 0
-        if config.occlude:  # squares at least a local feature's receptive field wide (objectives/occlusion.py)
+        if config.objective.occlude:  # squares at least a local feature's receptive field wide (objectives.occlusion)
             field = receptive_field(build_encoder(encoder_config), encoder_config.in_channels,
                                     encoder_config.image_size)
             block = block_size(encoder_config.image_size, field)
-        heads = DIMHeads(config.dim(), tap_shapes(encoder_config), occlusion_block=block)
-        discriminator = PriorDiscriminator(config.y_dim) if config.gamma > 0 else None
+        heads = DIMHeads(config.objective, tap_shapes(encoder_config), occlusion_block=block)
+        discriminator = PriorDiscriminator(config.encoder.y_dim) if config.objective.gamma > 0 else None
         return DIMModel(encoder, heads), discriminator
 
     def validate(self, config) -> None:
-        if config.alpha == 0 and config.beta == 0:
+        if config.objective.alpha == 0 and config.objective.beta == 0:
             raise UsageError("--alpha and --beta are both 0: there is no MI term to train (try --preset dim-l)")
-        if config.globals and config.beta == 0:
+        if config.objective.globals and config.objective.beta == 0:
             raise UsageError("--globals adds less-global features to the local MI term: it needs --beta > 0")
 
     def resolve_weights(self, preset, given):

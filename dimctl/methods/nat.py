@@ -67,4 +67,4 @@ class NAT(Method):
     name, label, help = "nat", "NAT", "nat (noise as targets)"
 
     def build(self, config, encoder, encoder_config, num_train):
-        return NATModel(encoder, config.y_dim, num_train, config.seed), None
+        return NATModel(encoder, config.encoder.y_dim, num_train, config.run.seed), None

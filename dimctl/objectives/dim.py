@@ -19,6 +19,7 @@ from dimctl.objectives import coordinates
 from dimctl.objectives.blocks import random_blocks
 from dimctl.objectives.bounds import ESTIMATORS, PAIRED_ESTIMATORS
 from dimctl.objectives.occlusion import occlude
+from dimctl.settings import setting
 
 LOCAL_CRITICS = ("dot", "concat")
 COORDS = ("none", "abs", "rel", "both")
@@ -27,17 +28,28 @@ CONCAT_NEGATIVES = 1  # other images each global meets in the concat critic (the
 
 @dataclass(frozen=True)
 class DIMConfig:
-    alpha: float = 0.0  # global MI weight
-    beta: float = 1.0  # local MI weight
-    gamma: float = 0.1  # prior matching weight
-    estimator: str = "jsd"
-    mi_units: int = 2048
-    local_critic: str = "dot"  # dot: encode-and-dot-product; concat: concat-and-convolve (Eq. 11-12)
-    occlude: bool = False  # the global feature sees an occluded copy of the input
-    coord: str = "none"  # coordinate prediction: none | abs | rel | both
-    coord_abs_weight: float = 1.0
-    coord_rel_weight: float = 1.0
-    globals: int = 0  # extra less-global features from random blocks of the local map
+    """The objective's settings (train/config.py's ``ObjectiveSettings`` extends them with the method's)."""
+
+    alpha: float = setting(0.0, "Global MI weight (overrides the preset).", unset=True)
+    beta: float = setting(1.0, "Local MI weight (overrides the preset); with --method beta-vae, the KL weight.",
+                          unset=True)
+    gamma: float = setting(0.1, "Prior-matching weight (overrides the preset); with --method aae, the weight of "
+                                "matching Y to N(0, I).", unset=True)
+    estimator: str = setting("jsd", f"MI estimator: {', '.join(ESTIMATORS)}. Default jsd (cpc: infonce, as in the "
+                                    f"paper's Table 3).", unset=True)
+    mi_units: int = setting(2048, "Width of the MI heads' embeddings (paper: 2048; smaller is much faster on CPU).")
+    local_critic: str = setting("dot", "Local MI critic: dot (encode-and-dot-product, every pair in the batch) or "
+                                       "concat (Y tiled and concatenated to the local map, 1×1 convs 512-512-1; one "
+                                       "shuffled negative image, as in the paper).")
+    occlude: bool = setting(False, "Compute the global feature from a randomly occluded copy of each image (blocks "
+                                   "the size of a local feature's receptive field; locals see the full image).",
+                            flags=("--occlude",))
+    coord: str = setting("none", "Coordinate prediction from local + global features: none, abs (where a local "
+                                 "feature is), rel (offset between two), both.")
+    coord_abs_weight: float = setting(1.0, "Weight of the absolute-coordinate cross-entropy.")
+    coord_rel_weight: float = setting(1.0, "Weight of the relative-coordinate cross-entropy.")
+    globals: int = setting(0, "Extra less-global features, each summarising a random block of the local map, scored "
+                              "by the same local estimator (paper Table 3; best with the folded encoders).")
 
 
 # The paper's settings. dim-lg's α is the common ports' choice; the paper's pair is lost.

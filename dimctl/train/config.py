@@ -1,153 +1,215 @@
-"""Settings of a pretraining run. The CLI fills this from flags (> env > config file > defaults)
-and writes it, fully resolved, to the run folder's config.json."""
+"""Settings of a pretraining run, declared once, in sections: data, encoder, objective, optimiser
+and run. Each field carries its command-line help (dimctl/settings.py), so `dimctl pretrain`'s
+options are derived from these classes (cli/settings_options.py) and their defaults live only here.
+The CLI fills a config from flags (> env > config file > defaults) and writes its flat view, fully
+resolved, to the run folder's config.json; ``PretrainConfig.from_dict`` reads that view back.
+"""
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field
 
+from dimctl.data.registry import DATASETS
 from dimctl.errors import UsageError
 from dimctl.methods import METHODS
 from dimctl.models.encoders import ENCODERS, INPUT_SIZES
 from dimctl.objectives.bounds import ESTIMATORS
 from dimctl.objectives.dim import COORDS, LOCAL_CRITICS, PRESETS, DIMConfig
 from dimctl.precision import PRECISIONS, resolve_precision
+from dimctl.settings import SHARED_HELP, declared, flatten, setting, updated
 from dimctl.train.guard import NAN_POLICIES
+
+PRESET_HELP = "Objective weights: " + ", ".join(f"{name} (α={w['alpha']:g}, β={w['beta']:g}, γ={w['gamma']:g})"
+                                              for name, w in PRESETS.items()) + ". Default dim-l."
+ARCH_HELP = ("Encoder: " + ", ".join(f"{name} ({size}×{size})" for name, size in INPUT_SIZES.items()
+                                     if name in ENCODERS) + ". Smaller images are resized up to the encoder's size (digits to 64 for alexnet).")
+METHOD_HELP = ("What trains the encoder: " + ", ".join(m.help for m in METHODS.values())
+               + ". ae/vae/beta-vae/aae also publish RUN/decoder.safetensors, bigan RUN/generator.safetensors.")
+PRECISION_HELP = ("auto, fp32, bf16 or fp16 (autocast; fp16 adds loss scaling and needs a GPU). auto: bf16 on a CUDA "
+                  "GPU with bf16, a CPU with AMX, or a CPU with AVX512-BF16 where a timed bf16 matmul beats fp32 by "
+                  "1.3×; fp32 elsewhere; the choice is recorded in config.json and the encoder. The MI bounds are "
+                  "computed in fp32 either way.")
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    dataset: str = setting("digits", f"One of: {', '.join(DATASETS)}.", flags=("--dataset", "-d"))
+    data_root: str | None = setting(None, SHARED_HELP["data_root"], resumable=True)
+    download: bool = setting(False, SHARED_HELP["download"], flags=("--download",), resumable=True)
+    image_size: int | None = setting(None, "Load images at this size (default: the --arch's input size). Only with "
+                                           "--crop-size may it differ from that.")
+    crop_size: int = setting(0, "Random crop-size × crop-size windows of the loaded images feed the encoder (STL-10 "
+                                "as in the paper: --image-size 96 --crop-size 64 --hflip). 0: off.")
+    crop_padding: int = setting(0, "Random-crop augmentation padding in pixels (0: off, as in the paper for CIFAR).")
+    hflip: bool = setting(False, "Random horizontal flips.", flags=("--hflip/--no-hflip",))
+    stream: bool = setting(False, "--dataset folder only: decode images batch by batch in worker processes instead of "
+                                  "loading the folder into memory (for folders larger than RAM).", flags=("--stream",))
+    workers: int = setting(4, "Decoding worker processes with --stream.", resumable=True)
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    arch: str = setting("dcgan", ARCH_HELP)
+    width: float = setting(1.0, "Multiply the encoder's conv channels (1: the paper's; e.g. 0.25 for quick CPU runs).")
+    fc_dim: int | None = setting(None, "Width of the encoder's fully connected layers (default: the paper's, 1024 or "
+                                       "4096 for AlexNet).")
+    y_dim: int = setting(64, "Size of the representation Y.")
+
+
+@dataclass(frozen=True)
+class ObjectiveSettings(DIMConfig):
+    """DIM's settings (objectives/dim.py) and the method's. The CLI leaves the weights and the
+    estimator unset and resolves them from --method and --preset (``resolve_weights``)."""
+
+    method: str = setting("dim", METHOD_HELP)  # dim, or a comparison method of the paper (dimctl/methods/)
+    preset: str | None = setting("dim-l", PRESET_HELP, unset=True)
+    cpc_rows: int = setting(3, "--method cpc: predict 1 to this many rows ahead, one network per offset.")
+    prior_gradient_penalty: float = setting(1.0, "Gradient-penalty weight of the prior discriminator.", cli=False)
+
+
+@dataclass(frozen=True)
+class OptimiserSettings:
+    batch_size: int = setting(64, "Images per step per process; negatives come from the batch.")
+    lr: float = setting(1e-4, "Adam learning rate (encoder, heads and prior discriminator).")
+    adam_beta1: float = setting(0.5, "Adam's β1 (the authors' code: 0.5).", cli=False)
+    adam_beta2: float = setting(0.999, "Adam's β2.", cli=False)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    epochs: int = setting(10, "Passes over the training split (0 publishes the initial, random encoder).",
+                          resumable=True)
+    seed: int = setting(0, "Seed for initialisation, data order and augmentation.")
+    checkpoint_every: int = setting(500, SHARED_HELP["checkpoint_every"], resumable=True)
+    keep_checkpoints: int = setting(3, SHARED_HELP["keep_checkpoints"], resumable=True)
+    log_every: int = setting(10, SHARED_HELP["log_every"], resumable=True)
+    nan_policy: str = setting("stop", SHARED_HELP["nan_policy"], resumable=True)
+    cpu: bool = setting(False, SHARED_HELP["cpu"], flags=("--cpu",), resumable=True)
+    precision: str = setting("auto", PRECISION_HELP)  # auto is resolved before the run starts (dimctl/precision.py)
+    channels_last: bool = setting(False, "Channels-last memory format for the convolutions (faster on most CPUs and "
+                                         "tensor-core GPUs).", flags=("--channels-last",), resumable=True)
+    compile: bool = setting(False, "torch.compile the encoder and heads (inductor). Pays off on GPUs over long runs; "
+                                   "compiling takes a minute.", flags=("--compile",), resumable=True)
+    sync_bn: bool = setting(False, "With several GPU processes: BatchNorm statistics over the global batch "
+                                   "(SyncBatchNorm).", flags=("--sync-bn",))
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    dataset: str = "digits"
-    data_root: str | None = None
-    download: bool = False
-    method: str = "dim"  # dim, or a comparison method of the paper (dimctl/methods/)
-    preset: str | None = "dim-l"
-    alpha: float = 0.0
-    beta: float = 1.0
-    gamma: float = 0.1
-    estimator: str = "jsd"
-    mi_units: int = 2048
-    local_critic: str = "dot"  # dot | concat (paper Eq. 11-12)
-    occlude: bool = False  # global feature from an occluded copy (paper §4.3)
-    coord: str = "none"  # coordinate prediction: none | abs | rel | both
-    coord_abs_weight: float = 1.0
-    coord_rel_weight: float = 1.0
-    globals: int = 0  # extra less-global features from random blocks of local features (Table 3)
-    cpc_rows: int = 3  # CPC: rows ahead predicted, one network per offset (Oord et al. used 5)
-    y_dim: int = 64
-    arch: str = "dcgan"  # encoder architecture (models/encoders.py ENCODERS)
-    width: float = 1.0  # multiplier of the encoder's conv channels (1.0: the paper's)
-    fc_dim: int | None = None  # the encoder's fully connected width (None: the architecture's, 1024 or 4096)
-    image_size: int | None = None  # size the images load at (None: the encoder's input size)
-    crop_size: int = 0  # random crop_size × crop_size windows of each batch feed the encoder (0: off)
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-4
-    adam_beta1: float = 0.5  # the authors' code uses betas (0.5, 0.999)
-    adam_beta2: float = 0.999
-    prior_gradient_penalty: float = 1.0
-    seed: int = 0
-    crop_padding: int = 0  # paper: no augmentation on CIFAR
-    hflip: bool = False
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    log_every: int = 10
-    nan_policy: str = "stop"  # stop | skip: what a NaN/inf loss does
-    cpu: bool = False
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast through Accelerate); auto: dimctl/precision.py
-    channels_last: bool = False
-    compile: bool = False  # torch.compile of encoder+heads (inductor)
-    sync_bn: bool = False  # BatchNorm statistics over the global batch (GPUs only)
-    stream: bool = False  # decode an image folder batch by batch instead of loading it into memory
-    workers: int = 4  # DataLoader worker processes when streaming
+    data: DataSettings = field(default_factory=DataSettings)
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    objective: ObjectiveSettings = field(default_factory=ObjectiveSettings)
+    optimiser: OptimiserSettings = field(default_factory=OptimiserSettings)
+    run: RunSettings = field(default_factory=RunSettings)
 
-    def dim(self) -> DIMConfig:
-        return DIMConfig(alpha=self.alpha, beta=self.beta, gamma=self.gamma, estimator=self.estimator,
-                         mi_units=self.mi_units, local_critic=self.local_critic, occlude=self.occlude,
-                         coord=self.coord, coord_abs_weight=self.coord_abs_weight,
-                         coord_rel_weight=self.coord_rel_weight, globals=self.globals)
+    @classmethod
+    def of(cls, **settings) -> "PretrainConfig":
+        """A config from flat setting names: ``PretrainConfig.of(mi_units=256, epochs=1)``."""
+        try:
+            return updated(cls(), **settings)
+        except KeyError as e:
+            raise UsageError(f"{e.args[0]}") from None
+
+    @classmethod
+    def from_dict(cls, flat: dict) -> "PretrainConfig":
+        """The config whose ``to_dict()`` is ``flat`` (config.json's "config"; a setting an older run
+        does not record takes its default)."""
+        return cls.of(**flat)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return flatten(self)
+
+    def replace(self, **settings) -> "PretrainConfig":
+        return updated(self, **settings)
 
     def planned_device_type(self) -> str:
         """The kind of device Accelerate will train on (it takes a GPU whenever one is there)."""
         import torch
 
-        return "cuda" if not self.cpu and torch.cuda.is_available() else "cpu"
+        return "cuda" if not self.run.cpu and torch.cuda.is_available() else "cpu"
 
     def resolved(self, device_type: str | None = None) -> "PretrainConfig":
         """This config with ``--precision auto`` replaced by what runs on the device (recorded so)."""
-        if self.precision != "auto":
+        if self.run.precision != "auto":
             return self
-        return replace(self, precision=resolve_precision("auto", device_type or self.planned_device_type()))
+        return self.replace(precision=resolve_precision("auto", device_type or self.planned_device_type()))
 
     def input_size(self) -> int:
         """The side of the images the encoder takes: the crop, or the architecture's input size."""
-        return self.crop_size or INPUT_SIZES[self.arch]
+        return self.data.crop_size or INPUT_SIZES[self.encoder.arch]
 
     def load_size(self) -> int:
         """The side the dataset's images are loaded at (then cropped to ``crop_size``, if set)."""
-        return self.image_size or INPUT_SIZES[self.arch]
+        return self.data.image_size or INPUT_SIZES[self.encoder.arch]
 
     def validate(self) -> "PretrainConfig":
-        if self.method not in METHODS:
-            raise UsageError(f"--method {self.method!r} is not one of: {', '.join(METHODS)}")
-        if self.estimator not in ESTIMATORS:
-            raise UsageError(f"--estimator {self.estimator!r} is not one of: {', '.join(ESTIMATORS)}")
-        if self.preset is not None and self.preset not in PRESETS:
-            raise UsageError(f"--preset {self.preset!r} is not one of: {', '.join(PRESETS)}")
-        if min(self.alpha, self.beta, self.gamma) < 0:
+        data, objective, run = self.data, self.objective, self.run
+        if objective.method not in METHODS:
+            raise UsageError(f"--method {objective.method!r} is not one of: {', '.join(METHODS)}")
+        if objective.estimator not in ESTIMATORS:
+            raise UsageError(f"--estimator {objective.estimator!r} is not one of: {', '.join(ESTIMATORS)}")
+        if objective.preset is not None and objective.preset not in PRESETS:
+            raise UsageError(f"--preset {objective.preset!r} is not one of: {', '.join(PRESETS)}")
+        if min(objective.alpha, objective.beta, objective.gamma) < 0:
             raise UsageError("--alpha, --beta and --gamma must be ≥ 0")
+        flat = self.to_dict()
         for name in ("epochs", "checkpoint_every", "log_every", "keep_checkpoints", "crop_padding", "workers"):
-            if getattr(self, name) < 0:
+            if flat[name] < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be ≥ 0")
-        if self.nan_policy not in NAN_POLICIES:
-            raise UsageError(f"--nan-policy {self.nan_policy!r} is not one of: {', '.join(NAN_POLICIES)}")
-        if self.batch_size < 2:
+        if run.nan_policy not in NAN_POLICIES:
+            raise UsageError(f"--nan-policy {run.nan_policy!r} is not one of: {', '.join(NAN_POLICIES)}")
+        if self.optimiser.batch_size < 2:
             raise UsageError("--batch-size must be at least 2: negatives come from the other images in the batch")
-        if self.stream and self.dataset != "folder":
-            raise UsageError(f"--stream reads image folders (--dataset folder); {self.dataset} loads into memory")
-        if self.local_critic not in LOCAL_CRITICS:
-            raise UsageError(f"--local-critic {self.local_critic!r} is not one of: {', '.join(LOCAL_CRITICS)}")
-        if self.coord not in COORDS:
-            raise UsageError(f"--coord {self.coord!r} is not one of: {', '.join(COORDS)}")
-        if min(self.coord_abs_weight, self.coord_rel_weight) < 0 or self.globals < 0:
+        if data.stream and data.dataset != "folder":
+            raise UsageError(f"--stream reads image folders (--dataset folder); {data.dataset} loads into memory")
+        if objective.local_critic not in LOCAL_CRITICS:
+            raise UsageError(f"--local-critic {objective.local_critic!r} is not one of: {', '.join(LOCAL_CRITICS)}")
+        if objective.coord not in COORDS:
+            raise UsageError(f"--coord {objective.coord!r} is not one of: {', '.join(COORDS)}")
+        if min(objective.coord_abs_weight, objective.coord_rel_weight) < 0 or objective.globals < 0:
             raise UsageError("--coord-abs-weight, --coord-rel-weight and --globals must be ≥ 0")
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"--precision {self.precision!r} is not one of: {', '.join(PRECISIONS)}")
+        if run.precision not in PRECISIONS:
+            raise UsageError(f"--precision {run.precision!r} is not one of: {', '.join(PRECISIONS)}")
         self._validate_encoder()
-        if self.lr <= 0 or self.mi_units < 1 or self.y_dim < 1:
+        if self.optimiser.lr <= 0 or objective.mi_units < 1 or self.encoder.y_dim < 1:
             raise UsageError("--lr, --mi-units and --y-dim must be positive")
         self._validate_method()
         return self
 
     def _validate_method(self) -> None:
         """What every method's entry declares (input size, DIM's options), then its own checks."""
-        method = METHODS[self.method]
+        name = self.objective.method
+        method = METHODS[name]
         if not method.dim_options:
             dim_only = {"occlude": False, "coord": "none", "globals": 0, "local_critic": "dot"}
-            for name, plain in dim_only.items():
-                if getattr(self, name) != plain:
-                    raise UsageError(f"--{name.replace('_', '-')} is a DIM option; --method {self.method} does not use it")
+            for option, plain in dim_only.items():
+                if getattr(self.objective, option) != plain:
+                    raise UsageError(f"--{option.replace('_', '-')} is a DIM option; --method {name} does not use it")
         if method.image_size is not None and self.input_size() != method.image_size:
             size = method.image_size
-            raise UsageError(f"--method {self.method} trains the paper's {size}×{size} DCGAN decoder/generator; "
-                             f"--arch {self.arch} takes {self.input_size()}×{self.input_size()} images (use dcgan or resnet)")
+            raise UsageError(f"--method {name} trains the paper's {size}×{size} DCGAN decoder/generator; "
+                             f"--arch {self.encoder.arch} takes {self.input_size()}×{self.input_size()} images "
+                             f"(use dcgan or resnet)")
         method.validate(self)
 
     def _validate_encoder(self) -> None:
-        if self.arch not in ENCODERS:
-            raise UsageError(f"--arch {self.arch!r} is not one of: {', '.join(ENCODERS)}")
-        if self.width <= 0 or (self.fc_dim is not None and self.fc_dim < 1) or self.crop_size < 0:
+        arch, width, fc_dim = self.encoder.arch, self.encoder.width, self.encoder.fc_dim
+        crop_size, image_size = self.data.crop_size, self.data.image_size
+        if arch not in ENCODERS:
+            raise UsageError(f"--arch {arch!r} is not one of: {', '.join(ENCODERS)}")
+        if width <= 0 or (fc_dim is not None and fc_dim < 1) or crop_size < 0:
             raise UsageError("--width and --fc-dim must be positive, --crop-size ≥ 0")
-        size = INPUT_SIZES[self.arch]
-        if self.crop_size and self.crop_size != size:
-            raise UsageError(f"--crop-size {self.crop_size}: the {self.arch} encoder takes {size}×{size} images, "
+        size = INPUT_SIZES[arch]
+        if crop_size and crop_size != size:
+            raise UsageError(f"--crop-size {crop_size}: the {arch} encoder takes {size}×{size} images, "
                              f"so crops must be {size}")
-        if self.crop_size and (self.image_size or 0) <= self.crop_size:
-            raise UsageError(f"--crop-size {self.crop_size} needs --image-size larger than the crop "
+        if crop_size and (image_size or 0) <= crop_size:
+            raise UsageError(f"--crop-size {crop_size} needs --image-size larger than the crop "
                              f"(the size images load at; STL-10's own is 96)")
-        if not self.crop_size and self.image_size is not None and self.image_size != size:
-            raise UsageError(f"--arch {self.arch} takes {size}×{size} images, not --image-size {self.image_size} "
+        if not crop_size and image_size is not None and image_size != size:
+            raise UsageError(f"--arch {arch} takes {size}×{size} images, not --image-size {image_size} "
                              f"(or add --crop-size {size} for random {size}-px crops of larger images)")
+
+
+RESUMABLE = frozenset(f.name for f in declared(PretrainConfig) if f.metadata["resumable"])  # --resume may change these
 
 
 def resolve_weights(method: str, preset: str | None, alpha: float | None, beta: float | None,

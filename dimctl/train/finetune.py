@@ -32,26 +32,31 @@ from dimctl.data.transforms import augment, normalise
 from dimctl.errors import UsageError
 from dimctl.models.classifier import PAPER_DROPOUT, PAPER_HIDDEN, paper_classifier
 from dimctl.models.encoders import Encoder
+from dimctl.settings import SHARED_HELP, declared, setting
 from dimctl.train.engine import Progress, Schedule, Trainer, begin_run, run_steps
 from dimctl.train.guard import NAN_POLICIES, checked_update, grad_norm
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    labels_fraction: float = 0.1
-    epochs: int = 20
-    lr: float = 1e-4  # the authors' classifiers: Adam, 1e-4
-    batch_size: int = 64
-    seed: int = 0
-    hidden: int = PAPER_HIDDEN  # the paper's classifier (models/classifier.py)
-    dropout: float = PAPER_DROPOUT
-    crop_padding: int = 0
-    hflip: bool = False
-    checkpoint_every: int = 500  # steps; 0: only the final checkpoint
-    keep_checkpoints: int = 3
-    nan_policy: str = "stop"  # stop | skip: what a non-finite loss or gradient does
-    encoder_sha256: str | None = None  # the encoder it starts from (so --resume refuses another)
-    cpu: bool = False
+    """Settings of `dimctl finetune`, each with its option's help (the command's options are derived from these)."""
+
+    labels_fraction: float = setting(0.1, "Fraction of the training labels to learn from, drawn per class (seeded), "
+                                          "in (0, 1].")
+    epochs: int = setting(20, "Passes over the labelled subset.", resumable=True)
+    lr: float = setting(1e-4, "Adam learning rate of the encoder and the classifier.")  # the authors': Adam, 1e-4
+    batch_size: int = setting(64, "Labelled images per step per process (at least 2, for BatchNorm).")
+    seed: int = setting(0, "Seed for the labelled subset, the classifier's initialisation and the data order.")
+    hidden: int = setting(PAPER_HIDDEN, "Hidden units of the classifier.", cli=False)  # models/classifier.py
+    dropout: float = setting(PAPER_DROPOUT, "Dropout of the classifier.", cli=False)
+    crop_padding: int = setting(0, "Random-crop augmentation padding in pixels (0: off).")
+    hflip: bool = setting(False, "Random horizontal flips.", flags=("--hflip/--no-hflip",))
+    checkpoint_every: int = setting(500, SHARED_HELP["checkpoint_every"], resumable=True)
+    keep_checkpoints: int = setting(3, SHARED_HELP["keep_checkpoints"], resumable=True)
+    nan_policy: str = setting("stop", SHARED_HELP["nan_policy"], resumable=True)
+    # the encoder it starts from, so --resume refuses another (the command sets it)
+    encoder_sha256: str | None = setting(None, "sha256 of the encoder fine-tuned.", cli=False)
+    cpu: bool = setting(False, SHARED_HELP["cpu"], flags=("--cpu",), resumable=True)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,6 +73,9 @@ class FinetuneConfig:
         if self.nan_policy not in NAN_POLICIES:
             raise UsageError(f"--nan-policy must be one of {', '.join(NAN_POLICIES)}, not {self.nan_policy!r}")
         return self
+
+
+RESUMABLE = frozenset(f.name for f in declared(FinetuneConfig) if f.metadata["resumable"])  # --resume may change these
 
 
 class ConvClassifier(nn.Module):

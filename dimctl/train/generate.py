@@ -28,6 +28,7 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from dimctl.data.dataset import ImageDataset
+from dimctl.data.registry import DATASETS
 from dimctl.data.order import epoch_order, rank_batch_start
 from dimctl.data.transforms import normalise
 from dimctl.errors import NonFiniteLoss, UsageError
@@ -35,6 +36,7 @@ from dimctl.io.artifacts import save_generator
 from dimctl.io.images import save_grid
 from dimctl.models.generators import DEFAULT_Z_DIM, IMAGE_SIZES, CriticConfig, GeneratorConfig, build_generator
 from dimctl.objectives.generative import DEFAULT_CRITIC_STEPS, DEFAULT_PENALTY, GENERATOR_METHODS, build_objective
+from dimctl.settings import SHARED_HELP, declared, setting
 from dimctl.train.engine import Progress, Schedule, Trainer, begin_run, run_steps
 from dimctl.train.guard import grad_norm
 from dimctl.train.loop import unwrap
@@ -43,33 +45,47 @@ GRID_SIDE = 8  # training grids are 8 × 8 samples of one fixed noise batch
 BN_REFRESH_BATCHES = 20  # fresh noise batches that recompute the published generator's BN statistics
 
 
+METHOD_HELP = ("ie: the paper's implicit prior matching (an encoder pushed to N(mu-real, 1) on real and N(mu-fake, 1) "
+               "on generated images; the generator moves its mode's mean to mu-real); nsgan-cp: non-saturating GAN "
+               "with the contractive penalty; wgan-gp: WGAN with gradient penalty.")
+
+
 @dataclass(frozen=True)
 class GenerateConfig:
-    dataset: str = "digits"
-    data_root: str | None = None
-    download: bool = False
-    method: str = "ie"  # ie | nsgan-cp | wgan-gp
-    image_size: int = 32  # 32 or 64: which ResNet variant
-    z_dim: int = DEFAULT_Z_DIM
-    width: int | None = None  # channels of generator and critic (None: Gulrajani et al.'s, 128 or 64)
-    steps: int = 2000  # generator updates
-    batch_size: int = 64
-    critic_steps: int | None = None  # critic updates per generator update (None: 5 for wgan-gp, else 1)
-    lr: float = 2e-4
-    adam_beta1: float = 0.0  # Gulrajani et al.'s Adam, for every method ("identical training procedures")
-    adam_beta2: float = 0.9
-    penalty: float | None = None  # contractive (ie, nsgan-cp) or gradient (wgan-gp) penalty weight
-    mu_real: float = 0.0  # IE: the encoder's target mean for real images (Eq. 13) ...
-    mu_fake: float = 1.0  # ... and for generated ones; their distance sets how much the modes overlap
-    clip_norm: float = 1.0  # IE: gradient-norm clipping of the 1-D discriminators (App. A.9)
-    prior_critic_lr: float = 5e-3  # IE: their learning rate; they must keep up with the encoder
-    prior_critic_penalty: float = 1.0  # IE: their contractive penalty (the authors' code penalises them too)
-    seed: int = 0
-    sample_every: int = 500
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    log_every: int = 10
-    cpu: bool = False
+    """Settings of `dimctl generate train`, each with its option's help (the command's options are derived from these)."""
+
+    dataset: str = setting("digits", f"One of: {', '.join(DATASETS)}.", flags=("--dataset", "-d"))
+    data_root: str | None = setting(None, SHARED_HELP["data_root"], resumable=True)
+    download: bool = setting(False, SHARED_HELP["download"], flags=("--download",), resumable=True)
+    method: str = setting("ie", METHOD_HELP)
+    image_size: int = setting(32, "32 or 64: Gulrajani et al.'s 32×32 or 64×64 ResNet; images load at this size.")
+    z_dim: int = setting(DEFAULT_Z_DIM, "Size of the generator's input noise z ~ N(0, I).")
+    width: int | None = setting(None, "Channels of generator and critic (default Gulrajani et al.'s: 128 at 32×32, 64 "
+                                      "at 64×64; 16–32 for quick CPU runs).")
+    steps: int = setting(2000, "Generator updates (each after --critic-steps critic updates).", resumable=True)
+    batch_size: int = setting(64, "Real and generated images per update, per process.")
+    critic_steps: int | None = setting(None, f"Critic updates per generator update (default: {DEFAULT_CRITIC_STEPS}).")
+    lr: float = setting(2e-4, "Adam learning rate of every network (betas 0, 0.9, as Gulrajani et al.).")
+    # Gulrajani et al.'s Adam, for every method ("identical training procedures")
+    adam_beta1: float = setting(0.0, "Adam's β1.", cli=False)
+    adam_beta2: float = setting(0.9, "Adam's β2.", cli=False)
+    penalty: float | None = setting(None, f"Contractive penalty (ie, nsgan-cp) or gradient penalty λ (wgan-gp) "
+                                          f"(default: {DEFAULT_PENALTY}).")
+    mu_real: float = setting(0.0, "ie: the encoder's target mean for real images.")
+    mu_fake: float = setting(1.0, "ie: its target mean for generated images (unit variances; the gap sets how much "
+                                  "the modes overlap).")
+    clip_norm: float = setting(1.0, "ie: gradient-norm clipping of the two 1-D discriminators.")
+    prior_critic_lr: float = setting(5e-3, "ie: Adam learning rate of the two 1-D discriminators (they must keep up "
+                                           "with the encoder).")
+    prior_critic_penalty: float = setting(1.0, "ie: contractive penalty on the two 1-D discriminators (the authors' "
+                                               "code penalises them too).")
+    seed: int = setting(0, "Seed for initialisation, data order and noise.")
+    sample_every: int = setting(500, "Write RUN/samples/step_N.png (8×8, fixed noise) every N steps (0: only "
+                                     "RUN/samples.png at the end).", resumable=True)
+    checkpoint_every: int = setting(500, SHARED_HELP["checkpoint_every"], resumable=True)
+    keep_checkpoints: int = setting(3, SHARED_HELP["keep_checkpoints"], resumable=True)
+    log_every: int = setting(10, SHARED_HELP["log_every"], resumable=True)
+    cpu: bool = setting(False, SHARED_HELP["cpu"], flags=("--cpu",), resumable=True)
 
     def resolved(self) -> "GenerateConfig":
         """Method defaults filled in, so config.json and the artifact hold every number."""
@@ -109,6 +125,9 @@ class GenerateConfig:
         if self.clip_norm <= 0 or self.prior_critic_lr <= 0:
             raise UsageError("--clip-norm and --prior-critic-lr must be positive")
         return self
+
+
+RESUMABLE = frozenset(f.name for f in declared(GenerateConfig) if f.metadata["resumable"])  # --resume may change these
 
 
 @dataclass

@@ -14,7 +14,7 @@ batch (dimctl/collectives.py).
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -50,10 +50,11 @@ def build_models(config: PretrainConfig, channels: int, image_size: int, num_tra
     """Encoder first, straight after seeding, so the same seed gives the same initial encoder
     whatever the method and heads are (a random-init baseline is `--epochs 0` with the same seed).
     Returns (encoder config, the method's model, its adversary or None); ``num_train`` sizes NAT's targets."""
-    set_seed(config.seed)
+    set_seed(config.run.seed)
     # With --crop-size the encoder takes the crops, not the images as loaded.
-    encoder_config = EncoderConfig(arch=config.arch, in_channels=channels, image_size=config.crop_size or image_size,
-                                   y_dim=config.y_dim, width=config.width, fc_dim=config.fc_dim)
+    arch = config.encoder
+    encoder_config = EncoderConfig(arch=arch.arch, in_channels=channels, image_size=config.data.crop_size or image_size,
+                                   y_dim=arch.y_dim, width=arch.width, fc_dim=arch.fc_dim)
     encoder = build_encoder(encoder_config)
     model, discriminator = build_method(config, encoder, encoder_config, num_train)
     return encoder_config, model, discriminator
@@ -63,13 +64,13 @@ def make_accelerator(config: PretrainConfig) -> Accelerator:
     """The run's Accelerator: device, process group and mixed precision (autocast and, for fp16,
     loss scaling) all come from Accelerate."""
     config = config.resolved()
-    if config.precision == "fp16" and (config.cpu or not torch.cuda.is_available()):
+    if config.run.precision == "fp16" and (config.run.cpu or not torch.cuda.is_available()):
         # Accelerate would silently fall back to fp32 here. Checked before the Accelerator exists:
         # its settings are process-wide and cannot change once made.
         raise UsageError("--precision fp16 needs a GPU; on the CPU use --precision bf16")
-    mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[config.precision]
+    mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[config.run.precision]
     _forget_other_precision(mixed)
-    return Accelerator(cpu=config.cpu, mixed_precision=mixed)
+    return Accelerator(cpu=config.run.cpu, mixed_precision=mixed)
 
 
 def _forget_other_precision(mixed: str) -> None:
@@ -90,10 +91,10 @@ def prepare_models(config: PretrainConfig, accelerator: Accelerator, channels: i
     method's networks and its adversary as two parameter groups (see ``step_losses``)."""
     encoder_config, model, discriminator = build_models(config, channels, image_size, num_train)
     # Augmentation draws differ per process (the initial weights above do not: same seed).
-    set_seed(config.seed, device_specific=True)
-    if config.sync_bn:
+    set_seed(config.run.seed, device_specific=True)
+    if config.run.sync_bn:
         model = convert_sync_batchnorm(model, accelerator.device, accelerator.num_processes)
-    if config.channels_last:
+    if config.run.channels_last:
         model = model.to(memory_format=torch.channels_last)
     groups = [{"params": list(model.parameters())}]
     if discriminator is not None:
@@ -101,12 +102,13 @@ def prepare_models(config: PretrainConfig, accelerator: Accelerator, channels: i
     # Fused Adam: one kernel per step instead of ~8 elementwise passes per parameter (about a tenth
     # of a CPU step at 2048-wide heads), and it can skip an update on a device-side flag (train/guard.py).
     fused = accelerator.device.type in ("cpu", "cuda")
-    optimiser = torch.optim.Adam(groups, lr=config.lr, betas=(config.adam_beta1, config.adam_beta2), fused=fused)
+    adam = config.optimiser
+    optimiser = torch.optim.Adam(groups, lr=adam.lr, betas=(adam.adam_beta1, adam.adam_beta2), fused=fused)
     if discriminator is not None:
         model, discriminator, optimiser = accelerator.prepare(model, discriminator, optimiser)
     else:
         model, optimiser = accelerator.prepare(model, optimiser)
-    if config.compile:
+    if config.run.compile:
         # Only the method's model, after DDP wrapping (the order torch recommends): the prior
         # discriminator's gradient penalty needs double backward, which compiled graphs lack.
         model = torch.compile(model)
@@ -144,7 +146,7 @@ def step_losses(model: nn.Module, discriminator: nn.Module | None, x: torch.Tens
         loss = bare_model.loss(out.terms)
         if discriminator is None:
             return StepLosses(loss, out.terms, loss)
-        adversarial, disc_loss, adversary_terms = METHODS[config.method].adversary_losses(
+        adversarial, disc_loss, adversary_terms = METHODS[config.objective.method].adversary_losses(
             out, bare_model, discriminator, unwrap(accelerator, discriminator), config)
     method_loss = loss + adversarial
     return StepLosses(method_loss + disc_loss, {**out.terms, **adversary_terms}, method_loss)
@@ -158,21 +160,21 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
     sets it from SIGINT/SIGTERM): when it turns true, a checkpoint is written and ``Interrupted``
     is raised (train/engine.py)."""
     config.validate()
-    if accelerator is not None and config.precision == "auto":  # a given Accelerator has its precision already
-        config = replace(config, precision={"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision))
+    if accelerator is not None and config.run.precision == "auto":  # a given Accelerator has its precision already
+        config = config.replace(precision={"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision))
     config = config.resolved()
     accelerator = accelerator or make_accelerator(config)
     world = accelerator.num_processes
     if world > 1:
-        _check_same_precision(accelerator, config.precision)
+        _check_same_precision(accelerator, config.run.precision)
 
     n = dataset.num_train if isinstance(dataset, StreamingFolder) else dataset.train_images.shape[0]
-    global_batch = config.batch_size * world
+    global_batch = config.optimiser.batch_size * world
     if n < global_batch:
         raise UsageError(f"{dataset.name} has {n} training images, fewer than one batch of {global_batch}; "
                          f"lower --batch-size")
     steps_per_epoch = n // global_batch  # drop the ragged tail: every step sees the same number of negatives
-    total_steps = config.epochs * steps_per_epoch
+    total_steps = config.run.epochs * steps_per_epoch
 
     encoder_config, model, discriminator, optimiser = prepare_models(
         config, accelerator, dataset.channels, dataset.image_size, n)
@@ -182,7 +184,7 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
         "global_batch_size": global_batch, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
     })
     trainer = DIMTrainer(config, accelerator, dataset, model, discriminator, optimiser, steps_per_epoch)
-    schedule = Schedule(total_steps, config.log_every, config.checkpoint_every, config.keep_checkpoints)
+    schedule = Schedule(total_steps, config.run.log_every, config.run.checkpoint_every, config.run.keep_checkpoints)
     metrics = run_steps(trainer, accelerator, run_dir, start_step, schedule,
                         f"dimctl pretrain --out {run_dir} --resume", on_progress, should_stop)
 
@@ -206,11 +208,11 @@ class DIMTrainer(Trainer):
         self.config, self.accelerator, self.dataset = config, accelerator, dataset
         self.model, self.discriminator, self.optimiser = model, discriminator, optimiser
         self.steps_per_epoch = steps_per_epoch
-        self.images_per_step = config.batch_size * accelerator.num_processes
+        self.images_per_step = config.optimiser.batch_size * accelerator.num_processes
         self.streamed = isinstance(dataset, StreamingFolder)
         self.n = dataset.num_train if self.streamed else dataset.train_images.shape[0]
         self.images = None if self.streamed else dataset.train_images.to(accelerator.device)
-        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.memory_format = torch.channels_last if config.run.channels_last else torch.contiguous_format
         self.order_epoch, self.batches, self.indices = -1, None, None
         self.losses: StepLosses | None = None
         self.skipped = 0  # steps left out under --nan-policy skip
@@ -219,7 +221,7 @@ class DIMTrainer(Trainer):
         self.check_gradients = accelerator.scaler is None
         # On a GPU the checks run on the device and are read only at log steps and checkpoints.
         device = accelerator.device
-        self.deferred = (DeferredGuard(device, config.nan_policy)
+        self.deferred = (DeferredGuard(device, config.run.nan_policy)
                          if defer_checks(device) and fused_optimiser(optimiser) else None)
         model.train()
 
@@ -230,21 +232,21 @@ class DIMTrainer(Trainer):
         epoch, position = divmod(step, self.steps_per_epoch)
         if epoch != self.order_epoch:
             config, rank = self.config, self.accelerator.process_index
-            order, self.order_epoch = epoch_order(self.n, config.seed, epoch, self.accelerator.device), epoch
-            starts = [rank_batch_start(p, self.images_per_step, rank, config.batch_size)
+            order, self.order_epoch = epoch_order(self.n, config.run.seed, epoch, self.accelerator.device), epoch
+            starts = [rank_batch_start(p, self.images_per_step, rank, config.optimiser.batch_size)
                       for p in range(position, self.steps_per_epoch)]
-            self.indices = (order[s:s + config.batch_size] for s in starts)
+            self.indices = (order[s:s + config.optimiser.batch_size] for s in starts)
             if self.streamed:
-                self.batches = stream_batches(self.dataset, [order[s:s + config.batch_size].tolist() for s in starts],
-                                              self.accelerator.device, config.workers)
+                batches = [order[s:s + config.optimiser.batch_size].tolist() for s in starts]
+                self.batches = stream_batches(self.dataset, batches, self.accelerator.device, config.data.workers)
             else:
-                self.batches = (self.images[order[s:s + config.batch_size]] for s in starts)
+                self.batches = (self.images[order[s:s + config.optimiser.batch_size]] for s in starts)
         return next(self.batches), next(self.indices)
 
     def step(self, step: int) -> None:
         config, accelerator, optimiser = self.config, self.accelerator, self.optimiser
         batch, index = self._batch(step)
-        x = normalise(augment(batch, config.crop_padding, config.hflip, crop_size=config.crop_size)
+        x = normalise(augment(batch, config.data.crop_padding, config.data.hflip, crop_size=config.data.crop_size)
                       ).contiguous(memory_format=self.memory_format)
         done = step + 1
         self.losses = losses = step_losses(self.model, self.discriminator, x, config, accelerator, index)
@@ -265,7 +267,7 @@ class DIMTrainer(Trainer):
             return f"loss term {bad} became {losses.terms.get(bad, losses.total).item()}"
 
         gradient_norm = (lambda: _grad_norm(self.model, self.discriminator)) if self.check_gradients else None
-        if not checked_update(accelerator, optimiser, losses.total, gradient_norm, config.nan_policy, done,
+        if not checked_update(accelerator, optimiser, losses.total, gradient_norm, config.run.nan_policy, done,
                               loss_problem):
             self.skipped += 1
 

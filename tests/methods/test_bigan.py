@@ -25,7 +25,7 @@ def test_generator_and_discriminator_shapes():
 
 
 def test_one_backward_gives_each_network_its_own_gradient():
-    config = PretrainConfig(method="bigan", preset=None, width=0.25, fc_dim=32, y_dim=8, cpu=True, gamma=0.0,
+    config = PretrainConfig.of(method="bigan", preset=None, width=0.25, fc_dim=32, y_dim=8, cpu=True, gamma=0.0,
                             precision="fp32")  # compared below with the same losses computed in fp32
     accelerator = make_accelerator(config)
     torch.manual_seed(0)

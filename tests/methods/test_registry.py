@@ -36,10 +36,10 @@ class Spread(Method):
     weights = {"gamma": 0.5}
 
     def build(self, config, encoder, encoder_config, num_train):
-        return SpreadModel(encoder), PriorDiscriminator(config.y_dim) if config.gamma > 0 else None
+        return SpreadModel(encoder), PriorDiscriminator(config.encoder.y_dim) if config.objective.gamma > 0 else None
 
     def validate(self, config):
-        if config.batch_size < 8:
+        if config.optimiser.batch_size < 8:
             raise UsageError("--method spread needs --batch-size ≥ 8 (a standard deviation over the batch)")
 
     def describe(self, settings, weight=str):

@@ -123,7 +123,7 @@ def test_both_local_critics_score_positives_above_negatives_after_training(criti
 def test_each_extension_trains_with_finite_losses(options, tmp_path):
     digits = load_dataset("digits")
     data = replace(digits, train_images=digits.train_images[:192], train_labels=digits.train_labels[:192])
-    config = PretrainConfig(mi_units=32, batch_size=32, epochs=2, checkpoint_every=0, log_every=1, **options)
+    config = PretrainConfig.of(mi_units=32, batch_size=32, epochs=2, checkpoint_every=0, log_every=1, **options)
     result = pretrain(config, data, tmp_path / "run")
     assert all(np.isfinite(v) for v in result.final_metrics.values())
     if options.get("coord"):

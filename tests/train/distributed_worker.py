@@ -30,7 +30,7 @@ TRAIN_CONFIG = dict(mi_units=64, batch_size=32, epochs=2, checkpoint_every=0, se
 
 
 def grads_config(estimator: str, batch_size: int) -> PretrainConfig:
-    return PretrainConfig(alpha=0.5, beta=1.0, gamma=0.0, estimator=estimator, mi_units=32,
+    return PretrainConfig.of(alpha=0.5, beta=1.0, gamma=0.0, estimator=estimator, mi_units=32,
                           batch_size=batch_size, seed=1, preset=None, precision="fp32", cpu=True)
 
 
@@ -72,7 +72,7 @@ def main() -> None:
                 save_file(result, str(out / f"grads-{estimator}.safetensors"))
     elif mode == "train":
         captured = capture_models(accelerator)
-        result = pretrain(PretrainConfig(**TRAIN_CONFIG), load_dataset("digits"), out / "run", accelerator=accelerator)
+        result = pretrain(PretrainConfig.of(**TRAIN_CONFIG), load_dataset("digits"), out / "run", accelerator=accelerator)
         # Parameters, not buffers: BatchNorm running statistics are per process (DDP broadcasts
         # rank 0's at each forward, and rank 0's are the ones published).
         model_params = torch.cat([p.detach().flatten() for p in captured[0].parameters()])

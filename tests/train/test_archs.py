@@ -38,7 +38,7 @@ def images(tmp_path_factory):
 def test_arch_trains_round_trips_and_extracts(arch, images, tmp_path, capsys):
     size = INPUT_SIZES[arch]
     data = load_dataset("folder", images, image_size=size)  # 20-px images resized to the encoder's size
-    config = PretrainConfig(arch=arch, epochs=2, **SMALL)
+    config = PretrainConfig.of(arch=arch, epochs=2, **SMALL)
     result = pretrain(config, data, tmp_path / "run")
     assert result.steps == 4 and all(np.isfinite(v) for v in result.final_metrics.values())
 
@@ -86,7 +86,7 @@ def test_pretrain_cli_refuses_inconsistent_encoder_flags(tmp_path, capsys, flags
 def test_stl10_pretrains_on_random_crops_of_its_pool(tmp_path):
     write_stl10(tmp_path, n_train=10, n_test=4, n_unlabeled=22)
     pool = load_dataset("stl10", tmp_path, image_size=96).pretraining_pool()
-    config = PretrainConfig(arch="alexnet", image_size=96, crop_size=64, hflip=True, epochs=1, **SMALL)
+    config = PretrainConfig.of(arch="alexnet", image_size=96, crop_size=64, hflip=True, epochs=1, **SMALL)
     result = pretrain(config, pool, tmp_path / "run")
     assert result.steps == 4  # 32 pooled images (10 labelled + 22 unlabelled) at 8 per step
     artifact = load_encoder(result.encoder_path)

@@ -98,7 +98,7 @@ def nan_on_call(monkeypatch):
 
 def test_nan_stops_before_the_bad_update_and_keeps_the_checkpoint(nan_on_call, tmp_path):
     data = load_dataset("digits")
-    config = PretrainConfig(epochs=1, mi_units=16, checkpoint_every=2)
+    config = PretrainConfig.of(epochs=1, mi_units=16, checkpoint_every=2)
     with pytest.raises(NonFiniteLoss, match=r"local_mi .* step 5"):
         pretrain(config, data, tmp_path / "run")
     latest = list_checkpoints(tmp_path / "run")[-1]
@@ -116,7 +116,7 @@ def deferred_checks(monkeypatch):
 
 def test_deferred_checks_stop_at_the_first_bad_step_without_a_checkpoint_after_it(nan_on_call, deferred_checks,
                                                                                    tmp_path):
-    config = PretrainConfig(epochs=1, mi_units=16, checkpoint_every=2, log_every=10, precision="fp32")
+    config = PretrainConfig.of(epochs=1, mi_units=16, checkpoint_every=2, log_every=10, precision="fp32")
     with pytest.raises(NonFiniteLoss, match=r"non-finite \(noticed at step 6; .*\) at step 5"):
         pretrain(config, load_dataset("digits"), tmp_path / "run")
     assert list_checkpoints(tmp_path / "run")[-1].name == "step_00000004"
@@ -124,7 +124,7 @@ def test_deferred_checks_stop_at_the_first_bad_step_without_a_checkpoint_after_i
 
 def test_deferred_checks_skip_exactly_the_bad_update(nan_on_call, deferred_checks, tmp_path, monkeypatch):
     """Under --nan-policy skip the deferred run equals the at-once run step for step: the same weights."""
-    config = PretrainConfig(epochs=1, mi_units=16, checkpoint_every=0, log_every=7, nan_policy="skip", precision="fp32")
+    config = PretrainConfig.of(epochs=1, mi_units=16, checkpoint_every=0, log_every=7, nan_policy="skip", precision="fp32")
     deferred = pretrain(config, load_dataset("digits"), tmp_path / "deferred")
     assert deferred.final_metrics["skipped_steps"] == 1
     monkeypatch.setattr("dimctl.train.loop.defer_checks", lambda device: False)
@@ -144,7 +144,7 @@ def test_deferred_checks_skip_exactly_the_bad_update(nan_on_call, deferred_check
 
 
 def test_nan_policy_skip_leaves_the_step_out(nan_on_call, tmp_path):
-    config = PretrainConfig(epochs=1, mi_units=16, checkpoint_every=0, log_every=1, nan_policy="skip")
+    config = PretrainConfig.of(epochs=1, mi_units=16, checkpoint_every=0, log_every=1, nan_policy="skip")
     result = pretrain(config, load_dataset("digits"), tmp_path / "run")
     assert result.final_metrics["skipped_steps"] == 1
     assert all(torch.isfinite(t).all() for t in load_file(str(result.encoder_path)).values() if t.is_floating_point())
@@ -179,7 +179,7 @@ def test_nonfinite_gradients_are_caught_too(monkeypatch, tmp_path):
 
     monkeypatch.setitem(bounds.ESTIMATORS, "jsd", nan_gradient)
     with pytest.raises(NonFiniteLoss, match="gradients became non-finite at step 1"):
-        pretrain(PretrainConfig(epochs=1, mi_units=16, checkpoint_every=0), load_dataset("digits"), tmp_path / "run")
+        pretrain(PretrainConfig.of(epochs=1, mi_units=16, checkpoint_every=0), load_dataset("digits"), tmp_path / "run")
 
 
 def test_unusable_out_and_wrongly_typed_config_are_one_line_errors(tmp_path, capsys):

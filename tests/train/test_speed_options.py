@@ -16,11 +16,11 @@ from dimctl.train.loop import make_accelerator, prepare_models, step_losses
 
 
 def test_channels_last_gives_the_same_losses_and_gradients():
-    accelerator = make_accelerator(PretrainConfig(precision="fp32", cpu=True))
+    accelerator = make_accelerator(PretrainConfig.of(precision="fp32", cpu=True))
     x = (load_dataset("digits").train_images[:16].float() / 127.5 - 1)
     results = []
     for channels_last in (False, True):
-        config = PretrainConfig(mi_units=32, batch_size=16, alpha=0.5, channels_last=channels_last, precision="fp32")
+        config = PretrainConfig.of(mi_units=32, batch_size=16, alpha=0.5, channels_last=channels_last, precision="fp32")
         _, model, discriminator, _ = prepare_models(config, accelerator, 1, 32)
         memory = torch.channels_last if channels_last else torch.contiguous_format
         torch.manual_seed(0)  # the prior's samples

@@ -1,0 +1,75 @@
+"""Settings declared once: a dataclass field that carries its own command-line help.
+
+A run's config is a dataclass whose fields are settings or sections (dataclasses of settings):
+``PretrainConfig`` has ``data``, ``encoder``, ``objective``, ``optimiser`` and ``run``. Its flat view
+(every setting by its own name, sections dissolved) is what config.json holds and what the CLI's
+options are: `cli/settings_options.py` derives each option, its default and its help from the
+field, so nothing is written twice. Setting names are unique across a config's sections.
+"""
+
+from dataclasses import MISSING, Field, field, fields, is_dataclass, replace
+
+
+def setting(default, help: str, *, flags: tuple[str, ...] = (), resumable: bool = False, cli: bool = True,
+            unset: bool = False):
+    """A field with its help. ``flags``: the option's spellings (default ``--field-name``; booleans
+    name theirs: ``("--occlude",)`` or ``("--hflip/--no-hflip",)``). ``resumable``: ``--resume`` may
+    change it. ``cli=False``: no option (a setting only the library sets). ``unset``: the option
+    defaults to None, "not given", and the command resolves it (e.g. DIM's weights from the preset)."""
+    return field(default=default, metadata={"help": help, "flags": flags, "resumable": resumable, "cli": cli,
+                                            "unset": unset})
+
+
+def declared(cls) -> list[Field]:
+    """Every setting of a config class, sections dissolved, in declaration order."""
+    out = []
+    for f in fields(cls):
+        section = _section_type(f)
+        out.extend(declared(section) if section is not None else [f])
+    return out
+
+
+def flatten(config) -> dict:
+    """The flat view: {setting name: value}."""
+    out = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        out.update(flatten(value) if is_dataclass(value) else {f.name: value})
+    return out
+
+
+def updated(config, **flat):
+    """``config`` with settings replaced by flat name, wherever their section is. An unknown name is a KeyError."""
+    unknown = set(flat) - {f.name for f in declared(type(config))}
+    if unknown:
+        raise KeyError(f"unknown setting {sorted(unknown)[0]!r} of {type(config).__name__}")
+    changes = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if is_dataclass(value):
+            mine = {k: v for k, v in flat.items() if k in {g.name for g in declared(type(value))}}
+            if mine:
+                changes[f.name] = updated(value, **mine)
+        elif f.name in flat:
+            changes[f.name] = flat[f.name]
+    return replace(config, **changes)
+
+
+def _section_type(f: Field):
+    factory = f.default_factory
+    return factory if factory is not MISSING and is_dataclass(factory) else None
+
+
+# The help of settings several commands share (pretrain, generate train, finetune, the data options
+# of every command), so each says the same thing everywhere.
+SHARED_HELP = {
+    "data_root": "Folder holding the dataset's files (torchvision's layout; for `folder`, the image folder). "
+                 "Default ./data; fashion-mnist also looks in /usr/share/datasets/fashion-mnist.",
+    "download": "Fetch the dataset if its files are missing (off: nothing downloads unless asked).",
+    "checkpoint_every": "Save resume state every N steps (0: only at the end).",
+    "keep_checkpoints": "Keep the newest K checkpoints.",
+    "log_every": "Write metrics.jsonl every N steps.",
+    "cpu": "Train on the CPU even when a GPU is present.",
+    "nan_policy": "A NaN/inf loss or gradient: `stop` (before the bad update; the last checkpoint stays good) or "
+                  "`skip` the step.",
+}
