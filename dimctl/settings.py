@@ -11,13 +11,24 @@ from dataclasses import MISSING, Field, field, fields, is_dataclass, replace
 
 
 def setting(default, help: str, *, flags: tuple[str, ...] = (), resumable: bool = False, cli: bool = True,
-            unset: bool = False):
+            unset: bool = False, choices: tuple[str, ...] = ()):
     """A field with its help. ``flags``: the option's spellings (default ``--field-name``; booleans
     name theirs: ``("--occlude",)`` or ``("--hflip/--no-hflip",)``). ``resumable``: ``--resume`` may
     change it. ``cli=False``: no option (a setting only the library sets). ``unset``: the option
-    defaults to None, "not given", and the command resolves it (e.g. DIM's weights from the preset)."""
+    defaults to None, "not given", and the command resolves it (e.g. DIM's weights from the preset).
+    ``choices``: the values it may take (``invalid_choice`` checks them)."""
     return field(default=default, metadata={"help": help, "flags": flags, "resumable": resumable, "cli": cli,
-                                            "unset": unset})
+                                            "unset": unset, "choices": tuple(choices)})
+
+
+def invalid_choice(config) -> str | None:
+    """The first setting whose value is not one of its ``choices``, as a message naming its option; None if all are."""
+    flat = flatten(config)
+    for f in declared(type(config)):
+        choices, value = f.metadata.get("choices"), flat[f.name]
+        if choices and value is not None and value not in choices:
+            return f"--{f.name.replace('_', '-')} {value!r} is not one of: {', '.join(choices)}"
+    return None
 
 
 def declared(cls) -> list[Field]:

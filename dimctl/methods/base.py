@@ -87,7 +87,7 @@ class Method(ABC):
         prior_term = prior.encoder_prior_loss(bare_discriminator, encoded)
         bare_discriminator.requires_grad_(True)
         disc_loss = prior.discriminator_loss(discriminator, encoded.detach(), config.objective.prior_gradient_penalty,
-                                             chosen.sample)
+                                             chosen.sample, config.objective.prior_penalty_on)
         return (config.objective.gamma * prior_term, disc_loss,
                 {"prior_encoder": prior_term, "prior_discriminator": disc_loss})
 

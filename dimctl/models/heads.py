@@ -14,9 +14,12 @@ from dimctl.models.conv import Conv2d
 
 
 class VectorEmbedding(nn.Module):
-    """Linear → BN → ReLU → linear, plus a linear shortcut, LayerNorm over the units."""
+    """Linear → BN → ReLU → linear, plus a linear shortcut, LayerNorm over the units.
 
-    def __init__(self, in_features: int, units: int):
+    ``identity_shortcut``: the authors' init of the shortcut — weights U(−0.01, 0.01) with ones on
+    the diagonal (as much of an identity as the shapes allow), no bias — instead of PyTorch's."""
+
+    def __init__(self, in_features: int, units: int, identity_shortcut: bool = False):
         super().__init__()
         self.block = nn.Sequential(
             nn.Linear(in_features, units, bias=False),
@@ -24,7 +27,10 @@ class VectorEmbedding(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(units, units),
         )
-        self.shortcut = nn.Linear(in_features, units)
+        self.shortcut = nn.Linear(in_features, units, bias=not identity_shortcut)
+        if identity_shortcut:
+            with torch.no_grad():
+                self.shortcut.weight.uniform_(-0.01, 0.01).fill_diagonal_(1.0)
         self.norm = nn.LayerNorm(units)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,7 +68,7 @@ class MapEmbedding(nn.Module):
     """Embeds a whole feature map into one vector: the paper's global-discriminator convs
     (3×3 → 64, 3×3 → 32, no padding), flattened, then a VectorEmbedding."""
 
-    def __init__(self, in_channels: int, spatial: int, units: int):
+    def __init__(self, in_channels: int, spatial: int, units: int, identity_shortcut: bool = False):
         super().__init__()
         self.convs = nn.Sequential(
             Conv2d(in_channels, 64, 3),
@@ -70,25 +76,27 @@ class MapEmbedding(nn.Module):
             Conv2d(64, 32, 3),
             nn.ReLU(inplace=True),
         )
-        self.embed = VectorEmbedding(32 * (spatial - 4) ** 2, units)
+        self.embed = VectorEmbedding(32 * (spatial - 4) ** 2, units, identity_shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(self.convs(x).flatten(1))
 
 
-def dot_scores(global_emb: torch.Tensor, local_emb: torch.Tensor) -> torch.Tensor:
+def dot_scores(global_emb: torch.Tensor, local_emb: torch.Tensor, scaled: bool = True) -> torch.Tensor:
     """Score every global against every local in one matrix product.
 
     global_emb (N, U) and local_emb (N, M, U) → scores (N, N, M), scores[i, j, m] = <g_i, l_jm>.
-    A local_emb of shape (N, U) is treated as M == 1. Scores are divided by sqrt(U): LayerNorm
-    makes every embedding coordinate unit-scale, so raw dot products grow like sqrt(U) and would
-    saturate the softplus and exp of the bounds at the paper's width of 2048.
+    A local_emb of shape (N, U) is treated as M == 1. ``scaled``: scores are divided by sqrt(U)
+    (an AMDIM practice): LayerNorm makes every embedding coordinate unit-scale, so raw dot products
+    grow like sqrt(U) and would saturate the softplus and exp of the bounds at the paper's width of
+    2048. The authors' code uses the raw products (``scaled=False``).
     """
     if local_emb.dim() == 2:
         local_emb = local_emb.unsqueeze(1)
     n, m, units = local_emb.shape
     # (N·M, U)ᵀ is a transposed view, which the GEMM reads without a copy.
-    return (global_emb @ local_emb.reshape(n * m, units).T).view(global_emb.shape[0], n, m) / math.sqrt(units)
+    scores = (global_emb @ local_emb.reshape(n * m, units).T).view(global_emb.shape[0], n, m)
+    return scores / math.sqrt(units) if scaled else scores
 
 
 class ConcatCritic(nn.Module):

@@ -23,6 +23,8 @@ from dimctl.settings import setting
 
 LOCAL_CRITICS = ("dot", "concat")
 COORDS = ("none", "abs", "rel", "both")
+SCORE_SCALES = ("sqrt", "none")
+SHORTCUT_INITS = ("default", "identity")
 CONCAT_NEGATIVES = 1  # other images each global meets in the concat critic (the paper's one shuffle)
 
 
@@ -36,11 +38,11 @@ class DIMConfig:
     gamma: float = setting(0.1, "Prior-matching weight (overrides the preset); with --method aae, the weight of "
                                 "matching Y to N(0, I).", unset=True)
     estimator: str = setting("jsd", f"MI estimator: {', '.join(ESTIMATORS)}. Default jsd (cpc: infonce, as in the "
-                                    f"paper's Table 3).", unset=True)
+                                    f"paper's Table 3).", unset=True, choices=tuple(ESTIMATORS))
     mi_units: int = setting(2048, "Width of the MI heads' embeddings (paper: 2048; smaller is much faster on CPU).")
     local_critic: str = setting("dot", "Local MI critic: dot (encode-and-dot-product, every pair in the batch) or "
                                        "concat (Y tiled and concatenated to the local map, 1×1 convs 512-512-1; one "
-                                       "shuffled negative image, as in the paper).")
+                                       "shuffled negative image, as in the paper).", choices=LOCAL_CRITICS)
     occlude: bool = setting(False, "Compute the global feature from a randomly occluded copy of each image (blocks "
                                    "the size of a local feature's receptive field; locals see the full image).",
                             flags=("--occlude",))
@@ -50,6 +52,14 @@ class DIMConfig:
     coord_rel_weight: float = setting(1.0, "Weight of the relative-coordinate cross-entropy.")
     globals: int = setting(0, "Extra less-global features, each summarising a random block of the local map, scored "
                               "by the same local estimator (paper Table 3; best with the folded encoders).")
+    # Where dimctl departs from the authors' code, a switch to their choice (the default is dimctl's).
+    score_scale: str = setting("sqrt", "Divide the dot-product critics' scores by sqrt(--mi-units) (sqrt, an AMDIM "
+                                       "practice: LayerNorm'd embeddings' raw products grow like sqrt(units) and "
+                                       "saturate the bounds at 2048) or use raw products (none, as the authors' code).",
+                               choices=SCORE_SCALES)
+    shortcut_init: str = setting("default", "Init of the MI heads' linear shortcuts: default (PyTorch's, with bias) "
+                                            "or identity (the authors': weights U(-0.01, 0.01) with ones on the "
+                                            "diagonal, no bias).", choices=SHORTCUT_INITS)
 
 
 # The paper's settings. dim-lg's α is the common ports' choice; the paper's pair is lost.
@@ -89,15 +99,15 @@ class DIMHeads(nn.Module):
         self.occlusion_block = occlusion_block
         channels, height, width = tap_shapes["local"]
         (y_dim,) = tap_shapes["y"]
-        units = config.mi_units
+        units, identity = config.mi_units, config.shortcut_init == "identity"
         if config.beta > 0 and config.local_critic == "dot":
-            self.local_map = LocalEmbedding(channels, units)
-            self.local_y = VectorEmbedding(y_dim, units)
+            self.local_map = LocalEmbedding(channels, units, identity_shortcut=identity)
+            self.local_y = VectorEmbedding(y_dim, units, identity_shortcut=identity)
         if config.beta > 0 and config.local_critic == "concat":
             self.concat = ConcatCritic(channels, y_dim)
         if config.alpha > 0:
-            self.global_map = MapEmbedding(channels, height, units)
-            self.global_y = VectorEmbedding(y_dim, units)
+            self.global_map = MapEmbedding(channels, height, units, identity_shortcut=identity)
+            self.global_y = VectorEmbedding(y_dim, units, identity_shortcut=identity)
         if config.coord in ("abs", "both"):
             self.coord_abs = CoordinatePredictor(channels + y_dim, height, width)
         if config.coord in ("rel", "both"):
@@ -124,7 +134,7 @@ class DIMHeads(nn.Module):
             terms["local_mi"] = torch.stack([self._local_mi(g, local, gather) for g in globals_]).mean()
         if config.alpha > 0:
             terms["global_mi"] = ESTIMATORS[config.estimator](
-                _scores(gather(self.global_y(y_global)), gather(self.global_map(local))))
+                self._scores(gather(self.global_y(y_global)), gather(self.global_map(local))))
         if config.coord in ("abs", "both"):
             terms["coord_abs_ce"] = coordinates.absolute_loss(self.coord_abs, local, y_global)
         if config.coord in ("rel", "both"):
@@ -136,7 +146,11 @@ class DIMHeads(nn.Module):
             y_part, map_part = self.concat.project(y, local)
             positives, negatives = self.concat.score_shifted(gather(y_part), gather(map_part), CONCAT_NEGATIVES)
             return PAIRED_ESTIMATORS[self.config.estimator](positives.float(), negatives.float())
-        return ESTIMATORS[self.config.estimator](_scores(gather(self.local_y(y)), gather(self.local_map(local))))
+        return ESTIMATORS[self.config.estimator](self._scores(gather(self.local_y(y)), gather(self.local_map(local))))
+
+    def _scores(self, global_emb: torch.Tensor, local_emb: torch.Tensor) -> torch.Tensor:
+        # The bounds' softplus and log-sum-exp run in float32 even under bf16/fp16 autocast.
+        return dot_scores(global_emb, local_emb, scaled=self.config.score_scale == "sqrt").float()
 
     def mi_loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         loss = 0.0
@@ -149,8 +163,3 @@ class DIMHeads(nn.Module):
         if "coord_rel_ce" in terms:
             loss = loss + self.config.coord_rel_weight * terms["coord_rel_ce"]
         return loss
-
-
-def _scores(global_emb: torch.Tensor, local_emb: torch.Tensor) -> torch.Tensor:
-    # The bounds' softplus and log-sum-exp run in float32 even under bf16/fp16 autocast.
-    return dot_scores(global_emb, local_emb).float()

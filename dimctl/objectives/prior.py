@@ -41,24 +41,34 @@ PRIORS: dict[str, Prior] = {
 }
 
 
+PENALTY_ON = ("prior", "both")  # where the discriminator's gradient penalty is taken
+
+
 def discriminator_loss(
     discriminator: nn.Module, encoded: torch.Tensor, gradient_penalty: float = 0.0,
-    sample: Callable[[torch.Tensor], torch.Tensor] = sample_prior,
+    sample: Callable[[torch.Tensor], torch.Tensor] = sample_prior, penalty_on: str = "prior",
 ) -> torch.Tensor:
     """Loss the discriminator minimises: the negated GAN value, -E_prior[log D] - E_enc[log(1 - D)].
 
     ``encoded`` must be detached from the encoder. With ``gradient_penalty`` > 0 adds
-    weight · E‖∇D(v)‖² on prior samples v, which keeps the discriminator smooth, as the authors' code does.
+    weight · E‖∇D(v)‖², which keeps the discriminator smooth: on prior samples v (``penalty_on``
+    "prior", dimctl's default), or the mean of that and the same on the encoded samples ("both",
+    what the authors' code intends; through an indexing slip it penalises one sample per batch).
     """
+    if penalty_on not in PENALTY_ON:
+        raise ValueError(f"penalty_on {penalty_on!r} is not one of: {', '.join(PENALTY_ON)}")
     real = sample(encoded)
+    penalised = [real, encoded] if penalty_on == "both" else [real]
     if gradient_penalty > 0:
-        real.requires_grad_(True)
+        for t in penalised:
+            t.requires_grad_(True)
     real_logits = discriminator(real)
     fake_logits = discriminator(encoded)
     loss = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
     if gradient_penalty > 0:
-        (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
-        loss = loss + gradient_penalty * grad.pow(2).sum(dim=1).mean()
+        outputs = [real_logits.sum(), fake_logits.sum()][:len(penalised)]
+        grads = [torch.autograd.grad(o, t, create_graph=True)[0] for o, t in zip(outputs, penalised)]
+        loss = loss + gradient_penalty * torch.stack([g.pow(2).sum(dim=1).mean() for g in grads]).mean()
     return loss
 
 

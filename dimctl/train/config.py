@@ -11,10 +11,10 @@ from dimctl.data.registry import DATASETS
 from dimctl.errors import UsageError
 from dimctl.methods import METHODS
 from dimctl.models.encoders import ENCODERS, INPUT_SIZES
-from dimctl.objectives.bounds import ESTIMATORS
-from dimctl.objectives.dim import COORDS, LOCAL_CRITICS, PRESETS, DIMConfig
+from dimctl.objectives.dim import PRESETS, DIMConfig
+from dimctl.objectives.prior import PENALTY_ON
 from dimctl.precision import PRECISIONS, resolve_precision
-from dimctl.settings import SHARED_HELP, declared, flatten, setting, updated
+from dimctl.settings import SHARED_HELP, declared, flatten, invalid_choice, setting, updated
 from dimctl.train.guard import NAN_POLICIES
 
 PRESET_HELP = "Objective weights: " + ", ".join(f"{name} (α={w['alpha']:g}, β={w['beta']:g}, γ={w['gamma']:g})"
@@ -60,9 +60,12 @@ class ObjectiveSettings(DIMConfig):
     estimator unset and resolves them from --method and --preset (``resolve_weights``)."""
 
     method: str = setting("dim", METHOD_HELP)  # dim, or a comparison method of the paper (dimctl/methods/)
-    preset: str | None = setting("dim-l", PRESET_HELP, unset=True)
+    preset: str | None = setting("dim-l", PRESET_HELP, unset=True, choices=tuple(PRESETS))
     cpc_rows: int = setting(3, "--method cpc: predict 1 to this many rows ahead, one network per offset.")
     prior_gradient_penalty: float = setting(1.0, "Gradient-penalty weight of the prior discriminator.", cli=False)
+    prior_penalty_on: str = setting("prior", "Where the prior discriminator's gradient penalty is taken: on prior "
+                                             "samples (prior) or averaged over prior and encoded samples (both, as the "
+                                             "authors' code intends).", choices=PENALTY_ON)
 
 
 @dataclass(frozen=True)
@@ -81,9 +84,10 @@ class RunSettings:
     checkpoint_every: int = setting(500, SHARED_HELP["checkpoint_every"], resumable=True)
     keep_checkpoints: int = setting(3, SHARED_HELP["keep_checkpoints"], resumable=True)
     log_every: int = setting(10, SHARED_HELP["log_every"], resumable=True)
-    nan_policy: str = setting("stop", SHARED_HELP["nan_policy"], resumable=True)
+    nan_policy: str = setting("stop", SHARED_HELP["nan_policy"], resumable=True, choices=NAN_POLICIES)
     cpu: bool = setting(False, SHARED_HELP["cpu"], flags=("--cpu",), resumable=True)
-    precision: str = setting("auto", PRECISION_HELP)  # auto is resolved before the run starts (dimctl/precision.py)
+    # auto is resolved before the run starts (dimctl/precision.py)
+    precision: str = setting("auto", PRECISION_HELP, choices=PRECISIONS)
     channels_last: bool = setting(False, "Channels-last memory format for the convolutions (faster on most CPUs and "
                                          "tensor-core GPUs).", flags=("--channels-last",), resumable=True)
     compile: bool = setting(False, "torch.compile the encoder and heads (inductor). Pays off on GPUs over long runs; "
@@ -144,30 +148,21 @@ class PretrainConfig:
         data, objective, run = self.data, self.objective, self.run
         if objective.method not in METHODS:
             raise UsageError(f"--method {objective.method!r} is not one of: {', '.join(METHODS)}")
-        if objective.estimator not in ESTIMATORS:
-            raise UsageError(f"--estimator {objective.estimator!r} is not one of: {', '.join(ESTIMATORS)}")
-        if objective.preset is not None and objective.preset not in PRESETS:
-            raise UsageError(f"--preset {objective.preset!r} is not one of: {', '.join(PRESETS)}")
+        wrong_choice = invalid_choice(self)  # every setting declared with choices: estimator, critic, coord, …
+        if wrong_choice:
+            raise UsageError(wrong_choice)
         if min(objective.alpha, objective.beta, objective.gamma) < 0:
             raise UsageError("--alpha, --beta and --gamma must be ≥ 0")
         flat = self.to_dict()
         for name in ("epochs", "checkpoint_every", "log_every", "keep_checkpoints", "crop_padding", "workers"):
             if flat[name] < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be ≥ 0")
-        if run.nan_policy not in NAN_POLICIES:
-            raise UsageError(f"--nan-policy {run.nan_policy!r} is not one of: {', '.join(NAN_POLICIES)}")
         if self.optimiser.batch_size < 2:
             raise UsageError("--batch-size must be at least 2: negatives come from the other images in the batch")
         if data.stream and data.dataset != "folder":
             raise UsageError(f"--stream reads image folders (--dataset folder); {data.dataset} loads into memory")
-        if objective.local_critic not in LOCAL_CRITICS:
-            raise UsageError(f"--local-critic {objective.local_critic!r} is not one of: {', '.join(LOCAL_CRITICS)}")
-        if objective.coord not in COORDS:
-            raise UsageError(f"--coord {objective.coord!r} is not one of: {', '.join(COORDS)}")
         if min(objective.coord_abs_weight, objective.coord_rel_weight) < 0 or objective.globals < 0:
             raise UsageError("--coord-abs-weight, --coord-rel-weight and --globals must be ≥ 0")
-        if run.precision not in PRECISIONS:
-            raise UsageError(f"--precision {run.precision!r} is not one of: {', '.join(PRECISIONS)}")
         self._validate_encoder()
         if self.optimiser.lr <= 0 or objective.mi_units < 1 or self.encoder.y_dim < 1:
             raise UsageError("--lr, --mi-units and --y-dim must be positive")
@@ -179,7 +174,8 @@ class PretrainConfig:
         name = self.objective.method
         method = METHODS[name]
         if not method.dim_options:
-            dim_only = {"occlude": False, "coord": "none", "globals": 0, "local_critic": "dot"}
+            dim_only = {"occlude": False, "coord": "none", "globals": 0, "local_critic": "dot", "score_scale": "sqrt",
+                        "shortcut_init": "default"}
             for option, plain in dim_only.items():
                 if getattr(self.objective, option) != plain:
                     raise UsageError(f"--{option.replace('_', '-')} is a DIM option; --method {name} does not use it")

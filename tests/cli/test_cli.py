@@ -1,10 +1,16 @@
-"""End to end through real subprocesses: the commands, the pipe, and every error's exit code."""
+"""End to end through real subprocesses: the commands, the pipe, and every error's exit code.
 
+Error cases whose point is the message and the code (not the process) run in-process through the
+same entry point (`run_here`), sparing an interpreter start-up each; every family keeps one real
+subprocess."""
+
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import h5py
 import pytest
@@ -18,6 +24,19 @@ ENV = {**os.environ, "DIMCTL_NO_PROGRESS": "1"}
 
 def run(*args, input=None, cwd=None):
     return subprocess.run([*DIMCTL, *map(str, args)], capture_output=True, input=input, cwd=cwd, env=ENV, timeout=600)
+
+
+def run_here(*args, input: bytes = b"", env: dict | None = None) -> subprocess.CompletedProcess:
+    """`run`'s result, computed in this process by dimctl's entry point (stdout and stderr as bytes)."""
+    from dimctl.cli.main import run as main
+
+    out, err = io.BytesIO(), io.BytesIO()
+    streams = {"stdin": io.TextIOWrapper(io.BytesIO(input)), "stdout": io.TextIOWrapper(out, write_through=True),
+               "stderr": io.TextIOWrapper(err, write_through=True)}
+    with mock.patch.dict(os.environ, {"DIMCTL_NO_PROGRESS": "1", **(env or {})}), \
+            mock.patch.multiple(sys, **streams):
+        code = main(list(map(str, args)))
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def sh(command: str, cwd):
@@ -84,15 +103,15 @@ def test_inspect_and_version(encoder):
 
 def test_missing_files_are_usage_errors(tmp_path):
     assert_one_line_error(run("extract", tmp_path / "nope.safetensors", "-o", tmp_path / "f.h5"), 2)
-    assert_one_line_error(run("probe", tmp_path / "nope.h5"), 2)
-    assert_one_line_error(run("inspect", tmp_path / "nope.h5"), 2)
+    assert_one_line_error(run_here("probe", tmp_path / "nope.h5"), 2)
+    assert_one_line_error(run_here("inspect", tmp_path / "nope.h5"), 2)
 
 
 def test_unknown_dataset_and_flag_are_usage_errors(encoder, tmp_path):
-    assert_one_line_error(run("pretrain", "--dataset", "imagenet", "--out", tmp_path / "r"), 2)
-    assert_one_line_error(run("pretrain", "--no-such-flag"), 2)
-    assert_one_line_error(run("probe", "--classifier", "forest", tmp_path / "x.h5"), 2)
-    assert_one_line_error(run("extract", encoder, "--layer", "nope", "-o", tmp_path / "f.h5"), 2)
+    assert_one_line_error(run_here("pretrain", "--dataset", "imagenet", "--out", tmp_path / "r"), 2)
+    assert_one_line_error(run_here("pretrain", "--no-such-flag"), 2)
+    assert_one_line_error(run_here("probe", "--classifier", "forest", tmp_path / "x.h5"), 2)
+    assert_one_line_error(run_here("extract", encoder, "--layer", "nope", "-o", tmp_path / "f.h5"), 2)
     assert not (tmp_path / "f.h5").exists()
 
 
@@ -100,16 +119,16 @@ def test_bad_artifacts_exit_3_and_leave_no_output(encoder, tmp_path):
     plain = tmp_path / "plain.safetensors"
     save_file({"w": torch.zeros(2)}, str(plain))
     out = tmp_path / "f.h5"
-    assert_one_line_error(run("extract", plain, "-o", out), 3)
+    assert_one_line_error(run_here("extract", plain, "-o", out), 3)
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(os.urandom(100))
-    assert_one_line_error(run("extract", garbage, "-o", out), 3)
+    assert_one_line_error(run_here("extract", garbage, "-o", out), 3)
     wrong = tmp_path / "wrong.h5"
     with h5py.File(wrong, "w") as f:
         f.attrs["dimctl.kind"] = "features"
         f.attrs["dimctl.schema"] = 42
-    assert_one_line_error(run("probe", wrong), 3)
-    assert_one_line_error(run("probe", input=b"not hdf5 at all"), 3)
+    assert_one_line_error(run_here("probe", wrong), 3)
+    assert_one_line_error(run_here("probe", input=b"not hdf5 at all"), 3)
     assert not out.exists()
 
 
@@ -126,16 +145,16 @@ def test_encoder_dataset_mismatch_exits_3(encoder, tmp_path):
 
 
 def test_existing_run_needs_resume_or_force(encoder, tmp_path):
-    assert_one_line_error(run("pretrain", *TINY, "--out", encoder.parent), 2)
-    resumed = run("pretrain", *TINY, "--out", encoder.parent, "--resume")
+    assert_one_line_error(run_here("pretrain", *TINY, "--out", encoder.parent), 2)
+    resumed = run_here("pretrain", *TINY, "--out", encoder.parent, "--resume")
     assert resumed.returncode == 0, resumed.stderr.decode()
-    assert_one_line_error(run("pretrain", *TINY[:-2], "--lr", "0.1", "--out", encoder.parent, "--resume"), 2)
+    assert_one_line_error(run_here("pretrain", *TINY[:-2], "--lr", "0.1", "--out", encoder.parent, "--resume"), 2)
 
 
 def test_config_file_and_environment(tmp_path):
     config = tmp_path / "run.toml"
     config.write_text('[pretrain]\nepochs = 0\nmi-units = 16\n')
-    result = run("pretrain", "--config", config, "--out", tmp_path / "r")
+    result = run_here("pretrain", "--config", config, "--out", tmp_path / "r")
     assert result.returncode == 0, result.stderr.decode()
     saved = json.loads((tmp_path / "r" / "config.json").read_text())["config"]
     assert saved["epochs"] == 0 and saved["mi_units"] == 16
@@ -145,6 +164,6 @@ def test_config_file_and_environment(tmp_path):
     assert env_result.returncode == 0, env_result.stderr.decode()
     assert json.loads((tmp_path / "e" / "config.json").read_text())["config"]["mi_units"] == 8
     config.write_text('[pretrain]\nepoch = 3\n')
-    bad = run("pretrain", "--config", config, "--out", tmp_path / "b")
+    bad = run_here("pretrain", "--config", config, "--out", tmp_path / "b")
     assert_one_line_error(bad, 2)
     assert "'epoch'" in bad.stderr.decode()

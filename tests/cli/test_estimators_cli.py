@@ -8,7 +8,7 @@ import pytest
 
 from dimctl.io.features import seal_file
 
-from tests.cli.test_cli import DIMCTL, TINY, assert_one_line_error, run, sh
+from tests.cli.test_cli import DIMCTL, TINY, assert_one_line_error, run, run_here, sh
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +45,17 @@ def test_mi_selftest_reports_truth_for_every_estimator():
 
 def test_ndm_from_file_from_pipe_and_from_encoder(made, tmp_path):
     encoder, features = made
-    from_file = _json(run("ndm", features, "--steps", "100"))
+    from_file = _json(run_here("ndm", features, "--steps", "100"))
     assert from_file["command"] == "ndm" and from_file["layer"] == "y" and np.isfinite(from_file["ndm"])
     piped = sh(f"{' '.join(DIMCTL)} extract {encoder} --layer y | {' '.join(DIMCTL)} ndm - --steps 100", tmp_path)
     assert json.loads(piped.stdout)["ndm"] == pytest.approx(from_file["ndm"], abs=1e-6), piped.stderr.decode()
-    from_encoder = _json(run("ndm", encoder, "--dataset", "digits", "--steps", "100"))
+    from_encoder = _json(run_here("ndm", encoder, "--dataset", "digits", "--steps", "100"))
     assert from_encoder["ndm"] == pytest.approx(from_file["ndm"], abs=1e-3)
 
 
 def test_mine_reports_and_writes_its_curve(made, tmp_path):
     encoder, _ = made
-    row = _json(run("mine", encoder, "--steps", "100", "--out", tmp_path / "mine"))
+    row = _json(run_here("mine", encoder, "--steps", "100", "--out", tmp_path / "mine"))
     assert row["command"] == "mine" and np.isfinite(row["estimate"]) and row["layer"] == "y"
     curve = [json.loads(line) for line in (tmp_path / "mine" / "metrics.jsonl").read_text().splitlines()]
     assert [c["step"] for c in curve] == [100]
@@ -64,23 +64,23 @@ def test_mine_reports_and_writes_its_curve(made, tmp_path):
 def test_estimator_errors(made, tmp_path):
     encoder, features = made
     assert_one_line_error(run("mi", features, "--layer", "conv,labels", "--steps", "10"), 2)  # layer not in the file
-    assert_one_line_error(run("ndm", features, "--layer", "nope", "--steps", "10"), 2)
-    assert_one_line_error(run("mi", features, "--estimator", "magic"), 2)
+    assert_one_line_error(run_here("ndm", features, "--layer", "nope", "--steps", "10"), 2)
+    assert_one_line_error(run_here("mi", features, "--estimator", "magic"), 2)
     bad = tmp_path / "nan.h5"
     bad.write_bytes(features.read_bytes())
     with h5py.File(bad, "r+") as f:
         f["train/y"][0, 0] = np.nan
     seal_file(bad)  # a whole file whose values are bad, not a damaged one
     for command in ("ndm", "mi"):
-        result = run(command, bad, "--steps", "10")
+        result = run_here(command, bad, "--steps", "10")
         assert_one_line_error(result, 3)
         assert "NaN" in result.stderr.decode()
     damaged = tmp_path / "damaged.h5"
     damaged.write_bytes(features.read_bytes()[:-100])
-    assert_one_line_error(run("ndm", damaged, "--steps", "10"), 3)
+    assert_one_line_error(run_here("ndm", damaged, "--steps", "10"), 3)
     from tests.data.test_datasets import _write_fake_cifar10
 
     _write_fake_cifar10(tmp_path / "data")
-    mismatch = run("mine", encoder, "--dataset", "cifar10", "--data-root", tmp_path / "data", "--steps", "10")
+    mismatch = run_here("mine", encoder, "--dataset", "cifar10", "--data-root", tmp_path / "data", "--steps", "10")
     assert_one_line_error(mismatch, 3)
-    assert_one_line_error(run("ndm", encoder, "--dataset", "cifar10", "--data-root", tmp_path / "data"), 3)
+    assert_one_line_error(run_here("ndm", encoder, "--dataset", "cifar10", "--data-root", tmp_path / "data"), 3)

@@ -12,7 +12,7 @@ import math
 import pytest
 
 from dimctl.cli.main import run as run_in_process
-from tests.cli.test_cli import DIMCTL, assert_one_line_error, run, sh
+from tests.cli.test_cli import DIMCTL, assert_one_line_error, run, run_here, sh
 
 SMALL = ["--dataset", "digits", "--width", "0.25", "--fc-dim", "32", "--mi-units", "16", "--epochs", "1",
          "--checkpoint-every", "0", "--log-every", "5"]
@@ -57,7 +57,7 @@ def test_method_trains_with_finite_losses_and_records_itself(runs, method):
     config = json.loads((folder / "config.json").read_text())["config"]
     assert config["method"] == method and config["preset"] is None
     assert config["estimator"] == ("infonce" if method == "cpc" else "jsd")
-    info = json.loads(run("inspect", folder / "encoder.safetensors").stdout)
+    info = json.loads(run_here("inspect", folder / "encoder.safetensors").stdout)
     assert info["kind"] == "encoder" and info["training"]["method"] == method
     files = {p.name for p in folder.glob("*.safetensors")}
     assert files == {"encoder.safetensors"} | ({f"{COMPANION[method]}.safetensors"} if method in COMPANION else set())
@@ -104,7 +104,7 @@ def test_report_names_each_method(runs, tmp_path):
 
 def test_autoencoder_decoder_is_scored_by_reconstruct(runs, tmp_path):
     folder = runs / "ae"
-    info = json.loads(run("inspect", folder / "decoder.safetensors").stdout)
+    info = json.loads(run_here("inspect", folder / "decoder.safetensors").stdout)
     assert info["kind"] == "decoder" and info["encoder"]["layer"] == "y"
     assert info["config"]["width"] == 0.25 and info["config"]["in_features"] == 64
     result = run("reconstruct", folder / "encoder.safetensors", "--decoder", folder / "decoder.safetensors",
@@ -113,20 +113,21 @@ def test_autoencoder_decoder_is_scored_by_reconstruct(runs, tmp_path):
     row = json.loads(result.stdout)
     assert row["epochs"] == 0 and row["started_from"] == str(folder / "decoder.safetensors")
     # A decoder trained jointly for a whole epoch beats a fresh decoder (the floor).
-    floor = json.loads(run("reconstruct", folder / "encoder.safetensors", "--epochs", "0", "--out", tmp_path / "floor").stdout)
+    floor = json.loads(run_here("reconstruct", folder / "encoder.safetensors", "--epochs", "0",
+                                "--out", tmp_path / "floor").stdout)
     assert row["ms_ssim"] > floor["ms_ssim"] and row["mse"] < floor["mse"]
 
     # Another encoder's decoder is refused.
-    other = run("reconstruct", runs / "vae" / "encoder.safetensors", "--decoder", folder / "decoder.safetensors",
-                "--out", tmp_path / "other")
+    other = run_here("reconstruct", runs / "vae" / "encoder.safetensors", "--decoder", folder / "decoder.safetensors",
+                     "--out", tmp_path / "other")
     assert_one_line_error(other, 3)
 
 
 def test_bigan_generator_draws_samples(runs, tmp_path):
     generator = runs / "bigan" / "generator.safetensors"
-    info = json.loads(run("inspect", generator).stdout)
+    info = json.loads(run_here("inspect", generator).stdout)
     assert info["kind"] == "generator" and info["config"]["arch"] == "dcgan" and info["config"]["z_dim"] == 64
-    result = run("generate", "sample", generator, "-n", "16", "-o", tmp_path / "grid.png")
+    result = run_here("generate", "sample", generator, "-n", "16", "-o", tmp_path / "grid.png")
     assert result.returncode == 0, result.stderr.decode()
     assert (tmp_path / "grid.png").stat().st_size > 0
 

@@ -1,4 +1,5 @@
-"""`dimctl reconstruct` end to end through real subprocesses."""
+"""`dimctl reconstruct` end to end: the run itself through a real subprocess, the set-up, the
+inspection and the errors in-process (tests/cli/test_cli.py `run_here`)."""
 
 import json
 import os
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from tests.cli.test_cli import run_here
 
 DIMCTL = [sys.executable, "-m", "dimctl"]
 ENV = {**os.environ, "DIMCTL_NO_PROGRESS": "1"}
@@ -20,7 +23,7 @@ def run(*args, cwd=None):
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory):
     root = tmp_path_factory.mktemp("reconstruct")
-    result = run("pretrain", "--dataset", "digits", "--mi-units", "32", "--epochs", "0", "--out", root / "random")
+    result = run_here("pretrain", "--dataset", "digits", "--mi-units", "32", "--epochs", "0", "--out", root / "random")
     assert result.returncode == 0, result.stderr.decode()
     return Path(result.stdout.decode().strip())
 
@@ -37,7 +40,7 @@ def test_reconstruct_writes_decoder_grid_and_metrics(encoder, tmp_path):
     assert row["ms_ssim_setting"]["scales"] == 3 and row["ms_ssim_setting"]["win_size"] == 5
     assert row["decoder"] == str(out / "decoder.safetensors")
 
-    info = json.loads(run("inspect", out / "decoder.safetensors").stdout)
+    info = json.loads(run_here("inspect", out / "decoder.safetensors").stdout)
     assert info["kind"] == "decoder" and info["schema"] == 1 and info["step"] == 22  # 1438 // 64 steps
     assert info["config"] == {"in_features": 64, "out_channels": 1, "image_size": 32, "source_layer": "y", "width": 1.0}
     assert info["encoder"]["sha256"] == row["encoder"] and info["encoder"]["layer"] == "y"
@@ -52,7 +55,7 @@ def test_reconstruct_writes_decoder_grid_and_metrics(encoder, tmp_path):
 
 
 def test_bad_layer_is_a_usage_error(encoder, tmp_path):
-    result = run("reconstruct", encoder, "--layer", "pixels", "--out", tmp_path / "rec")
+    result = run_here("reconstruct", encoder, "--layer", "pixels", "--out", tmp_path / "rec")
     err = result.stderr.decode()
     lines = [line for line in err.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("dimctl: error:"), err
@@ -63,7 +66,8 @@ def test_encoder_that_does_not_fit_the_dataset_exits_3(encoder, tmp_path):
     from tests.data.test_datasets import _write_fake_cifar10
 
     _write_fake_cifar10(tmp_path / "data")
-    result = run("reconstruct", encoder, "--dataset", "cifar10", "--data-root", tmp_path / "data", "--out", tmp_path / "rec")
+    result = run_here("reconstruct", encoder, "--dataset", "cifar10", "--data-root", tmp_path / "data",
+                      "--out", tmp_path / "rec")
     err = result.stderr.decode()
     assert result.returncode == 3 and err.startswith("dimctl: error:") and len(err.splitlines()) == 1, err
     assert "1×32×32" in err and "3×32×32" in err and not (tmp_path / "rec").exists()
