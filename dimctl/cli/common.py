@@ -1,8 +1,8 @@
 """Pieces every subcommand shares: dataset options, stream handling, progress reporting.
 
 Importing this module imports no torch: `dimctl probe --help` and the other feature-file commands
-start without it. `DatasetOpt`, whose help names the datasets, loads the dataset registry (torch)
-when a command module first asks for it.
+start without it. `DatasetOpt` and `EncoderDatasetOpt`, whose help names the datasets, load the
+dataset registry (torch) when a command module first asks for them.
 """
 
 from __future__ import annotations
@@ -27,6 +27,14 @@ def __getattr__(name: str):
         from dimctl.data.registry import DATASETS
 
         value = Annotated[str, typer.Option("--dataset", "-d", help=f"One of: {', '.join(DATASETS)}.")]
+        globals()[name] = value
+        return value
+    if name == "EncoderDatasetOpt":  # the same, for commands that run an encoder: default, its own dataset
+        from dimctl.data.registry import DATASETS
+
+        value = Annotated[str | None, typer.Option(
+            "--dataset", "-d", show_default=False,
+            help=f"One of: {', '.join(DATASETS)}. Default: the dataset the encoder was trained on (its header says).")]
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

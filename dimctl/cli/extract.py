@@ -10,9 +10,10 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import (CpuOpt, DataRootOpt, DatasetOpt, DownloadOpt, ForwardBatchOpt, ReplaceOpt, SkipBadImagesOpt,
-                               check_encoder_fits, progress_enabled, refuse_to_replace, split_list, stdout_is_terminal, write_stdout_bytes)
-from dimctl.cli.sources import pick_device
+from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ForwardBatchOpt, ReplaceOpt,
+                               SkipBadImagesOpt, check_encoder_fits, progress_enabled, refuse_to_replace, split_list,
+                               stdout_is_terminal, write_stdout_bytes)
+from dimctl.cli.sources import dataset_for, pick_device
 from dimctl.data.registry import load_dataset
 from dimctl.errors import UsageError
 from dimctl.evaluate.extract import PIXELS, iter_features
@@ -27,7 +28,7 @@ PRECISIONS = ("fp32", "bf16", "auto")
 
 def extract(
     encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain`.")],
-    dataset: DatasetOpt = "digits",
+    dataset: EncoderDatasetOpt = None,
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
     skip_bad_images: SkipBadImagesOpt = False,
@@ -62,6 +63,7 @@ def extract(
     artifact = load_encoder(encoder, device=device)
     shapes = tap_shapes(artifact.config)
     wanted = split_list(layer, [*shapes, PIXELS], "--layer")
+    dataset, data_root = dataset_for(artifact, dataset, data_root)
     data = load_dataset(dataset, data_root, download, image_size=artifact.config.image_size,
                         skip_bad_images=skip_bad_images)
     check_encoder_fits(encoder, artifact.config, dataset, data)

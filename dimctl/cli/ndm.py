@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, emit
+from dimctl.cli.common import DataRootOpt, DownloadOpt, EncoderDatasetOpt, SkipBadImagesOpt, emit
 from dimctl.cli.mi import _progress
 from dimctl.cli.sources import encoder_and_dataset, encoder_layer, feature_layer, open_features, pick_device
 from dimctl.errors import UsageError
@@ -18,7 +18,7 @@ from dimctl.evaluate.ndm import NDMConfig, neural_dependency
 def ndm(
     source: Annotated[str, typer.Argument(help="A feature file (or - for stdin) or an encoder.safetensors.")] = "-",
     layer: Annotated[str, typer.Option(help="The representation to measure.")] = "y",
-    dataset: DatasetOpt = "digits",
+    dataset: EncoderDatasetOpt = None,
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
     skip_bad_images: SkipBadImagesOpt = False,

@@ -7,8 +7,8 @@ from typing import Annotated
 import torch
 import typer
 
-from dimctl.cli.common import (CpuOpt, DataRootOpt, DatasetOpt, DownloadOpt, ForwardBatchOpt, ReplaceOpt, SkipBadImagesOpt,
-                               emit, refuse_to_replace)
+from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ForwardBatchOpt, ReplaceOpt,
+                               SkipBadImagesOpt, emit, refuse_to_replace)
 from dimctl.cli.sources import encoder_and_dataset, pick_device
 from dimctl.data.transforms import normalise
 from dimctl.errors import UsageError
@@ -22,7 +22,7 @@ LAYERS = ("y", "fc", "conv", "pixels")
 
 def neighbors(
     encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain`.")],
-    dataset: DatasetOpt = "digits",
+    dataset: EncoderDatasetOpt = None,
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
     skip_bad_images: SkipBadImagesOpt = False,

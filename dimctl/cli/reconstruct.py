@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import (CpuOpt, DataRootOpt, DatasetOpt, DownloadOpt, ReplaceOpt, SkipBadImagesOpt, TrainingProgress,
-                               emit, refuse_to_replace)
+from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ReplaceOpt, SkipBadImagesOpt,
+                               TrainingProgress, emit, refuse_to_replace)
 from dimctl.cli.sources import encoder_and_dataset, pick_device
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.evaluate.msssim import describe_setting, ms_ssim_setting
@@ -22,7 +22,7 @@ OUTPUTS = ("decoder.safetensors", "reconstructions.png", "metrics.jsonl")  # wha
 
 def reconstruct(
     encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain`.")],
-    dataset: DatasetOpt = "digits",
+    dataset: EncoderDatasetOpt = None,
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
     skip_bad_images: SkipBadImagesOpt = False,

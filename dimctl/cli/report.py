@@ -24,6 +24,9 @@ def report(
                         "and setting match, marked as the paper's.")] = False,
     sweeps: Annotated[bool, typer.Option(
         "--sweeps/--no-sweeps", help="Draw α/β/γ heat maps when at least 3 runs differ only in those weights.")] = True,
+    per_seed: Annotated[bool, typer.Option(
+        "--per-seed", help="A row per run. Default: runs that differ only in --seed share one row, mean ± standard "
+                           "deviation over the seeds, labelled with them.")] = False,
     title: Annotated[str, typer.Option(help="The report's title.")] = "dimctl report",
     force: ReplaceOpt = False,
 ):
@@ -60,7 +63,7 @@ def report(
             raise UsageError("- reads result lines from stdin, but stdin is a terminal; pipe `dimctl probe --json` in")
         piped = parse_result_lines(sys.stdin.read(), "<stdin>")
     collected = collect([Path(s) for s in sources if s != "-"], piped)
-    document = build(collected, ReportOptions(title=title, paper=paper, sweeps=sweeps))
+    document = build(collected, ReportOptions(title=title, paper=paper, sweeps=sweeps, pool_seeds=not per_seed))
     for target in outputs:
         if target == "-":
             for line in to_text(document).rstrip("\n").split("\n"):

@@ -46,10 +46,23 @@ def feature_layer(feats: Features, layer: str) -> SplitArrays:
                        feats.encoder.get("sha256"), feats.dataset.get("name"))
 
 
-def encoder_and_dataset(encoder: Path, dataset: str, data_root: Path | None, download: bool,
+def dataset_for(artifact: EncoderArtifact, dataset: str | None, data_root: Path | None) -> tuple[str, Path | None]:
+    """The dataset an encoder command runs on: the one given, else the one the encoder was trained
+    on (its header), whose image folder is reused when it was a `folder` and no --data-root is given."""
+    if dataset is not None:
+        return dataset, data_root
+    trained_on = artifact.dataset if "dimctl.dataset" in artifact.metadata else {}
+    name = trained_on.get("name") or "digits"
+    if name == "folder" and data_root is None and trained_on.get("source"):
+        data_root = Path(trained_on["source"])
+    return name, data_root
+
+
+def encoder_and_dataset(encoder: Path, dataset: str | None, data_root: Path | None, download: bool,
                         device: torch.device, skip_bad_images: bool = False) -> tuple[EncoderArtifact, ImageDataset]:
-    """Load an encoder and the dataset it will run on; refuse a pair that does not fit (exit 3)."""
+    """Load an encoder and the dataset it will run on (default: its own); refuse a pair that does not fit (exit 3)."""
     artifact = load_encoder(encoder, device=device)
+    dataset, data_root = dataset_for(artifact, dataset, data_root)
     data = load_dataset(dataset, data_root, download, image_size=artifact.config.image_size,
                         skip_bad_images=skip_bad_images)
     check_encoder_fits(encoder, artifact.config, dataset, data)

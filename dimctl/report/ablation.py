@@ -10,13 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dimctl.report.measures import CLASSIFIER_ORDER, LAYER_ORDER, Model, pretrain_settings, summary
+from dimctl.report.measures import BOOKKEEPING, CLASSIFIER_ORDER, LAYER_ORDER, Model, pretrain_settings, summary
 
 WEIGHTS = ("alpha", "beta", "gamma")
 SYMBOLS = {"alpha": "α", "beta": "β", "gamma": "γ"}
 # Settings that do not change what a run learns; `preset` only names the weights.
-BOOKKEEPING = {"preset", "data_root", "download", "checkpoint_every", "keep_checkpoints", "log_every", "cpu",
-               "workers", "nan_policy", "compile", "channels_last", "stream"}
 MIN_SETTINGS = 3  # fewer distinct weight settings make a comparison, not a sweep
 
 

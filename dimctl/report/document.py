@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from dimctl.report.ablation import SYMBOLS, Sweep, find_sweeps
 from dimctl.report.inputs import Inputs, RunFolder
-from dimctl.report.measures import CLASSIFIER_ORDER, LAYER_ORDER, Model, group, objective, ordered, probe_accuracy
+from dimctl.report.measures import (CLASSIFIER_ORDER, LAYER_ORDER, Model, group, objective, ordered, pool_seeds,
+                                    probe_accuracy)
 from dimctl.report.tables import (MISSING, Table, classification_table, config_table, neighbors_table, other_results_tables,
                                   representation_table, training_table)
 
@@ -72,22 +73,29 @@ class ReportOptions:
     title: str = "dimctl report"
     paper: bool = False  # the paper's numbers beside the measured ones
     sweeps: bool = True  # α/β/γ heat maps when the runs form a sweep
+    pool_seeds: bool = True  # runs that differ only in --seed as one row: mean ± std over the seeds
 
 
 def build(inputs: Inputs, options: ReportOptions = ReportOptions()) -> Document:
     grouped = group(inputs)
     doc = Document(options.title)
     doc.add(Text(f"Built by `dimctl report` from {len(inputs.runs)} run folder(s) and {len(inputs.rows)} result line(s)."))
-    models = grouped.models
+    # The results tables pool seeds; the Runs section below still shows every run.
+    models = pool_seeds(grouped.models) if options.pool_seeds else grouped.models
+    pooled = [m for m in models if m.seeds]
+    seeds_note = (f"{len(pooled)} row(s) pool runs that differ only in --seed: mean ± sample standard deviation "
+                  f"over the seeds (n = results).") if pooled else None
 
     doc.add(Heading("Results", 2))
     table1 = classification_table(models, options.paper)
     if table1:
+        table1.notes += [seeds_note] if seeds_note else []
         doc.add(table1)
         for picture in _accuracy_pictures(models):
             doc.add(picture)
     table4 = representation_table(models, options.paper)
     if table4:
+        table4.notes += [seeds_note] if seeds_note and any(m.label in table4.column("run") for m in pooled) else []
         doc.add(table4)
     neighbours = neighbors_table(models)
     if neighbours:
@@ -107,7 +115,7 @@ def build(inputs: Inputs, options: ReportOptions = ReportOptions()) -> Document:
                                 f"Measurements over the sweep {sweep.title} (blank: no run or no result)."))
             doc.add(_sweep_table(sweep))
 
-    runs = [m for m in models if m.run is not None or m.attached]
+    runs = [m for m in grouped.models if m.run is not None or m.attached]
     if runs or grouped.other_runs:
         doc.add(Heading("Runs", 2))
     for model in runs:

@@ -21,6 +21,9 @@ FAMILIES = {"dim-g": "DIM(G)", "dim-l": "DIM(L)", "dim-lg": "DIM(L+G)"}
 # DIM-family options (paper §4.3, Table 3) and their plain values: (value of the plain objective, how it is shown).
 EXTRAS = {"local_critic": ("dot", "+{} critic"), "occlude": (False, "+occlusion"), "coord": ("none", "+coord {}"),
           "globals": (0, "+{} globals")}
+# Settings that do not change what a run learns: runs that differ only in them are the same experiment.
+BOOKKEEPING = {"preset", "data_root", "download", "checkpoint_every", "keep_checkpoints", "log_every", "cpu",
+               "workers", "nan_policy", "compile", "channels_last", "stream"}
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Model:
     run: RunFolder | None = None
     attached: list[RunFolder] = field(default_factory=list)  # measurement folders about this encoder
     rows: list[dict] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)  # set when it pools runs that differ only in --seed
 
     def results(self, command: str) -> list[dict]:
         return [r for r in self.rows if r.get("command") == command]
@@ -74,6 +78,38 @@ def group(inputs: Inputs) -> Grouped:
     _disambiguate(ordered)
     artifacts = {sha: f"{run.name}/{name}" for run in inputs.runs for name, sha in run.artifact_sha256.items()}
     return Grouped(ordered, others, loose, artifacts)
+
+
+def pool_seeds(models: list[Model]) -> list[Model]:
+    """Runs that differ only in ``--seed`` (and bookkeeping) as one model: their result rows
+    together, so a table cell is the mean ± standard deviation over the seeds, labelled with them.
+    Models without a pretrain run, and runs with no other seed, stay as they are."""
+    groups: dict[str, list[Model]] = {}
+    order: list[Model | str] = []
+    for m in models:
+        settings = pretrain_settings(m)
+        if settings is None or not isinstance(settings.get("seed"), int):
+            order.append(m)
+            continue
+        key = repr(sorted((k, v) for k, v in settings.items() if k not in BOOKKEEPING and k != "seed"))
+        if key not in groups:
+            order.append(key)
+        groups.setdefault(key, []).append(m)
+    pooled = []
+    for entry in order:
+        if isinstance(entry, Model):
+            pooled.append(entry)
+            continue
+        members = sorted(groups[entry], key=lambda m: pretrain_settings(m)["seed"])
+        if len(members) == 1:
+            pooled.append(members[0])
+            continue
+        seeds = [pretrain_settings(m)["seed"] for m in members]
+        first = members[0]
+        pooled.append(Model(first.sha256, f"{first.label} (seeds {', '.join(map(str, seeds))})", first.run,
+                            [run for m in members for run in m.attached], [row for m in members for row in m.rows],
+                            seeds))
+    return pooled
 
 
 def _label_from_row(row: dict, sha: str) -> str:

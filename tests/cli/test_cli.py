@@ -167,3 +167,21 @@ def test_config_file_and_environment(tmp_path):
     bad = run_here("pretrain", "--config", config, "--out", tmp_path / "b")
     assert_one_line_error(bad, 2)
     assert "'epoch'" in bad.stderr.decode()
+
+
+def test_encoder_commands_default_to_the_encoders_own_dataset(tmp_path):
+    # An encoder trained on (a small fake) CIFAR-10: extract and reconstruct without --dataset run
+    # on CIFAR-10, not on the digits default of pretrain, which would fit the encoder's input too.
+    from tests.data.test_datasets import _write_fake_cifar10
+
+    _write_fake_cifar10(tmp_path / "data")
+    data = ["--data-root", tmp_path / "data"]
+    trained = run_here("pretrain", "--dataset", "cifar10", *data, "--epochs", "0", "--mi-units", "8",
+                       "--width", "0.125", "--fc-dim", "16", "--batch-size", "8", "--out", tmp_path / "run")
+    assert trained.returncode == 0, trained.stderr.decode()
+    encoder = tmp_path / "run" / "encoder.safetensors"
+    assert run_here("extract", encoder, *data, "--layer", "y", "-o", tmp_path / "f.h5").returncode == 0
+    with h5py.File(tmp_path / "f.h5") as f:
+        assert json.loads(f.attrs["dimctl.dataset"])["name"] == "cifar10" and f["train/y"].shape[0] == 30
+    rebuilt = run_here("reconstruct", encoder, *data, "--epochs", "0", "--batch-size", "8", "--out", tmp_path / "rec")
+    assert rebuilt.returncode == 0 and json.loads(rebuilt.stdout)["dataset"] == "cifar10", rebuilt.stderr.decode()

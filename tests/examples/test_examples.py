@@ -65,3 +65,21 @@ def test_quick_runs_the_whole_chain_and_resumes(tmp_path):
     assert {"dim-g-jsd", "dim-l-jsd", "method-ae", "method-nat"} <= set(rows), text
     assert " AE " in rows["method-ae"] and " NAT " in rows["method-nat"] and "DIM(L) JSD" in rows["dim-l-jsd"]
     assert (out / "method-ae" / "decoder.safetensors").is_file()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+def test_gpu_table1_recipe_runs_the_papers_settings(tmp_path):
+    # The recipe's commands, printed by make -n (nothing runs): every Table 1 run at the paper's settings.
+    env = {**ENV, "MAKE_ARGS": "-n", "SHORT": "1", "OUT": str(tmp_path / "c10"), "DIMCTL": "dimctl"}
+    done = subprocess.run(["bash", str(ROOT / "examples" / "gpu" / "cifar10-table1.sh")], cwd=tmp_path,
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    pretrains = [line for line in done.stdout.splitlines() if line.startswith("dimctl pretrain")]
+    runs = sorted(line.split("--out ")[1].split()[0].rsplit("/", 1)[1] for line in pretrains)
+    assert runs == ["dim-g-dv", "dim-g-infonce", "dim-g-jsd", "dim-l-dv", "dim-l-infonce", "dim-l-jsd", "random"]
+    for line in pretrains:
+        for setting in ("--dataset cifar10", "--mi-units 2048", "--batch-size 64", "--lr 1e-4", "--precision auto",
+                        "--compile"):
+            assert setting in line, (setting, line)
+        assert ("--epochs 0" in line) if "/random " in line else ("--epochs 20" in line)
+    assert any(line.startswith("dimctl report") and "--paper" in line for line in done.stdout.splitlines())
