@@ -186,6 +186,10 @@ def run(argv: list[str]) -> int:
 def _run(argv: list[str]) -> int:
     debug = "--debug" in argv or os.environ.get("DIMCTL_DEBUG", "") not in ("", "0")
     args = [a for a in argv if a != "--debug"]
+    if not args:  # a short usage on stderr, not the whole help on stdout (it is an error: exit 2)
+        print("usage: dimctl COMMAND [OPTIONS] ...  (dimctl --help lists the commands; dimctl COMMAND --help "
+              "explains one)", file=sys.stderr)
+        return 2
     command = typer.main.get_command(app)
     try:
         args, config_path = config_file.pop_config_flag(args)

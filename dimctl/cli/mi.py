@@ -8,9 +8,9 @@ import typer
 from dimctl.cli.common import emit, note, progress_enabled
 from dimctl.cli.deprecations import warn
 from dimctl.cli.sources import feature_layer, open_features
-from dimctl.errors import UsageError
+from dimctl.errors import DimctlError, UsageError
 from dimctl.evaluate.heldout import standardise
-from dimctl.evaluate.mi import MIConfig, correlated_gaussians, estimate_mi
+from dimctl.evaluate.mi import MIConfig, correlated_gaussians, estimate_mi, selftest_band
 from dimctl.objectives.bounds import ESTIMATORS
 
 # (dimension, true MI in nats) of the self-test's correlated Gaussians.
@@ -80,16 +80,26 @@ def _two_layers(layer: str, old_x: str | None, old_y: str | None) -> tuple[str, 
 
 
 def _selftest(steps: int, batch_size: int, lr: float, seed: int) -> None:
+    """One JSON line per (setting, estimator), with the band a working estimator lands in; exit 1
+    when any estimate misses its band (the bands hold at the default --steps and --batch-size)."""
+    missed = []
     for dim, truth in SELFTEST_CASES:
         train_x, train_y = correlated_gaussians(20_000, dim, truth, seed)
         test_x, test_y = correlated_gaussians(4_096, dim, truth, seed + 1)
         for name in ESTIMATORS:
             config = MIConfig(estimator=name, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
             result = estimate_mi(train_x, train_y, test_x, test_y, config)
+            low, high = selftest_band(name, truth, batch_size)
+            passed = low <= result.estimate <= high
+            if not passed:
+                missed.append(f"{name} at {truth:g} nats: {result.estimate:.3f} not in [{low:.2f}, {high:.2f}]")
             emit(json.dumps({"command": "mi", "selftest": True, "dim": dim, "truth": truth,
                              "estimate": round(result.estimate, 4), "stderr": round(result.stderr, 4),
-                             "error": round(result.estimate - truth, 4), "estimator": name, "steps": steps,
-                             "batch_size": batch_size}))
+                             "error": round(result.estimate - truth, 4), "band": [round(low, 4), round(high, 4)],
+                             "passed": passed, "estimator": name, "steps": steps, "batch_size": batch_size}))
+    if missed:
+        raise DimctlError(f"mi --selftest: {len(missed)} of {len(SELFTEST_CASES) * len(ESTIMATORS)} estimates "
+                          f"missed their known-MI band ({'; '.join(missed)})")
 
 
 def _progress(label: str, total: int):

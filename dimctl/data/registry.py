@@ -69,7 +69,7 @@ def _idx_loader(name: str, subfolder: str, torchvision_class: str, classes: list
         arrays = [idx.read_idx(f) for f in files]
 
         def images(a):
-            return _fit(torch.from_numpy(a.copy()).unsqueeze(1), image_size)
+            return fit_to_size(torch.from_numpy(a.copy()).unsqueeze(1), image_size)
 
         return ImageDataset(name, images(arrays[0]), torch.from_numpy(arrays[1].astype(np.int64)),
                             images(arrays[2]), torch.from_numpy(arrays[3].astype(np.int64)),
@@ -78,7 +78,7 @@ def _idx_loader(name: str, subfolder: str, torchvision_class: str, classes: list
     return load
 
 
-def _fit(images: torch.Tensor, size: int) -> torch.Tensor:
+def fit_to_size(images: torch.Tensor, size: int) -> torch.Tensor:
     """28×28 digits are zero-padded to 32 (keeping every pixel); other sizes are resized."""
     h = images.shape[-1]
     if h == size:
@@ -101,7 +101,7 @@ def _cifar_loader(which: str, torchvision_class: str, num_classes: int):
                 f"pass --data-root DIR, or --download to fetch it"
             )
         train_x, train_y, test_x, test_y = cifar.read_cifar(root, which)
-        tx, ex = (_fit(torch.from_numpy(a), image_size) for a in (train_x, test_x))
+        tx, ex = (fit_to_size(torch.from_numpy(a), image_size) for a in (train_x, test_x))
         return ImageDataset(which, tx, torch.from_numpy(train_y), ex, torch.from_numpy(test_y),
                             classes=[str(i) for i in range(num_classes)], source=str(root / cifar.LAYOUTS[which][0]))
 

@@ -13,8 +13,11 @@ accuracy plus, for iterative solvers, what the solver did (its name, iterations,
   Makefiles; it was a full-batch L-BFGS, 531 s at 50,000 × 4,096).
 - ``logreg``: multinomial logistic regression on standardised features.
 - ``knn``: k-nearest neighbours by cosine distance.
-- ``mlp``: the paper's non-linear probe: linear 200 → dropout 0.1 → BN → ReLU → linear,
-  Adam with a step-decayed learning rate (App. A.2).
+- ``mlp``: the paper's non-linear probe network (linear 200 → dropout 0.1 → BN → ReLU → linear,
+  App. A.2), trained dimctl's way: Adam 1e-3 for 50 epochs, ×0.1 at half and three quarters. The
+  paper trains it with 1e-4 and step decay over a longer run; at equal epochs 1e-3 reads as well
+  or better (Fashion-MNIST, DIM(L) encoder, 50 epochs, 2 probe seeds: conv 90.57 vs 90.54 %, fc
+  89.06 vs 88.97, Y 87.00 vs 85.57), so it stays the default (``--mlp-lr 1e-4`` for the paper's).
 
 Multi-label data ((N, K) 0/1 labels) is probed one binary classifier per attribute
 (``probe_attributes``).

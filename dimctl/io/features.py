@@ -456,6 +456,10 @@ class Features:
     def layer(self, split: str, layer: str) -> np.ndarray:
         return self.splits[split][layer]
 
+    def __getitem__(self, split: str) -> dict[str, np.ndarray]:
+        """``features["train"]["y"]``: a split's arrays by layer (and ``labels``)."""
+        return self.splits[split]
+
 
 def read_features(source: str | Path | bytes, name: str | None = None) -> Features:
     """Read and validate a feature file from a path or from the bytes of one (a pipe)."""

@@ -185,3 +185,10 @@ def test_encoder_commands_default_to_the_encoders_own_dataset(tmp_path):
         assert json.loads(f.attrs["dimctl.dataset"])["name"] == "cifar10" and f["train/y"].shape[0] == 30
     rebuilt = run_here("reconstruct", encoder, *data, "--epochs", "0", "--batch-size", "8", "--out", tmp_path / "rec")
     assert rebuilt.returncode == 0 and json.loads(rebuilt.stdout)["dataset"] == "cifar10", rebuilt.stderr.decode()
+
+
+def test_no_arguments_is_a_short_usage_on_stderr():
+    bare = run_here()
+    assert bare.returncode == 2 and bare.stdout == b""
+    (line,) = bare.stderr.decode().splitlines()
+    assert line.startswith("usage: dimctl COMMAND") and "--help" in line

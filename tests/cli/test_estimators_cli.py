@@ -36,11 +36,18 @@ def test_mi_between_y_and_labels(made):
     assert row["stderr"] >= 0 and row["steps"] == 200 and len(row["encoder"]) == 64
 
 
-def test_mi_selftest_reports_truth_for_every_estimator():
+def test_mi_selftest_reports_truth_for_every_estimator_and_fails_outside_the_bands():
+    # 20 steps train no critic: every row is reported, the misses are named with their bands, exit 1.
+    # (That the estimators land in their bands at the defaults: tests/evaluate/test_mi.py.)
     result = run("mi", "--selftest", "--steps", "20", "--batch-size", "32")
     rows = [json.loads(line) for line in result.stdout.decode().splitlines()]
     assert {r["estimator"] for r in rows} == {"jsd", "infonce", "dv", "nwj", "smile"}
     assert {(r["dim"], r["truth"]) for r in rows} == {(2, 0.5), (5, 2.0), (10, 4.0)}
+    assert all(r["passed"] == (r["band"][0] <= r["estimate"] <= r["band"][1]) for r in rows)
+    assert_one_line_error(result, 1)
+    missed = sum(not r["passed"] for r in rows)
+    assert missed > 0 and f"{missed} of 15 estimates missed their known-MI band" in result.stderr.decode()
+    assert "not in [" in result.stderr.decode()
 
 
 def test_ndm_from_file_from_pipe_and_from_encoder(made, tmp_path):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dimctl.evaluate.mi import MIConfig, correlated_gaussians, estimate_mi, gaussian_mi
+from dimctl.evaluate.mi import MIConfig, correlated_gaussians, estimate_mi, gaussian_mi, selftest_band
 
 STEPS = 1000  # measured enough for every bound to settle on these problems (2-core CPU: ~4 s a run)
 BATCH = 128
@@ -58,6 +58,13 @@ def test_infonce_never_exceeds_log_batch_and_is_accurate_below_it(estimates):
 def test_jsd_critics_rank_the_settings(estimates):
     values = [estimates[key]["jsd"].estimate for key in ((2, 0.5), (5, 2.0), (10, 4.0))]
     assert values[0] + 0.3 < values[1] and values[1] + 0.3 < values[2], values
+
+
+def test_every_estimate_lies_in_the_band_mi_selftest_accepts(estimates):
+    for (dim, truth), results in estimates.items():
+        for name, result in results.items():
+            low, high = selftest_band(name, truth, BATCH)
+            assert low <= result.estimate <= high, (name, truth, result.estimate, (low, high))
 
 
 def test_independent_arrays_give_about_zero():

@@ -29,6 +29,21 @@ def test_encoder_round_trip_with_metadata(tmp_path):
     assert len(loaded.sha256) == 64
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_published_files_get_the_umasks_mode_like_any_other_file(tmp_path, umask):
+    # safetensors' save_file recreates the file 0600; a colleague on a shared machine must be able to read it.
+    import os
+
+    config = EncoderConfig(y_dim=4, width=0.125, fc_dim=8)
+    previous = os.umask(umask)
+    try:
+        encoder = save_encoder(tmp_path / "enc.safetensors", build_encoder(config), config, DATASET, step=0)
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(previous)
+    assert encoder.stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_foreign_and_broken_safetensors_are_artifact_errors(tmp_path):
     plain = tmp_path / "plain.safetensors"
     save_file({"w": torch.zeros(2)}, str(plain))
