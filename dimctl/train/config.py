@@ -30,10 +30,16 @@ PRECISION_HELP = ("auto, fp32, bf16 or fp16 (autocast; fp16 adds loss scaling an
 
 
 @dataclass(frozen=True)
-class DataSettings:
+class DataSource:
+    """Which dataset and where: the first settings of every training command (pretrain, generate train)."""
+
     dataset: str = setting("digits", f"One of: {', '.join(DATASETS)}.", flags=("--dataset", "-d"))
     data_root: str | None = setting(None, SHARED_HELP["data_root"], resumable=True)
     download: bool = setting(False, SHARED_HELP["download"], flags=("--download",), resumable=True)
+
+
+@dataclass(frozen=True)
+class DataSettings(DataSource):
     image_size: int | None = setting(None, "Load images at this size (default: the --arch's input size). Only with "
                                            "--crop-size may it differ from that.")
     crop_size: int = setting(0, "Random crop-size × crop-size windows of the loaded images feed the encoder (STL-10 "

@@ -28,7 +28,6 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from dimctl.data.dataset import ImageDataset
-from dimctl.data.registry import DATASETS
 from dimctl.data.order import epoch_order, rank_batch_start
 from dimctl.data.transforms import normalise
 from dimctl.errors import NonFiniteLoss, UsageError
@@ -37,6 +36,7 @@ from dimctl.io.images import save_grid
 from dimctl.models.generators import DEFAULT_Z_DIM, IMAGE_SIZES, CriticConfig, GeneratorConfig, build_generator
 from dimctl.objectives.generative import DEFAULT_CRITIC_STEPS, DEFAULT_PENALTY, GENERATOR_METHODS, build_objective
 from dimctl.settings import SHARED_HELP, declared, setting
+from dimctl.train.config import DataSource
 from dimctl.train.engine import Progress, Schedule, Trainer, begin_run, run_steps
 from dimctl.train.guard import grad_norm
 from dimctl.train.loop import unwrap
@@ -51,12 +51,9 @@ METHOD_HELP = ("ie: the paper's implicit prior matching (an encoder pushed to N(
 
 
 @dataclass(frozen=True)
-class GenerateConfig:
+class GenerateConfig(DataSource):
     """Settings of `dimctl generate train`, each with its option's help (the command's options are derived from these)."""
 
-    dataset: str = setting("digits", f"One of: {', '.join(DATASETS)}.", flags=("--dataset", "-d"))
-    data_root: str | None = setting(None, SHARED_HELP["data_root"], resumable=True)
-    download: bool = setting(False, SHARED_HELP["download"], flags=("--download",), resumable=True)
     method: str = setting("ie", METHOD_HELP)
     image_size: int = setting(32, "32 or 64: Gulrajani et al.'s 32×32 or 64×64 ResNet; images load at this size.")
     z_dim: int = setting(DEFAULT_Z_DIM, "Size of the generator's input noise z ~ N(0, I).")
