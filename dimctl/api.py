@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from dimctl.data.registry import fit_to_size
@@ -82,13 +83,9 @@ def load_features(path: str | Path) -> Features:
 def _as_uint8_batch(images, channels: int, pil_size: int | None) -> torch.Tensor:
     """(N, C, H, W) uint8; PIL images converted to the encoder's mode (and resized to
     ``pil_size`` with PIL's bilinear filter, as an image folder is loaded, when given)."""
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - Pillow comes with torchvision
-        Image = None
-    if Image is not None and isinstance(images, Image.Image):
+    if isinstance(images, Image.Image):
         images = [images]
-    if isinstance(images, (list, tuple)) and images and Image is not None and isinstance(images[0], Image.Image):
+    if isinstance(images, (list, tuple)) and images and isinstance(images[0], Image.Image):
         arrays = []
         for img in images:
             img = img.convert("L" if channels == 1 else "RGB")

@@ -51,8 +51,8 @@ def dataset_for(artifact: EncoderArtifact, dataset: str | None, data_root: Path 
     on (its header), whose image folder is reused when it was a `folder` and no --data-root is given."""
     if dataset is not None:
         return dataset, data_root
-    trained_on = artifact.dataset if "dimctl.dataset" in artifact.metadata else {}
-    name = trained_on.get("name") or "digits"
+    trained_on = artifact.dataset  # load_encoder has checked the header holds it
+    name = trained_on.get("name", "digits")
     if name == "folder" and data_root is None and trained_on.get("source"):
         data_root = Path(trained_on["source"])
     return name, data_root

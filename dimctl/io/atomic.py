@@ -16,18 +16,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    # mkstemp makes the file private (0600); give it the mode a plain open() would have.
+    # mkstemp makes the file private (0600); the published file gets the mode a plain open() would have.
     umask = os.umask(0)
     os.umask(umask)
     mode = 0o666 & ~umask
-    os.fchmod(fd, mode)
     os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-            # Again: a writer may have recreated the file (safetensors' save_file does, 0600).
+            # Set last: a writer may have recreated the file (safetensors' save_file does, 0600).
             os.fchmod(f.fileno(), mode)
         os.replace(tmp, path)
     except OSError as e:

@@ -82,20 +82,24 @@ def build(inputs: Inputs, options: ReportOptions = ReportOptions()) -> Document:
     doc.add(Text(f"Built by `dimctl report` from {len(inputs.runs)} run folder(s) and {len(inputs.rows)} result line(s)."))
     # The results tables pool seeds; the Runs section below still shows every run.
     models = pool_seeds(grouped.models) if options.pool_seeds else grouped.models
-    pooled = [m for m in models if m.seeds]
-    seeds_note = (f"{len(pooled)} row(s) pool runs that differ only in --seed: mean ± sample standard deviation "
-                  f"over the seeds (n = results).") if pooled else None
+    pooled = {m.label for m in models if m.seeds}
+
+    def note_pooled(table: Table) -> None:
+        rows = pooled & set(table.column("run"))
+        if rows:
+            table.notes.append(f"{len(rows)} row(s) pool runs that differ only in --seed: mean ± sample standard "
+                               f"deviation over the seeds (n = results).")
 
     doc.add(Heading("Results", 2))
     table1 = classification_table(models, options.paper)
     if table1:
-        table1.notes += [seeds_note] if seeds_note else []
+        note_pooled(table1)
         doc.add(table1)
         for picture in _accuracy_pictures(models):
             doc.add(picture)
     table4 = representation_table(models, options.paper)
     if table4:
-        table4.notes += [seeds_note] if seeds_note and any(m.label in table4.column("run") for m in pooled) else []
+        note_pooled(table4)
         doc.add(table4)
     neighbours = neighbors_table(models)
     if neighbours:

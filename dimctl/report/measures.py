@@ -84,7 +84,7 @@ def pool_seeds(models: list[Model]) -> list[Model]:
     """Runs that differ only in ``--seed`` (and bookkeeping) as one model: their result rows
     together, so a table cell is the mean ± standard deviation over the seeds, labelled with them.
     Models without a pretrain run, and runs with no other seed, stay as they are."""
-    groups: dict[str, list[Model]] = {}
+    groups: dict[str, list[tuple[int, Model]]] = {}
     order: list[Model | str] = []
     for m in models:
         settings = pretrain_settings(m)
@@ -94,21 +94,19 @@ def pool_seeds(models: list[Model]) -> list[Model]:
         key = repr(sorted((k, v) for k, v in settings.items() if k not in BOOKKEEPING and k != "seed"))
         if key not in groups:
             order.append(key)
-        groups.setdefault(key, []).append(m)
+        groups.setdefault(key, []).append((settings["seed"], m))
     pooled = []
     for entry in order:
-        if isinstance(entry, Model):
-            pooled.append(entry)
-            continue
-        members = sorted(groups[entry], key=lambda m: pretrain_settings(m)["seed"])
+        members = [(0, entry)] if isinstance(entry, Model) else sorted(groups[entry], key=lambda s_m: s_m[0])
         if len(members) == 1:
-            pooled.append(members[0])
+            pooled.append(members[0][1])
             continue
-        seeds = [pretrain_settings(m)["seed"] for m in members]
-        first = members[0]
+        seeds = [seed for seed, _ in members]
+        first = members[0][1]
+        attached = [run for _, m in members for run in m.attached]
+        rows = [row for _, m in members for row in m.rows]
         pooled.append(Model(first.sha256, f"{first.label} (seeds {', '.join(map(str, seeds))})", first.run,
-                            [run for m in members for run in m.attached], [row for m in members for row in m.rows],
-                            seeds))
+                            attached, rows, seeds))
     return pooled
 
 
