@@ -102,3 +102,24 @@ def test_conv2d_takes_the_weight_gradient_in_fp32_under_cpu_bf16_autocast(channe
     assert out.dtype == torch.bfloat16 and grads[1].dtype == torch.float32
     for value, truth in zip([out, *grads], exact):  # bf16 round-off of the inputs, nothing more
         assert ((value.float() - truth).norm() / truth.norm()).item() < 1e-2
+
+
+def test_uniform_mask_dropout_is_dropout():
+    """The probe's dropout: drops a fraction p, scales survivors by 1/(1-p), passes gradients only
+    through survivors, and is the identity in eval mode (and on the same RNG state, repeatable)."""
+    from dimctl.models.classifier import UniformMaskDropout, paper_classifier
+
+    drop = UniformMaskDropout(0.1)
+    x = torch.randn(400, 200, requires_grad=True)
+    torch.manual_seed(0)
+    out = drop(x)
+    kept = out.detach() != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.01
+    assert torch.allclose(out.detach()[kept], x.detach()[kept] / 0.9)
+    out.sum().backward()
+    assert torch.allclose(x.grad, kept.float() / 0.9)
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), out)
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    assert isinstance(paper_classifier(8, 3)[1], UniformMaskDropout)
