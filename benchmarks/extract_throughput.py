@@ -48,6 +48,7 @@ def command(args, encoder_path: Path, out: Path, pipe: bool, env: dict | None = 
     cmd = [sys.executable, "-m", "dimctl", "extract", str(encoder_path), "--dataset", args.dataset,
            "--layer", "conv,fc,y", "--batch-size", str(args.batch_size), *args.data_args, *flags]
     env = {**os.environ, "DIMCTL_NO_PROGRESS": "1", **(env or {})}
+    out.unlink(missing_ok=True)  # the last repeat's file: extract refuses to replace one without --force
     start = time.perf_counter()
     if pipe:  # dimctl extract … | cat > out
         with open(out, "wb") as f:
