@@ -1,7 +1,8 @@
 """`--config FILE.toml`: defaults for a subcommand's options, under flags and DIMCTL_* variables.
 
 Top-level keys apply to the subcommand being run; a table named after a subcommand
-(`[pretrain]`, `[probe]`) applies to that subcommand only. Keys are option names, with dashes or
+(`[pretrain]`, `[probe]`) applies to that subcommand only, and a command group's subcommands take
+nested tables (`[generate.train]`, `[generate.sample]`). Keys are option names, with dashes or
 underscores. An unknown key is a usage error naming it (a table's keys are checked when its
 subcommand runs).
 """
@@ -38,29 +39,75 @@ def load_default_map(path: Path, group, args: list[str]) -> dict:
         raise UsageError(f"--config {path}: no such file") from None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UsageError(f"--config {path}: not a readable TOML file ({e})") from None
-    # Only the subcommand being run is loaded (and its keys checked): the group imports each
-    # subcommand's module on demand, and another command's table is checked when that command runs.
-    ctx = group.context_class(group, info_name="dimctl")
-    names = group.list_commands(ctx)
-    subcommand = next((a for a in args if not a.startswith("-") and a in names), None)
-    command = group.get_command(ctx, subcommand) if subcommand is not None else None
-    default_map: dict[str, dict] = {}
-    for key, value in data.items():
+    return _level(path, group, _chain(group, args), (), data)
+
+
+def _chain(group, args: list[str]) -> list[tuple[str, object]]:
+    """The (name, command) path being run: `dimctl generate train` → [generate, train]. Only these
+    commands are loaded: the group imports each subcommand's module on demand, and another
+    command's table is checked when that command runs."""
+    chain = []
+    while _is_group(group):
+        ctx = group.context_class(group, info_name="dimctl")
+        names = group.list_commands(ctx)
+        name = next((a for a in args if not a.startswith("-") and a in names), None)
+        if name is None:
+            break
+        group = group.get_command(ctx, name)
+        chain.append((name, group))
+        args = args[args.index(name) + 1:]
+    return chain
+
+
+def _level(path: Path, group, chain: list, above: tuple[str, ...], table: dict) -> dict:
+    """The default map for ``table`` read at the level of ``group`` (reached through ``above``;
+    ``chain`` is the rest of the path being run): a table named after a command of this level
+    applies to that command (nested groups take nested tables, `[generate.train]`); any other key
+    applies to the command being run."""
+    names = group.list_commands(group.context_class(group, info_name="dimctl")) if _is_group(group) else []
+    leaf = chain[-1][1] if chain else group
+    leaf_name = " ".join((*above, *(name for name, _ in chain)))
+    default_map: dict = {}
+    for key, value in table.items():
         if isinstance(value, dict) and key in names:
-            if key == subcommand:
-                default_map.setdefault(key, {}).update(_check(path, command, key, value))
-        elif subcommand is not None:
-            default_map.setdefault(subcommand, {}).update(_check(path, command, subcommand, {key: value}))
+            if chain and key == chain[0][0]:
+                _merge(default_map, {key: _level(path, chain[0][1], chain[1:], (*above, key), value)})
+        elif leaf_name and not _is_group(leaf):
+            _merge(default_map, _nest([name for name, _ in chain], _check(path, leaf, leaf_name, {key: value})))
         else:
-            raise UsageError(f"--config {path}: key {key!r} is outside a [command] table and no command was given")
+            where = f"in [{'.'.join(above)}]" if above else "outside a [command] table"
+            raise UsageError(f"--config {path}: key {key!r} is {where} and no command was given")
     return default_map
 
 
+def _is_group(command) -> bool:
+    return hasattr(command, "list_commands")
+
+
+def _nest(names: list[str], values: dict) -> dict:
+    for name in reversed(names):
+        values = {name: values}
+    return values
+
+
+def _merge(into: dict, more: dict) -> None:
+    for key, value in more.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
 def _check(path: Path, command, name: str, values: dict) -> dict:
-    params = {p.name: p for p in command.params if getattr(p, "param_type_name", "") == "option"}
+    # A key is an option's name as typed (`num` for --num) or its parameter's (`count`).
+    params = {}
+    for p in command.params:
+        if getattr(p, "param_type_name", "") == "option":
+            params[p.name] = p.name
+            params.update({flag.lstrip("-").replace("-", "_"): p.name for flag in p.opts if flag.startswith("--")})
     checked = {}
     renamed = {old.lstrip("-").replace("-", "_"): new.lstrip("-").replace("-", "_")
-               for old, new in deprecations.RENAMED.get((name,), {}).items() if old.startswith("--")}
+               for old, new in deprecations.RENAMED.get(tuple(name.split()), {}).items() if old.startswith("--")}
     for key, value in values.items():
         norm = key.replace("-", "_")
         if norm not in params and norm in renamed:
@@ -68,5 +115,5 @@ def _check(path: Path, command, name: str, values: dict) -> dict:
             norm = renamed[norm]
         if norm not in params:
             raise UsageError(f"--config {path}: unknown key {key!r} for `dimctl {name}`")
-        checked[norm] = value
+        checked[params[norm]] = value
     return checked

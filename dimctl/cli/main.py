@@ -63,7 +63,24 @@ def load_command(name: str):
         one.command(name)(target)
         command = typer.main.get_command(one)
     command.name = name
+    name_environment_variables(command, [name])
     return command
+
+
+def name_environment_variables(command, path: list[str]) -> None:
+    """Each option of ``command`` (and of a group's subcommands) reads DIMCTL_<COMMAND>_<OPTION>:
+    the command's words and the option's first long flag, upper case, dashes as underscores
+    (`dimctl probe --json` → DIMCTL_PROBE_JSON, `dimctl generate train --steps` →
+    DIMCTL_GENERATE_TRAIN_STEPS). Named from the flag, not click's parameter name (which gave
+    DIMCTL_PROBE_AS_JSON and DIMCTL_PRETRAIN_GLOBALS_); --help and --version read none."""
+    for param in command.params:
+        longs = [flag for flag in getattr(param, "opts", ()) if flag.startswith("--")]
+        if getattr(param, "param_type_name", "") != "option" or not longs:
+            continue
+        param.envvar = "_".join(["DIMCTL", *path, longs[0][2:]]).upper().replace("-", "_")
+        param.show_envvar = False  # the rule is documented once (README, --config's help), not 80 times
+    for sub_name, sub in getattr(command, "commands", {}).items():
+        name_environment_variables(sub, [*path, sub_name])
 
 
 def _unset_stays_none(process_value):
@@ -199,7 +216,7 @@ def _run(argv: list[str]) -> int:
         config_path = config_path or os.environ.get("DIMCTL_CONFIG") or None
         default_map = config_file.load_default_map(Path(config_path), command, args) if config_path else None
         rv = command.main(args=args, prog_name="dimctl", standalone_mode=False,
-                          default_map=default_map, auto_envvar_prefix="DIMCTL")
+                          default_map=default_map)  # no auto_envvar_prefix: name_environment_variables
         if rv == 130:  # typer turned a KeyboardInterrupt (Ctrl-C or SIGTERM) into an exit code
             return _fail("interrupted", 130)
         return rv if isinstance(rv, int) else 0

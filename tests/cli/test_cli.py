@@ -169,6 +169,52 @@ def test_config_file_and_environment(tmp_path):
     assert "'epoch'" in bad.stderr.decode()
 
 
+def test_config_file_nested_tables_for_command_groups(tmp_path):
+    """`[generate.train]` configures `dimctl generate train` (and only it); a top-level key goes to
+    the command being run; a wrong key in a nested table is one line naming the command."""
+    import typer
+
+    from dimctl.cli.config_file import load_default_map
+    from dimctl.cli.main import app
+
+    group = typer.main.get_command(app)
+    config = tmp_path / "gen.toml"
+    config.write_text('seed = 3\n[generate.train]\nsteps = 7\nwidth = 8\n[generate.sample]\nnum = 5\n'
+                      '[probe]\nclassifier = "knn"\n')
+    assert load_default_map(config, group, ["generate", "train"]) == {"generate": {"train": {"seed": 3, "steps": 7, "width": 8}}}
+    assert load_default_map(config, group, ["generate", "sample", "G"]) == {"generate": {"sample": {"seed": 3, "n": 5}}}
+    assert load_default_map(config, group, ["probe", "-"]) == {"probe": {"seed": 3, "classifier": "knn"}}
+    config.write_text('[generate.train]\nstep = 7\n')
+    bad = run_here("generate", "train", "--config", config, "--out", tmp_path / "g")
+    assert_one_line_error(bad, 2)
+    assert "'step'" in bad.stderr.decode() and "generate train" in bad.stderr.decode()
+
+
+def test_environment_variables_follow_one_rule():
+    """Every option of every command reads DIMCTL_<COMMAND words>_<its long flag> and nothing else;
+    --help and --version read no variable (DIMCTL_VERSION=1 once turned any command into --version)."""
+    from dimctl.cli.main import COMMANDS, load_command
+
+    def walk(command, path):
+        for param in command.params:
+            longs = [f for f in getattr(param, "opts", ()) if f.startswith("--")]
+            if getattr(param, "param_type_name", "") == "option" and longs:
+                yield param, "_".join(["DIMCTL", *path, longs[0][2:]]).upper().replace("-", "_")
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    seen = 0
+    for name in COMMANDS:
+        for param, expected in walk(load_command(name), [name]):
+            assert param.envvar == expected, (name, param.opts, param.envvar)
+            seen += 1
+    assert seen > 150
+    help_text = run_here("probe", "--help", env={"DIMCTL_VERSION": "1"})
+    assert help_text.returncode == 0 and b"Usage: dimctl probe" in help_text.stdout
+    not_help = run_here("probe", "-", env={"DIMCTL_PROBE_HELP": "1"})
+    assert_one_line_error(not_help, 3)  # probed stdin (empty), did not print help
+
+
 def test_encoder_commands_default_to_the_encoders_own_dataset(tmp_path):
     # An encoder trained on (a small fake) CIFAR-10: extract and reconstruct without --dataset run
     # on CIFAR-10, not on the digits default of pretrain, which would fit the encoder's input too.
