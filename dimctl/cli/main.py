@@ -147,7 +147,7 @@ app = typer.Typer(
          "Example: dimctl pretrain --out runs/demo && "
          "dimctl extract runs/demo/encoder.safetensors | dimctl probe",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -200,9 +200,21 @@ def run(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _complete() -> int:
+    """Print the completions the shell asked for (COMP_WORDS …). Completing a subcommand's options
+    imports that subcommand, as running it would."""
+    try:
+        typer.main.get_command(app).main(args=[], prog_name="dimctl", complete_var="_DIMCTL_COMPLETE")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 0
+    return 0
+
+
 def _run(argv: list[str]) -> int:
     debug = "--debug" in argv or os.environ.get("DIMCTL_DEBUG", "") not in ("", "0")
     args = [a for a in argv if a != "--debug"]
+    if os.environ.get("_DIMCTL_COMPLETE"):  # the shell asks for completions (--install-completion's script)
+        return _complete()
     if not args:  # a short usage on stderr, not the whole help on stdout (it is an error: exit 2)
         print("usage: dimctl COMMAND [OPTIONS] ...  (dimctl --help lists the commands; dimctl COMMAND --help "
               "explains one)", file=sys.stderr)

@@ -110,3 +110,20 @@ def test_top_level_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for name, (_, _, line) in COMMANDS.items():
         assert name in out and line.split()[0] in out
+
+
+def test_shell_completion_installs_and_completes(tmp_path):
+    """`dimctl --install-completion bash` writes a script that bash sources; with it, bash completes
+    subcommand names, a group's subcommands and a subcommand's options (one real shell)."""
+    dimctl = os.path.join(os.path.dirname(sys.executable), "dimctl")
+    env = {**os.environ, "HOME": str(tmp_path), "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    installed = subprocess.run([dimctl, "--install-completion", "bash"], capture_output=True, text=True, env=env, timeout=60)
+    assert installed.returncode == 0, installed.stderr
+    script = tmp_path / ".bash_completions" / "dimctl.sh"
+    assert f"source '{script}'" in (tmp_path / ".bashrc").read_text()
+    complete = (f"source '{script}'; for words in 'dimctl pro' 'dimctl generate sa' 'dimctl probe --classi'; do "
+                "COMP_WORDS=($words); COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 )); _dimctl_completion dimctl; "
+                'echo "${COMPREPLY[*]}"; done')
+    result = subprocess.run(["bash", "-c", complete], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:3] == ["probe", "sample", "--classifier"], result.stdout
