@@ -7,18 +7,20 @@ options are: `cli/settings_options.py` derives each option, its default and its 
 field, so nothing is written twice. Setting names are unique across a config's sections.
 """
 
+import inspect
 from dataclasses import MISSING, Field, field, fields, is_dataclass, replace
 
 
 def setting(default, help: str, *, flags: tuple[str, ...] = (), resumable: bool = False, cli: bool = True,
-            unset: bool = False, choices: tuple[str, ...] = ()):
+            unset: bool = False, choices: tuple[str, ...] = (), panel: str | None = None):
     """A field with its help. ``flags``: the option's spellings (default ``--field-name``; booleans
     name theirs: ``("--occlude",)`` or ``("--hflip/--no-hflip",)``). ``resumable``: ``--resume`` may
     change it. ``cli=False``: no option (a setting only the library sets). ``unset``: the option
     defaults to None, "not given", and the command resolves it (e.g. DIM's weights from the preset).
-    ``choices``: the values it may take (``invalid_choice`` checks them)."""
+    ``choices``: the values it may take (``invalid_choice`` checks them). ``panel``: the heading it is
+    listed under in ``--help`` (default: the ``PANEL`` of the class that declares it, ``panel_of``)."""
     return field(default=default, metadata={"help": help, "flags": flags, "resumable": resumable, "cli": cli,
-                                            "unset": unset, "choices": tuple(choices)})
+                                            "unset": unset, "choices": tuple(choices), "panel": panel})
 
 
 def invalid_choice(config) -> str | None:
@@ -38,6 +40,24 @@ def declared(cls) -> list[Field]:
         section = _section_type(f)
         out.extend(declared(section) if section is not None else [f])
     return out
+
+
+def panel_of(cls, f: Field) -> str | None:
+    """The ``--help`` heading of setting ``f`` of config class ``cls`` (sections searched): its own
+    ``panel``, else the ``PANEL`` class attribute of the class that declares it (a section, or a
+    base it inherits from, so DIMConfig's settings stay together), else None (the command's panel)."""
+    if f.metadata.get("panel"):
+        return f.metadata["panel"]
+    for g in fields(cls):
+        section = _section_type(g)
+        if section is not None:
+            found = panel_of(section, f)
+            if found is not None or f.name in {h.name for h in declared(section)}:
+                return found
+        elif g.name == f.name:
+            owner = next(c for c in cls.__mro__ if f.name in inspect.get_annotations(c))
+            return getattr(owner, "PANEL", None)
+    return None
 
 
 def flatten(config) -> dict:
@@ -75,7 +95,8 @@ def _section_type(f: Field):
 # of every command), so each says the same thing everywhere.
 SHARED_HELP = {
     "data_root": "Folder holding the dataset's files (torchvision's layout; for `folder`, the image folder). "
-                 "Default ./data; fashion-mnist also looks in /usr/share/datasets/fashion-mnist.",
+                 "Default ./data; fashion-mnist also looks where Debian's dataset-fashion-mnist package puts it "
+                 "(under /usr/share/datasets/).",
     "download": "Fetch the dataset if its files are missing (off: nothing downloads unless asked).",
     "checkpoint_every": "Save resume state every N steps (0: only at the end).",
     "keep_checkpoints": "Keep the newest K checkpoints.",

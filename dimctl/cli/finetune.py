@@ -27,7 +27,7 @@ def finetune(
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
     skip_bad_images: SkipBadImagesOpt = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Run folder. Default runs/finetune-ENCODER_FOLDER-DATASET-FRACTION.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder. Default: under runs/, named finetune-FOLDER-DATA-FRACTION (FOLDER: the encoder's).")] = None,
     resume: ResumeOpt = False,
     force: ForceOpt = False,
     **settings,

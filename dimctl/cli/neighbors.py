@@ -32,7 +32,7 @@ def neighbors(
     squash: Annotated[bool, typer.Option("--squash/--no-squash", help="For --layer y: compare sigmoid(Y), the space prior matching makes uniform on [0, 1] (the paper orders neighbours 'to reflect the uniform prior').")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the choice of query images.")] = 0,
     batch_size: ForwardBatchOpt = 256,
-    out: Annotated[Path | None, typer.Option("--out", help="Run folder for neighbors.png and neighbors.jsonl. Default runs/neighbors-ENCODER_FOLDER-LAYER.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder for neighbors.png and neighbors.jsonl. Default: under runs/, named neighbors-FOLDER-LAYER after the encoder's folder.")] = None,
     cpu: CpuOpt = False,
     force: ReplaceOpt = False,
 ):

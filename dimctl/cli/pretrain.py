@@ -21,7 +21,7 @@ RUN_FILES = ("config.json", "metrics.jsonl", "encoder.safetensors", "decoder.saf
 @with_settings(PretrainConfig, after="out")  # every setting's option, default and help: train/config.py
 def pretrain(
     ctx: typer.Context,
-    out: Annotated[Path | None, typer.Option("--out", help="Run folder. Default runs/PRESET-ESTIMATOR-DATASET.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder. Default: under runs/, named preset-estimator-dataset (runs/dim-l-jsd-digits).")] = None,
     skip_bad_images: SkipBadImagesOpt = False,
     resume: ResumeOpt = False,
     force: ForceOpt = False,

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from dimctl.settings import declared
+from dimctl.settings import declared, panel_of
 
 
 def setting_parameters(config_class) -> list[inspect.Parameter]:
@@ -24,7 +24,8 @@ def setting_parameters(config_class) -> list[inspect.Parameter]:
         annotation, default = f.type, f.default
         if meta["unset"]:
             annotation, default = annotation | None, None
-        option = typer.Option(*meta["flags"], help=meta["help"], show_default=not meta["unset"])
+        option = typer.Option(*meta["flags"], help=meta["help"], show_default=not meta["unset"],
+                              rich_help_panel=panel_of(config_class, f))
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                         annotation=Annotated[annotation, option]))
     return params

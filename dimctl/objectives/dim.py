@@ -32,6 +32,8 @@ CONCAT_NEGATIVES = 1  # other images each global meets in the concat critic (the
 class DIMConfig:
     """The objective's settings (train/config.py's ``ObjectiveSettings`` extends them with the method's)."""
 
+    PANEL = "DIM family"  # the --help heading of these settings
+
     alpha: float = setting(0.0, "Global MI weight (overrides the preset).", unset=True)
     beta: float = setting(1.0, "Local MI weight (overrides the preset); with --method beta-vae, the KL weight.",
                           unset=True)

@@ -33,6 +33,8 @@ PRECISION_HELP = ("auto, fp32, bf16 or fp16 (autocast; fp16 adds loss scaling an
 class DataSource:
     """Which dataset and where: the first settings of every training command (pretrain, generate train)."""
 
+    PANEL = "Data"  # the --help heading of the settings declared here
+
     dataset: str = setting("digits", f"One of: {', '.join(DATASETS)}.", flags=("--dataset", "-d"))
     data_root: str | None = setting(None, SHARED_HELP["data_root"], resumable=True)
     download: bool = setting(False, SHARED_HELP["download"], flags=("--download",), resumable=True)
@@ -53,6 +55,8 @@ class DataSettings(DataSource):
 
 @dataclass(frozen=True)
 class EncoderSettings:
+    PANEL = "Encoder"  # the --help heading of the settings declared here
+
     arch: str = setting("dcgan", ARCH_HELP)
     width: float = setting(1.0, "Multiply the encoder's conv channels (1: the paper's; e.g. 0.25 for quick CPU runs).")
     fc_dim: int | None = setting(None, "Width of the encoder's fully connected layers (default: the paper's, 1024 or "
@@ -65,6 +69,8 @@ class ObjectiveSettings(DIMConfig):
     """DIM's settings (objectives/dim.py) and the method's. The CLI leaves the weights and the
     estimator unset and resolves them from --method and --preset (``resolve_weights``)."""
 
+    PANEL = "Objective"  # the --help heading of the settings declared here
+
     method: str = setting("dim", METHOD_HELP)  # dim, or a comparison method of the paper (dimctl/methods/)
     preset: str | None = setting("dim-l", PRESET_HELP, unset=True, choices=tuple(PRESETS))
     cpc_rows: int = setting(3, "--method cpc: predict 1 to this many rows ahead, one network per offset.")
@@ -76,6 +82,8 @@ class ObjectiveSettings(DIMConfig):
 
 @dataclass(frozen=True)
 class OptimiserSettings:
+    PANEL = "Optimisation"  # the --help heading of the settings declared here
+
     batch_size: int = setting(64, "Images per step per process; negatives come from the batch.")
     lr: float = setting(1e-4, "Adam learning rate (encoder, heads and prior discriminator).")
     adam_beta1: float = setting(0.5, "Adam's β1 (the authors' code: 0.5).", cli=False)
@@ -84,6 +92,8 @@ class OptimiserSettings:
 
 @dataclass(frozen=True)
 class RunSettings:
+    PANEL = "Run"  # the --help heading of the settings declared here
+
     epochs: int = setting(10, "Passes over the training split (0 publishes the initial, random encoder).",
                           resumable=True)
     seed: int = setting(0, "Seed for initialisation, data order and augmentation.")
@@ -91,15 +101,17 @@ class RunSettings:
     keep_checkpoints: int = setting(3, SHARED_HELP["keep_checkpoints"], resumable=True)
     log_every: int = setting(10, SHARED_HELP["log_every"], resumable=True)
     nan_policy: str = setting("stop", SHARED_HELP["nan_policy"], resumable=True, choices=NAN_POLICIES)
-    cpu: bool = setting(False, SHARED_HELP["cpu"], flags=("--cpu",), resumable=True)
+    cpu: bool = setting(False, SHARED_HELP["cpu"], flags=("--cpu",), resumable=True, panel="Devices")
     # auto is resolved before the run starts (dimctl/precision.py)
-    precision: str = setting("auto", PRECISION_HELP, choices=PRECISIONS)
+    precision: str = setting("auto", PRECISION_HELP, choices=PRECISIONS, panel="Devices")
     channels_last: bool = setting(False, "Channels-last memory format for the convolutions (faster on most CPUs and "
-                                         "tensor-core GPUs).", flags=("--channels-last",), resumable=True)
+                                         "tensor-core GPUs).", flags=("--channels-last",), resumable=True,
+                                  panel="Devices")
     compile: bool = setting(False, "torch.compile the encoder and heads (inductor). Pays off on GPUs over long runs; "
-                                   "compiling takes a minute.", flags=("--compile",), resumable=True)
+                                   "compiling takes a minute.", flags=("--compile",), resumable=True,
+                            panel="Devices")
     sync_bn: bool = setting(False, "With several GPU processes: BatchNorm statistics over the global batch "
-                                   "(SyncBatchNorm).", flags=("--sync-bn",))
+                                   "(SyncBatchNorm).", flags=("--sync-bn",), panel="Devices")
 
 
 @dataclass(frozen=True)

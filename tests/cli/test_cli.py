@@ -215,6 +215,20 @@ def test_environment_variables_follow_one_rule():
     assert_one_line_error(not_help, 3)  # probed stdin (empty), did not print help
 
 
+def test_pretrain_help_in_panels_and_nothing_cut_at_80_columns():
+    result = run_here("pretrain", "--help", env={"COLUMNS": "80"})
+    text = result.stdout.decode()
+    assert result.returncode == 0
+    panels = [line.split("─")[1].strip() for line in text.splitlines() if line.startswith("╭─")]
+    assert panels == ["Options", "Data", "Encoder", "DIM family", "Objective", "Optimisation", "Run", "Devices"]
+    assert "…" not in text and max(map(len, text.splitlines())) <= 80
+    devices = text[text.index("─ Devices"):]
+    assert all(flag in devices for flag in ("--cpu", "--precision", "--channels-last", "--compile", "--sync-bn"))
+    for command in ("finetune", "neighbors", "extract", "probe"):  # the options' help, not an example's "…"
+        options = run_here(command, "--help", env={"COLUMNS": "80"}).stdout.decode().split("─ Options")[1]
+        assert "…" not in options.replace("fc, y, …", ""), command
+
+
 def test_encoder_commands_default_to_the_encoders_own_dataset(tmp_path):
     # An encoder trained on (a small fake) CIFAR-10: extract and reconstruct without --dataset run
     # on CIFAR-10, not on the digits default of pretrain, which would fit the encoder's input too.
