@@ -12,7 +12,8 @@ accuracy plus, for iterative solvers, what the solver did (its name, iterations,
 - ``svm-torch``: LinearSVC's model by the ADMM solver at every size (the name is kept for old
   Makefiles; it was a full-batch L-BFGS, 531 s at 50,000 × 4,096).
 - ``logreg``: multinomial logistic regression on standardised features.
-- ``knn``: k-nearest neighbours by cosine distance.
+- ``knn``: k-nearest neighbours by cosine similarity (evaluate/knn.py): a majority vote of 10 by
+  default, or the weighted protocol of self-supervised papers (k=200, votes exp(cos / 0.07)).
 - ``mlp``: the paper's non-linear probe network (linear 200 → dropout 0.1 → BN → ReLU → linear,
   App. A.2), trained dimctl's way: Adam 1e-3 for 50 epochs, ×0.1 at half and three quarters. The
   paper trains it with 1e-4 and step decay over a longer run; at equal epochs 1e-3 reads as well
@@ -45,6 +46,8 @@ class ProbeConfig:
     svm_tol: float = 1e-4         # ADMM: relative gradient norm per class (evaluate/linear_svm.py)
     svm_max_iter: int = 1000
     knn_k: int = 10
+    knn_weights: str = "uniform"  # or "distance": votes weighted exp(cosine / knn_temperature) (evaluate/knn.py)
+    knn_temperature: float = 0.07
     mlp_epochs: int = 50
     mlp_lr: float = 1e-3
     mlp_batch_size: int = 128
@@ -105,11 +108,10 @@ def logreg(train_x, train_y, test_x, test_y, config: ProbeConfig) -> ProbeResult
 
 
 def knn(train_x, train_y, test_x, test_y, config: ProbeConfig) -> ProbeResult:
-    from sklearn.neighbors import KNeighborsClassifier
+    from dimctl.evaluate.knn import knn_accuracy, protocol
 
-    k = min(config.knn_k, train_x.shape[0])  # a training set smaller than k still has neighbours
-    model = KNeighborsClassifier(n_neighbors=k, metric="cosine").fit(train_x, train_y)
-    return ProbeResult(_accuracy(model.predict(test_x), test_y))
+    accuracy = knn_accuracy(train_x, train_y, test_x, test_y, config.knn_k, config.knn_weights, config.knn_temperature)
+    return ProbeResult(accuracy, {"knn": protocol(config.knn_k, config.knn_weights, config.knn_temperature)})
 
 
 def mlp(train_x, train_y, test_x, test_y, config: ProbeConfig) -> ProbeResult:

@@ -272,7 +272,7 @@ def config_table(config: dict, title: str) -> Table:
 def metrics_keys(metrics: list[dict]) -> list[str]:
     """The logged numbers worth a curve: every numeric key but the step counters."""
     keys = dict.fromkeys(k for m in metrics for k, v in m.items()
-                         if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "epoch"))
+                         if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "epoch", "elapsed_s"))
     return [k for k in keys if any(m.get(k) for m in metrics)]  # leave out all-zero counters
 
 

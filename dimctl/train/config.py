@@ -90,6 +90,9 @@ class OptimiserSettings:
     adam_beta2: float = setting(0.999, "Adam's β2.", cli=False)
 
 
+EVAL_LAYERS = ("y", "fc", "conv", "local")  # every encoder's taps (models/encoders.py)
+
+
 @dataclass(frozen=True)
 class RunSettings:
     PANEL = "Run"  # the --help heading of the settings declared here
@@ -101,6 +104,14 @@ class RunSettings:
     keep_checkpoints: int = setting(3, SHARED_HELP["keep_checkpoints"], resumable=True)
     log_every: int = setting(10, SHARED_HELP["log_every"], resumable=True)
     nan_policy: str = setting("stop", SHARED_HELP["nan_policy"], resumable=True, choices=NAN_POLICIES)
+    eval_every: int = setting(0, "Every N steps and at the end, score the frozen encoder by weighted kNN (cosine, "
+                                 "k=200, T=0.07, the online accuracy of SSL papers): the first --eval-images "
+                                 "training images are the bank, the test split's the queries; logged as knn_LAYER "
+                                 "in metrics.jsonl (0: off).", resumable=True, panel="Online evaluation")
+    eval_layers: str = setting("y", "Layers the online kNN scores, comma-separated (y, fc, conv).", resumable=True,
+                               panel="Online evaluation")
+    eval_images: int = setting(10_000, "At most this many images of each split for the online kNN.", resumable=True,
+                               panel="Online evaluation")
     cpu: bool = setting(False, SHARED_HELP["cpu"], flags=("--cpu",), resumable=True, panel="Devices")
     # auto is resolved before the run starts (dimctl/precision.py)
     precision: str = setting("auto", PRECISION_HELP, choices=PRECISIONS, panel="Devices")
@@ -172,11 +183,19 @@ class PretrainConfig:
         if min(objective.alpha, objective.beta, objective.gamma) < 0:
             raise UsageError("--alpha, --beta and --gamma must be ≥ 0")
         flat = self.to_dict()
-        for name in ("epochs", "checkpoint_every", "log_every", "keep_checkpoints", "crop_padding", "workers"):
+        for name in ("epochs", "checkpoint_every", "log_every", "keep_checkpoints", "crop_padding", "workers",
+                     "eval_every"):
             if flat[name] < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be ≥ 0")
         if self.optimiser.batch_size < 2:
             raise UsageError("--batch-size must be at least 2: negatives come from the other images in the batch")
+        if run.eval_every and data.stream:
+            raise UsageError("--eval-every needs the images in memory; it does not work with --stream")
+        if run.eval_every and run.eval_images < 1:
+            raise UsageError("--eval-images must be at least 1")
+        wrong_layers = [name for name in run.eval_layers.split(",") if name not in EVAL_LAYERS]
+        if run.eval_every and wrong_layers:
+            raise UsageError(f"--eval-layers {wrong_layers[0]!r} is not one of: {', '.join(EVAL_LAYERS)}")
         if data.stream and data.dataset != "folder":
             raise UsageError(f"--stream reads image folders (--dataset folder); {data.dataset} loads into memory")
         if min(objective.coord_abs_weight, objective.coord_rel_weight) < 0 or objective.globals < 0:

@@ -12,13 +12,14 @@ train/guard.py), plus what it logs; the engine owns the rest:
 - the run folder (``begin_run``): resume from the newest checkpoint (refusing another number of
   processes), config.json, and metrics.jsonl cut back to that checkpoint;
 - the steps (``run_steps``): a metrics.jsonl line (step, epoch, the trainer's values, images/s over
-  the window) every ``log_every`` steps and at the end of every epoch, a progress callback,
+  the window, online evaluation if asked, time and elapsed seconds) every ``log_every`` steps and at the end of every epoch, a progress callback,
   periodic checkpoints, a cooperative stop (SIGINT/SIGTERM) that checkpoints first, and the final
   checkpoint.
 """
 
 import json
 import time
+from datetime import datetime, timezone
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,12 +91,17 @@ def begin_run(accelerator: Accelerator, run_dir: Path, resume: bool, record: dic
 
 def run_steps(trainer: Trainer, accelerator: Accelerator, run_dir: Path, start_step: int, schedule: Schedule,
               resume_command: str, on_progress: Callable[[Progress], None] | None = None,
-              should_stop: Callable[[], bool] | None = None) -> dict[str, float]:
+              should_stop: Callable[[], bool] | None = None,
+              evaluate: Callable[[], dict[str, float]] | None = None, eval_every: int = 0) -> dict[str, float]:
     """Steps ``start_step`` … ``total_steps``, then the final checkpoint. ``should_stop`` (the CLI
     sets it from SIGINT/SIGTERM) is polled after steps: when it turns true a checkpoint is written
-    and ``Interrupted`` raised, naming ``resume_command``. Returns the last logged metrics."""
+    and ``Interrupted`` raised, naming ``resume_command``. ``evaluate`` (the main process only)
+    runs every ``eval_every`` steps and after the last; its values join that step's log line and
+    its time is not counted in images/s. Each line also carries ``time`` (UTC, ISO 8601) and
+    ``elapsed_s``, the run's seconds so far, resumed runs included. Returns the last logged metrics."""
     total, main = schedule.total_steps, accelerator.is_main_process
     metrics_path = run_dir / "metrics.jsonl"
+    started, elapsed_before = time.perf_counter(), _last_elapsed(metrics_path) if main else 0.0
     # Several processes agree on stopping through a collective (a host sync), so only at log steps.
     stop_every = 1 if accelerator.num_processes == 1 else max(schedule.log_every, 1)
     window_start, window_images = time.perf_counter(), 0
@@ -108,7 +114,8 @@ def run_steps(trainer: Trainer, accelerator: Accelerator, run_dir: Path, start_s
         epoch = trainer.epoch_of(step)
         epoch_done = done == total or trainer.epoch_of(done) != epoch
         # Every log_every steps and at the end of every epoch, so each epoch's line on stderr has its values.
-        log_now = done % max(schedule.log_every, 1) == 0 or epoch_done
+        eval_now = evaluate is not None and eval_every > 0 and (done % eval_every == 0 or done == total)
+        log_now = done % max(schedule.log_every, 1) == 0 or epoch_done or eval_now
         checkpoint_now = bool(schedule.checkpoint_every) and done % schedule.checkpoint_every == 0 and done != total
         stop_now = should_stop is not None and done % stop_every == 0 and done != total
         if log_now or checkpoint_now or stop_now:
@@ -116,10 +123,14 @@ def run_steps(trainer: Trainer, accelerator: Accelerator, run_dir: Path, start_s
         if log_now:
             elapsed = time.perf_counter() - window_start
             metrics = {**trainer.metrics(), "images_per_s": window_images / elapsed if elapsed > 0 else 0.0}
+            if eval_now and main:
+                metrics.update(evaluate())
             window_start, window_images = time.perf_counter(), 0
             if main:
+                stamp = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                         "elapsed_s": round(elapsed_before + time.perf_counter() - started, 3)}
                 with open(metrics_path, "a") as f:
-                    f.write(json.dumps({"step": done, "epoch": epoch, **metrics}) + "\n")
+                    f.write(json.dumps({"step": done, "epoch": epoch, **metrics, **stamp}) + "\n")
         trainer.after_step(done, main)
         if on_progress is not None and main:
             on_progress(Progress(done, total, epoch, metrics, epoch_done, epochs))
@@ -159,6 +170,17 @@ def drop_metrics_after(path: Path, step: int) -> None:
     kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
     if len(kept) != len(lines):
         write_text(path, "".join(kept))
+
+
+def _last_elapsed(path: Path) -> float:
+    """``elapsed_s`` of the last line a run wrote (0 for a new run or lines from before it was logged)."""
+    if not path.is_file():
+        return 0.0
+    lines = path.read_text().splitlines()
+    try:
+        return float(json.loads(lines[-1]).get("elapsed_s", 0.0)) if lines else 0.0
+    except (ValueError, TypeError, AttributeError):
+        return 0.0
 
 
 def _step_of(line: str) -> int | None:

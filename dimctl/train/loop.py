@@ -35,6 +35,7 @@ from dimctl.precision import PRECISIONS
 from dimctl.train.config import PretrainConfig
 from dimctl.train.distributed import convert_sync_batchnorm
 from dimctl.train.engine import Progress, Schedule, Trainer, begin_run, run_steps
+from dimctl.train.online_eval import OnlineKNN
 from dimctl.train.guard import DeferredGuard, checked_update, defer_checks, grad_norm
 
 
@@ -176,6 +177,10 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
     steps_per_epoch = n // global_batch  # drop the ragged tail: every step sees the same number of negatives
     total_steps = config.run.epochs * steps_per_epoch
 
+    online = None
+    if config.run.eval_every:  # before anything is written: a dataset without labels is refused first
+        online = OnlineKNN(dataset, config.run.eval_layers.split(","), config.run.eval_images, accelerator.device,
+                           config.data.crop_size)
     encoder_config, model, discriminator, optimiser = prepare_models(
         config, accelerator, dataset.channels, dataset.image_size, n)
     start_step = begin_run(accelerator, run_dir, resume, {
@@ -185,8 +190,10 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
     })
     trainer = DIMTrainer(config, accelerator, dataset, model, discriminator, optimiser, steps_per_epoch)
     schedule = Schedule(total_steps, config.run.log_every, config.run.checkpoint_every, config.run.keep_checkpoints)
+    evaluate = (lambda: online(unwrap(accelerator, model).encoder)) if online is not None else None
     metrics = run_steps(trainer, accelerator, run_dir, start_step, schedule,
-                        f"dimctl pretrain --out {run_dir} --resume", on_progress, should_stop)
+                        f"dimctl pretrain --out {run_dir} --resume", on_progress, should_stop,
+                        evaluate, config.run.eval_every)
 
     encoder_path = run_dir / "encoder.safetensors"
     if accelerator.is_main_process:
