@@ -7,8 +7,10 @@ dataset registry (torch) when a command module first asks for them.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -118,36 +120,81 @@ def note(message: str) -> None:
 
 
 def progress_enabled() -> bool:
+    """A live bar: stderr is a terminal and DIMCTL_NO_PROGRESS is unset (elsewhere: log lines)."""
     return sys.stderr.isatty() and not os.environ.get("DIMCTL_NO_PROGRESS")
+
+
+def progress_bar(**tqdm_args):
+    """A tqdm bar on stderr as wide as the terminal, or 80 columns where the terminal reports a
+    size of 0 (some CI runners and serial consoles; tqdm's own sizing then draws nothing)."""
+    from tqdm import tqdm
+
+    try:
+        width, height = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        width, height = 0, 0
+    sizing = {"dynamic_ncols": True} if width > 0 else {"ncols": 80}
+    if height <= 0:  # tqdm hides a bar below the screen's last row, and a height of 0 has none
+        sizing["nrows"] = 24
+    return tqdm(file=sys.stderr, **sizing, **tqdm_args)
+
+
+def clock(seconds: float) -> str:
+    """1:02:03 or 2:03."""
+    minutes, s = divmod(int(round(seconds)), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}:{m:02d}:{s:02d}" if hours else f"{m}:{s:02d}"
+
+
+class Pace:
+    """Elapsed time and the estimated time left, from the steps done since ``start_step`` (the clock
+    starts now) or, without one, since the step before the first call (a resumed run's first)."""
+
+    def __init__(self, start_step: int | None = None):
+        self.start_time = None if start_step is None else time.monotonic()
+        self.start_step = start_step or 0
+
+    def __call__(self, step: int, total: int) -> str:
+        now = time.monotonic()
+        if self.start_time is None:
+            self.start_time, self.start_step = now, step - 1
+        elapsed = now - self.start_time
+        done = step - self.start_step
+        eta = f" eta {clock(elapsed / done * (total - step))}" if done > 0 and elapsed > 0 else ""
+        return f"elapsed {clock(elapsed)}{eta}"
 
 
 class TrainingProgress:
     """A tqdm bar on an interactive stderr; otherwise a line at the end of every epoch
-    (``per_epoch``) or at every tenth of the run (logs, CI, Makefiles). Takes train/engine.py's
-    ``Progress`` (or anything with its step, total_steps, epoch, epochs, epoch_done and metrics)."""
+    (``per_epoch``) or at every tenth of the run (logs, CI, Makefiles), with the elapsed time and
+    the time left. A line shows only values logged at its own step: a tenth that falls between log
+    steps is reported at the next log step, not with the values of an earlier one. Takes
+    train/engine.py's ``Progress`` (or anything with its step, total_steps, epoch, epochs,
+    epoch_done, metrics and logged)."""
 
     def __init__(self, desc: str, shown: tuple[str, ...], per_epoch: bool = True):
         self.desc, self.shown, self.per_epoch = desc, shown, per_epoch
-        self.bar = None
+        self.bar, self.pace, self.next_line = None, Pace(), 0
 
     def __call__(self, p) -> None:
         shown = {k: v for k, v in p.metrics.items() if k in self.shown}
         if progress_enabled():
             if self.bar is None:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=p.total_steps, initial=p.step - 1, unit="step", desc=self.desc,
-                                dynamic_ncols=True)
+                self.bar = progress_bar(total=p.total_steps, initial=p.step - 1, unit="step", desc=self.desc)
             self.bar.update(1)
             if shown:
                 self.bar.set_postfix({k.replace("images_per_s", "img/s"): f"{v:.3g}" for k, v in shown.items()},
                                      refresh=False)
             return
-        text = " ".join(f"{k} {v:.4g}" for k, v in shown.items())
+        pace = self.pace(p.step, p.total_steps)
+        text = " ".join(f"{k} {v:.4g}" for k, v in shown.items()) if getattr(p, "logged", True) else ""
         if self.per_epoch and p.epoch_done:
-            note(f"{self.desc} step {p.step}/{p.total_steps} epoch {p.epoch + 1}/{p.epochs} {text}")
-        elif not self.per_epoch and (p.step == p.total_steps or p.step % max(1, p.total_steps // 10) == 0):
-            note(f"{self.desc} step {p.step}/{p.total_steps} {text}")
+            note(" ".join(filter(None, [f"{self.desc} step {p.step}/{p.total_steps} epoch {p.epoch + 1}/{p.epochs}",
+                                        text, pace])))
+        elif not self.per_epoch and (p.step == p.total_steps or p.step >= self.next_line and getattr(p, "logged", True)):
+            tenth = max(1, p.total_steps // 10)
+            self.next_line = (p.step // tenth + 1) * tenth
+            note(" ".join(filter(None, [f"{self.desc} step {p.step}/{p.total_steps}", text, pace])))
 
     def close(self) -> None:
         if self.bar is not None:

@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 
 from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ForwardBatchOpt, ReplaceOpt,
-                               SkipBadImagesOpt, check_encoder_fits, progress_enabled, refuse_to_replace, split_list,
-                               stdout_is_terminal, write_stdout_bytes)
+                               SkipBadImagesOpt, check_encoder_fits, progress_bar, progress_enabled, refuse_to_replace,
+                               split_list, stdout_is_terminal, write_stdout_bytes)
 from dimctl.cli.sources import dataset_for, pick_device
 from dimctl.data.registry import load_dataset
 from dimctl.errors import UsageError
@@ -132,8 +132,4 @@ def _keep_freed_memory() -> None:
 
 
 def _bar(total: int):
-    if not progress_enabled():
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="img", desc="extract", dynamic_ncols=True)
+    return progress_bar(total=total, unit="img", desc="extract") if progress_enabled() else None

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import emit, note, progress_enabled
+from dimctl.cli.common import Pace, emit, note
 from dimctl.cli.deprecations import warn
 from dimctl.cli.sources import feature_layer, open_features
 from dimctl.errors import DimctlError, UsageError
@@ -103,12 +103,13 @@ def _selftest(steps: int, batch_size: int, lr: float, seed: int) -> None:
 
 
 def _progress(label: str, total: int):
-    """A callback that notes progress every 10% of the steps, when stderr is a terminal."""
-    if not progress_enabled():
-        return None
+    """A callback that notes the critic's progress on stderr at every tenth of the steps (a terminal
+    or a log alike: an estimate takes minutes), with the elapsed time and the time left."""
+    pace, tenth, due = Pace(start_step=0), max(total // 10, 1), [max(total // 10, 1)]
 
     def report(step: int, value: float) -> None:
-        if step % max(total // 10, 100) == 0 or step == total:
-            note(f"{label} step {step}/{total} train estimate {value:.4g}")
+        if step >= due[0] or step == total:
+            due[0] = (step // tenth + 1) * tenth
+            note(f"{label} step {step}/{total} train estimate {value:.4g} {pace(step, total)}")
 
     return report

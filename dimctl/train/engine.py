@@ -41,6 +41,7 @@ class Progress:
     metrics: dict[str, float]  # the latest logged values ({} before the first log step)
     epoch_done: bool = False  # this step ended an epoch (or the run)
     epochs: int = 0  # epochs in the whole run
+    logged: bool = True  # ``metrics`` were logged at this step (not carried over from an earlier one)
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ def run_steps(trainer: Trainer, accelerator: Accelerator, run_dir: Path, start_s
                     f.write(json.dumps({"step": done, "epoch": epoch, **metrics, **stamp}) + "\n")
         trainer.after_step(done, main)
         if on_progress is not None and main:
-            on_progress(Progress(done, total, epoch, metrics, epoch_done, epochs))
+            on_progress(Progress(done, total, epoch, metrics, epoch_done, epochs, log_now))
         if checkpoint_now:
             checkpoint.save_checkpoint(accelerator, run_dir, done, schedule.keep_checkpoints)
         if stop_now and any_process(accelerator, should_stop()):
