@@ -16,6 +16,7 @@ from dimctl.objectives.prior import PENALTY_ON
 from dimctl.precision import PRECISIONS, resolve_precision
 from dimctl.settings import SHARED_HELP, declared, flatten, invalid_choice, setting, updated
 from dimctl.train.guard import NAN_POLICIES
+from dimctl.train.trackers import TRACKERS, check_tracker
 
 PRESET_HELP = "Objective weights: " + ", ".join(f"{name} (α={w['alpha']:g}, β={w['beta']:g}, γ={w['gamma']:g})"
                                               for name, w in PRESETS.items()) + ". Default dim-l."
@@ -104,6 +105,10 @@ class RunSettings:
     keep_checkpoints: int = setting(3, SHARED_HELP["keep_checkpoints"], resumable=True)
     log_every: int = setting(10, SHARED_HELP["log_every"], resumable=True)
     nan_policy: str = setting("stop", SHARED_HELP["nan_policy"], resumable=True, choices=NAN_POLICIES)
+    log_with: str = setting("none", "Also log every metrics.jsonl value and the learning rate to an experiment "
+                                    "tracker: csv (RUN/metrics.csv), tensorboard (RUN/<run>/, pip install "
+                                    "'dimctl[tensorboard]'), wandb or mlflow (their own packages); none.",
+                            resumable=True, choices=TRACKERS)
     eval_every: int = setting(0, "Every N steps and at the end, score the frozen encoder by weighted kNN (cosine, "
                                  "k=200, T=0.07, the online accuracy of SSL papers): the first --eval-images "
                                  "training images are the bank, the test split's the queries; logged as knn_LAYER "
@@ -189,6 +194,7 @@ class PretrainConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be ≥ 0")
         if self.optimiser.batch_size < 2:
             raise UsageError("--batch-size must be at least 2: negatives come from the other images in the batch")
+        check_tracker(run.log_with)  # an optional tracker's package is there, before anything is written
         if run.eval_every and data.stream:
             raise UsageError("--eval-every needs the images in memory; it does not work with --stream")
         if run.eval_every and run.eval_images < 1:

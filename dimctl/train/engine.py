@@ -132,6 +132,8 @@ def run_steps(trainer: Trainer, accelerator: Accelerator, run_dir: Path, start_s
                          "elapsed_s": round(elapsed_before + time.perf_counter() - started, 3)}
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps({"step": done, "epoch": epoch, **metrics, **stamp}) + "\n")
+                if accelerator.trackers:  # --log-with: the same numbers, and the learning rate
+                    accelerator.log({"epoch": epoch, **metrics, **_learning_rate(trainer)}, step=done)
         trainer.after_step(done, main)
         if on_progress is not None and main:
             on_progress(Progress(done, total, epoch, metrics, epoch_done, epochs, log_now))
@@ -171,6 +173,12 @@ def drop_metrics_after(path: Path, step: int) -> None:
     kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
     if len(kept) != len(lines):
         write_text(path, "".join(kept))
+
+
+def _learning_rate(trainer: Trainer) -> dict[str, float]:
+    optimiser = getattr(trainer, "optimiser", None)
+    groups = getattr(optimiser, "param_groups", None)
+    return {"lr": float(groups[0]["lr"])} if groups else {}
 
 
 def _last_elapsed(path: Path) -> float:

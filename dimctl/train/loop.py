@@ -36,6 +36,7 @@ from dimctl.train.config import PretrainConfig
 from dimctl.train.distributed import convert_sync_batchnorm
 from dimctl.train.engine import Progress, Schedule, Trainer, begin_run, run_steps
 from dimctl.train.online_eval import OnlineKNN
+from dimctl.train.trackers import log_with, tracker_settings
 from dimctl.train.guard import DeferredGuard, checked_update, defer_checks, grad_norm
 
 
@@ -61,9 +62,9 @@ def build_models(config: PretrainConfig, channels: int, image_size: int, num_tra
     return encoder_config, model, discriminator
 
 
-def make_accelerator(config: PretrainConfig) -> Accelerator:
-    """The run's Accelerator: device, process group and mixed precision (autocast and, for fp16,
-    loss scaling) all come from Accelerate."""
+def make_accelerator(config: PretrainConfig, run_dir: Path | None = None) -> Accelerator:
+    """The run's Accelerator: device, process group, mixed precision (autocast and, for fp16,
+    loss scaling) and experiment trackers (``--log-with``, kept in ``run_dir``) all come from Accelerate."""
     config = config.resolved()
     if config.run.precision == "fp16" and (config.run.cpu or not torch.cuda.is_available()):
         # Accelerate would silently fall back to fp32 here. Checked before the Accelerator exists:
@@ -71,7 +72,9 @@ def make_accelerator(config: PretrainConfig) -> Accelerator:
         raise UsageError("--precision fp16 needs a GPU; on the CPU use --precision bf16")
     mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[config.run.precision]
     _forget_other_precision(mixed)
-    return Accelerator(cpu=config.run.cpu, mixed_precision=mixed)
+    trackers = log_with(config.run.log_with, run_dir)
+    return Accelerator(cpu=config.run.cpu, mixed_precision=mixed, log_with=trackers,
+                       project_dir=str(run_dir) if trackers else None)
 
 
 def _forget_other_precision(mixed: str) -> None:
@@ -164,7 +167,7 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
     if accelerator is not None and config.run.precision == "auto":  # a given Accelerator has its precision already
         config = config.replace(precision={"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision))
     config = config.resolved()
-    accelerator = accelerator or make_accelerator(config)
+    accelerator = accelerator or make_accelerator(config, run_dir)
     world = accelerator.num_processes
     if world > 1:
         _check_same_precision(accelerator, config.run.precision)
@@ -188,12 +191,18 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
         "dataset": dataset.describe(), "num_processes": world, "device": str(accelerator.device),
         "global_batch_size": global_batch, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
     })
+    if accelerator.log_with:
+        accelerator.init_trackers(run_dir.name, config=tracker_settings(config.to_dict()))
     trainer = DIMTrainer(config, accelerator, dataset, model, discriminator, optimiser, steps_per_epoch)
     schedule = Schedule(total_steps, config.run.log_every, config.run.checkpoint_every, config.run.keep_checkpoints)
     evaluate = (lambda: online(unwrap(accelerator, model).encoder)) if online is not None else None
-    metrics = run_steps(trainer, accelerator, run_dir, start_step, schedule,
-                        f"dimctl pretrain --out {run_dir} --resume", on_progress, should_stop,
-                        evaluate, config.run.eval_every)
+    try:
+        metrics = run_steps(trainer, accelerator, run_dir, start_step, schedule,
+                            f"dimctl pretrain --out {run_dir} --resume", on_progress, should_stop,
+                            evaluate, config.run.eval_every)
+    finally:
+        if accelerator.log_with:
+            accelerator.end_training()  # the trackers flush and close, an interrupted run's too
 
     encoder_path = run_dir / "encoder.safetensors"
     if accelerator.is_main_process:
