@@ -119,6 +119,12 @@ def note(message: str) -> None:
     print(f"dimctl: {message}", file=sys.stderr, flush=True)
 
 
+def note_unverified(feats) -> None:
+    """Say on stderr that a feature file from another tool was read without a checksum."""
+    if not feats.verified:
+        note(f"{feats.name} is not a dimctl feature file: read as is, unverified (no checksum)")
+
+
 def progress_enabled() -> bool:
     """A live bar: stderr is a terminal and DIMCTL_NO_PROGRESS is unset (elsewhere: log lines)."""
     return sys.stderr.isatty() and not os.environ.get("DIMCTL_NO_PROGRESS")

@@ -54,7 +54,7 @@ def mi(
         return
     if features is None:
         raise UsageError("give a FEATURES file (or - for stdin), or --selftest")
-    feats = open_features(features)
+    feats = open_features(features, (x, y))  # only these two layers are read
     a, b = feature_layer(feats, x), feature_layer(feats, y)
     train_x, test_x = standardise(a.train, a.test)
     train_y, test_y = standardise(b.train, b.test)

@@ -47,7 +47,7 @@ def ndm(
     if source != "-" and not Path(source).is_file():
         raise UsageError(f"{source}: no such file")
     if source == "-" or looks_like_features(Path(source)):
-        feats = open_features(source)
+        feats = open_features(source, (layer,))
         arrays, name = feature_layer(feats, layer), feats.name
     else:
         device = pick_device(cpu)

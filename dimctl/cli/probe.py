@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import emit, note, progress_enabled, read_stdin_bytes, split_list
+from dimctl.cli.common import emit, note, note_unverified, progress_enabled, read_stdin_bytes, split_list
 from dimctl.errors import UsageError
 from dimctl.evaluate.probe_names import CLASSIFIER_NAMES
 
@@ -69,8 +69,13 @@ def probe(
         raise UsageError("stdin (-) can be read only once")
     rows = []
     for source in sources:
-        feats = read_features(read_stdin_bytes()) if source == "-" else read_features(Path(source))
-        layers = feats.layers if layer == "all" else split_list(layer, feats.layers, f"--layer (in {feats.name})")
+        def wanted(available: list[str], name: str = "<stdin>" if source == "-" else source) -> list[str]:
+            return available if layer == "all" else split_list(layer, available, f"--layer (in {name})")
+
+        # Only the layers asked for are read from the file.
+        feats = read_features(read_stdin_bytes() if source == "-" else Path(source), select=wanted)
+        note_unverified(feats)
+        layers = feats.layers
         train_y, test_y = feats.layer("train", "labels"), feats.layer("test", "labels")
         multi_label = train_y.ndim == 2
         if multi_label and not (np.isin(train_y, (0, 1)).all() and np.isin(test_y, (0, 1)).all()):

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dimctl.cli.common import check_encoder_fits, read_stdin_bytes
+from dimctl.cli.common import check_encoder_fits, note_unverified, read_stdin_bytes
 from dimctl.data.dataset import ImageDataset
 from dimctl.data.registry import load_dataset
 from dimctl.errors import UsageError
@@ -25,8 +25,12 @@ class SplitArrays:
     dataset: str | None
 
 
-def open_features(source: str) -> Features:
-    return read_features(read_stdin_bytes()) if source == "-" else read_features(Path(source))
+def open_features(source: str, layers: tuple[str, ...] | None = None) -> Features:
+    """A feature file (path or - for stdin), reading only ``layers`` of it when given (labels always)."""
+    select = None if layers is None else (lambda available: [name for name in available if name in layers])
+    feats = read_features(read_stdin_bytes() if source == "-" else Path(source), select=select)
+    note_unverified(feats)
+    return feats
 
 
 def feature_layer(feats: Features, layer: str) -> SplitArrays:
@@ -41,7 +45,7 @@ def feature_layer(feats: Features, layer: str) -> SplitArrays:
     elif layer in feats.layers:
         train, test = feats.layer("train", layer), feats.layer("test", layer)
     else:
-        raise UsageError(f"{feats.name} has no layer {layer!r}; it has {', '.join([*feats.layers, LABELS])}")
+        raise UsageError(f"{feats.name} has no layer {layer!r}; it has {', '.join([*(feats.available or feats.layers), LABELS])}")
     return SplitArrays(train.reshape(train.shape[0], -1), test.reshape(test.shape[0], -1),
                        feats.encoder.get("sha256"), feats.dataset.get("name"))
 

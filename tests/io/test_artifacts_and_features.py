@@ -117,12 +117,12 @@ def test_bad_feature_files_are_artifact_errors(tmp_path):
         read_features(good[:-10])
     flipped = bytearray(good)
     flipped[700] ^= 0xFF
-    with pytest.raises(ArtifactError, match="damaged or truncated"):
+    with pytest.raises(ArtifactError, match="modified after dimctl wrote it"):
         read_features(bytes(flipped))
     with pytest.raises(ArtifactError, match="no data"):
         read_features(b"")
     plain = tmp_path / "plain.h5"
     with h5py.File(plain, "w") as f:
         f["x"] = np.zeros(3)
-    with pytest.raises(ArtifactError, match="not a dimctl feature file"):
-        read_features(plain)  # plain HDF5: no dimctl header
+    with pytest.raises(ArtifactError, match="no /train and /test groups"):
+        read_features(plain)  # plain HDF5 that is no feature file of any tool

@@ -1,0 +1,70 @@
+"""Feature files from dimctl and from other tools: only the asked layers are read, another tool's
+HDF5 or .npz is read unverified (and the CLI says so), and a dimctl file changed after sealing is
+told apart from a truncated one."""
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from dimctl.errors import ArtifactError
+from dimctl.io.features import read_features
+from tests.cli.test_cli import assert_one_line_error, run_here
+
+
+@pytest.fixture(scope="module")
+def sealed(tmp_path_factory):
+    """A real `dimctl extract` file of a random digits encoder: conv, fc and y."""
+    root = tmp_path_factory.mktemp("open")
+    assert run_here("pretrain", "--dataset", "digits", "--epochs", "0", "--mi-units", "8", "--width", "0.25",
+                    "--fc-dim", "32", "--out", root / "run").returncode == 0
+    path = root / "f.h5"
+    assert run_here("extract", root / "run" / "encoder.safetensors", "--layer", "conv,fc,y", "-o", path).returncode == 0
+    return path
+
+
+def test_only_the_asked_layers_are_read_and_never_the_file_whole(sealed, monkeypatch):
+    whole = read_features(sealed)
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("read the whole file into memory"))
+    feats = read_features(sealed, select=lambda available: ["y"])
+    assert feats.layers == ["y"] and feats.available == ["conv", "fc", "y"] and feats.verified
+    assert set(feats["train"]) == {"y", "labels"}
+    assert np.array_equal(feats["test"]["y"], whole["test"]["y"])
+
+
+def test_another_tools_hdf5_and_npz_are_probed_with_a_note(sealed, tmp_path):
+    feats = read_features(sealed)
+    foreign = tmp_path / "other.h5"
+    with h5py.File(foreign, "w") as f:  # the same arrays as another tool would write them (float64 even)
+        for split in ("train", "test"):
+            f[f"{split}/embedding"] = feats[split]["y"].astype(np.float64)
+            f[f"{split}/labels"] = feats[split]["labels"]
+    npz = tmp_path / "other.npz"
+    np.savez(npz, train_embedding=feats["train"]["y"], test_embedding=feats["test"]["y"],
+             train_labels=feats["train"]["labels"], test_labels=feats["test"]["labels"])
+    ours = json.loads(run_here("probe", sealed, "--layer", "y", "--classifier", "logreg", "--json").stdout)
+    for path in (foreign, npz):
+        result = run_here("probe", path, "--classifier", "logreg", "--json")
+        assert result.returncode == 0, result.stderr.decode()
+        row = json.loads(result.stdout)
+        assert row["layer"] == "embedding" and row["accuracy"] == pytest.approx(ours["accuracy"], abs=1e-9)
+        assert "unverified (no checksum)" in result.stderr.decode()
+    assert "unverified" not in run_here("probe", sealed, "--layer", "y", "--classifier", "logreg").stderr.decode()
+
+
+def test_modified_and_truncated_dimctl_files_are_told_apart(sealed, tmp_path):
+    modified = tmp_path / "modified.h5"
+    modified.write_bytes(sealed.read_bytes())
+    with h5py.File(modified, "a") as f:
+        f.attrs["note"] = "added by h5py"
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(sealed.read_bytes()[:-1000])
+    with pytest.raises(ArtifactError, match="modified after dimctl wrote it"):
+        read_features(modified)
+    with pytest.raises(ArtifactError, match="damaged or truncated"):
+        read_features(truncated)
+    result = run_here("probe", modified)
+    assert_one_line_error(result, 3)
+    assert "modified after dimctl wrote it (its checksum differs" in result.stderr.decode()
