@@ -197,7 +197,8 @@ class TrainingProgress:
         if self.per_epoch and p.epoch_done:
             note(" ".join(filter(None, [f"{self.desc} step {p.step}/{p.total_steps} epoch {p.epoch + 1}/{p.epochs}",
                                         text, pace])))
-        elif not self.per_epoch and (p.step == p.total_steps or p.step >= self.next_line and getattr(p, "logged", True)):
+        elif not self.per_epoch and (p.step == p.total_steps
+                                     or p.step >= self.next_line and getattr(p, "logged", True)):
             tenth = max(1, p.total_steps // 10)
             self.next_line = (p.step // tenth + 1) * tenth
             note(" ".join(filter(None, [f"{self.desc} step {p.step}/{p.total_steps}", text, pace])))

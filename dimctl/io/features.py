@@ -43,7 +43,8 @@ def looks_like_features(path: str | Path) -> bool:
     """By its first bytes: a dimctl feature file (or another tool's HDF5 or .npz) rather than safetensors."""
     with open(path, "rb") as f:
         head = f.read(len(MAGIC))
-    return head.startswith(MAGIC) or head.startswith(b"\x89HDF") or (head.startswith(b"PK") and str(path).endswith(".npz"))
+    return (head.startswith(MAGIC) or head.startswith(b"\x89HDF")
+            or (head.startswith(b"PK") and str(path).endswith(".npz")))
 
 
 def create_feature_file(target) -> h5py.File:

@@ -12,17 +12,17 @@ train/guard.py), plus what it logs; the engine owns the rest:
 - the run folder (``begin_run``): resume from the newest checkpoint (refusing another number of
   processes), config.json, and metrics.jsonl cut back to that checkpoint;
 - the steps (``run_steps``): a metrics.jsonl line (step, epoch, the trainer's values, images/s over
-  the window, online evaluation if asked, time and elapsed seconds) every ``log_every`` steps and at the end of every epoch, a progress callback,
-  periodic checkpoints, a cooperative stop (SIGINT/SIGTERM) that checkpoints first, and the final
-  checkpoint.
+  the window, online evaluation if asked, time and elapsed seconds) every ``log_every`` steps and
+  at the end of every epoch (to the experiment trackers too), a progress callback, periodic
+  checkpoints, a cooperative stop (SIGINT/SIGTERM) that checkpoints first, and the final checkpoint.
 """
 
 import json
 import time
-from datetime import datetime, timezone
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch

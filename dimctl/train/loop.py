@@ -35,9 +35,9 @@ from dimctl.precision import PRECISIONS
 from dimctl.train.config import PretrainConfig
 from dimctl.train.distributed import convert_sync_batchnorm
 from dimctl.train.engine import Progress, Schedule, Trainer, begin_run, run_steps
+from dimctl.train.guard import DeferredGuard, checked_update, defer_checks, grad_norm
 from dimctl.train.online_eval import OnlineKNN
 from dimctl.train.trackers import log_with, tracker_settings
-from dimctl.train.guard import DeferredGuard, checked_update, defer_checks, grad_norm
 
 
 @dataclass
