@@ -117,9 +117,10 @@ def test_shell_completion_installs_and_completes(tmp_path):
     subcommand names, a group's subcommands and a subcommand's options (one real shell)."""
     dimctl = os.path.join(os.path.dirname(sys.executable), "dimctl")
     env = {**os.environ, "HOME": str(tmp_path), "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
-    # Run from bash: the option detects the shell it is installed for from its parent processes.
-    installed = subprocess.run(["bash", "-c", f"'{dimctl}' --install-completion"], capture_output=True, text=True,
-                               env=env, timeout=60)
+    # Run from bash: the option detects the shell it is installed for from its parent processes
+    # (a second command keeps bash from exec-ing dimctl in its own place).
+    installed = subprocess.run(["bash", "-c", f"'{dimctl}' --install-completion; exit $?"], capture_output=True,
+                               text=True, env=env, timeout=60)
     assert installed.returncode == 0, installed.stderr
     script = tmp_path / ".bash_completions" / "dimctl.sh"
     assert f"source '{script}'" in (tmp_path / ".bashrc").read_text()
