@@ -34,8 +34,8 @@ def networks():
 def test_same_activations_and_same_fid(networks):
     ours, theirs = networks
     generator = torch.Generator().manual_seed(1)
-    a = torch.rand(24, 3, 32, 32, generator=generator)
-    b = (torch.rand(24, 3, 32, 32, generator=generator) * 0.8 + 0.1)
+    a = torch.rand(8, 3, 32, 32, generator=generator)
+    b = torch.rand(8, 3, 32, 32, generator=generator) * 0.8 + 0.1
     with torch.no_grad():
         ours_a, ours_b = ours(a)[0].double().numpy(), ours(b)[0].double().numpy()
         theirs_a = theirs(a)[0].flatten(1).double().numpy()
