@@ -24,7 +24,7 @@ from torch import nn
 from dimctl.data.registry import fit_to_size
 from dimctl.data.transforms import normalise
 from dimctl.io.artifacts import load_encoder as _load_encoder_artifact
-from dimctl.io.features import Features, read_features
+from dimctl.io.feature_reader import Features, read_features
 
 __all__ = ["Encoder", "load_encoder", "load_features"]
 

@@ -170,6 +170,20 @@ class Pace:
         return f"elapsed {clock(elapsed)}{eta}"
 
 
+class Tenths:
+    """True at the first step at or past each tenth of ``total`` from ``first`` on, and at the
+    last step: when a progress line is due, whatever steps the caller happens to see."""
+
+    def __init__(self, total: int, first: int = 0):
+        self.total, self.tenth, self.due = total, max(1, total // 10), first
+
+    def __call__(self, step: int) -> bool:
+        if step < self.due and step != self.total:
+            return False
+        self.due = (step // self.tenth + 1) * self.tenth
+        return True
+
+
 class TrainingProgress:
     """A tqdm bar on an interactive stderr; otherwise a line at the end of every epoch
     (``per_epoch``) or at every tenth of the run (logs, CI, Makefiles), with the elapsed time and
@@ -180,7 +194,7 @@ class TrainingProgress:
 
     def __init__(self, desc: str, shown: tuple[str, ...], per_epoch: bool = True):
         self.desc, self.shown, self.per_epoch = desc, shown, per_epoch
-        self.bar, self.pace, self.next_line = None, Pace(), 0
+        self.bar, self.pace, self.tenths = None, Pace(), None
 
     def __call__(self, p) -> None:
         shown = {k: v for k, v in p.metrics.items() if k in self.shown}
@@ -197,11 +211,10 @@ class TrainingProgress:
         if self.per_epoch and p.epoch_done:
             note(" ".join(filter(None, [f"{self.desc} step {p.step}/{p.total_steps} epoch {p.epoch + 1}/{p.epochs}",
                                         text, pace])))
-        elif not self.per_epoch and (p.step == p.total_steps
-                                     or p.step >= self.next_line and getattr(p, "logged", True)):
-            tenth = max(1, p.total_steps // 10)
-            self.next_line = (p.step // tenth + 1) * tenth
-            note(" ".join(filter(None, [f"{self.desc} step {p.step}/{p.total_steps}", text, pace])))
+        elif not self.per_epoch and (getattr(p, "logged", True) or p.step == p.total_steps):
+            self.tenths = self.tenths or Tenths(p.total_steps)
+            if self.tenths(p.step):
+                note(" ".join(filter(None, [f"{self.desc} step {p.step}/{p.total_steps}", text, pace])))
 
     def close(self) -> None:
         if self.bar is not None:

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import Pace, emit, note
+from dimctl.cli.common import Pace, Tenths, emit, note
 from dimctl.cli.deprecations import warn
 from dimctl.cli.sources import feature_layer, open_features
 from dimctl.errors import DimctlError, UsageError
@@ -105,11 +105,10 @@ def _selftest(steps: int, batch_size: int, lr: float, seed: int) -> None:
 def _progress(label: str, total: int):
     """A callback that notes the critic's progress on stderr at every tenth of the steps (a terminal
     or a log alike: an estimate takes minutes), with the elapsed time and the time left."""
-    pace, tenth, due = Pace(start_step=0), max(total // 10, 1), [max(total // 10, 1)]
+    pace, due = Pace(start_step=0), Tenths(total, first=max(total // 10, 1))
 
     def report(step: int, value: float) -> None:
-        if step >= due[0] or step == total:
-            due[0] = (step // tenth + 1) * tenth
+        if due(step):
             note(f"{label} step {step}/{total} train estimate {value:.4g} {pace(step, total)}")
 
     return report

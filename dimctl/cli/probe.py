@@ -52,10 +52,9 @@ def probe(
     """
     import numpy as np
 
-    from dimctl.evaluate.probes import CLASSIFIERS, ProbeConfig, probe_attribute_results, probe_result
-    from dimctl.io.features import read_features
-
     from dimctl.evaluate.knn import WEIGHTS
+    from dimctl.evaluate.probes import CLASSIFIERS, ProbeConfig, probe_attribute_results, probe_result
+    from dimctl.io.feature_reader import read_features
 
     if knn_weights not in WEIGHTS:
         raise UsageError(f"--knn-weights must be one of {', '.join(WEIGHTS)}, not {knn_weights!r}")

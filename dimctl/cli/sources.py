@@ -12,7 +12,7 @@ from dimctl.data.registry import load_dataset
 from dimctl.errors import UsageError
 from dimctl.evaluate.extract import extract_layer
 from dimctl.io.artifacts import EncoderArtifact, load_encoder
-from dimctl.io.features import Features, read_features
+from dimctl.io.feature_reader import Features, read_features
 
 LABELS = "labels"
 

@@ -15,6 +15,9 @@ also ``dimctl.precision`` ("fp32" or "bf16": how the encoder ran; the features a
 libhdf5 lays out the metadata with every dataset contiguous and allocated up front, and the
 feature bytes then go straight to their places from a writer thread, hashed in file order as they
 arrive, while the encoder computes the next batch. The result is an ordinary HDF5 file.
+
+Reading one (``read_features``, also other tools' files) is io/feature_reader.py's job; the
+checksum check both share is ``verify_sealed`` here.
 """
 
 import hashlib
@@ -23,7 +26,6 @@ import json
 import os
 import queue
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,20 +33,25 @@ import h5py
 import numpy as np
 
 from dimctl import __version__
-from dimctl.errors import ArtifactError, UsageError
+from dimctl.errors import ArtifactError
 
 SCHEMA = 1
 SPLITS = ("train", "test")
 USERBLOCK = 512
 MAGIC = b"dimctl-features"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def looks_like_features(path: str | Path) -> bool:
     """By its first bytes: a dimctl feature file (or another tool's HDF5 or .npz) rather than safetensors."""
     with open(path, "rb") as f:
         head = f.read(len(MAGIC))
-    return (head.startswith(MAGIC) or head.startswith(b"\x89HDF")
-            or (head.startswith(b"PK") and str(path).endswith(".npz")))
+    return head.startswith(MAGIC) or head.startswith(HDF5_SIGNATURE) or is_npz(head, path)
+
+
+def is_npz(head: bytes, path: str | Path) -> bool:
+    """An .npz archive (a zip file) by its first bytes and its name."""
+    return head.startswith(b"PK") and str(path).endswith(".npz")
 
 
 def create_feature_file(target) -> h5py.File:
@@ -79,7 +86,7 @@ def seal_file(path: str | Path) -> None:
 
 def verify_seal(data: bytes, name: str) -> None:
     """Refuse (ArtifactError) anything but a whole, undamaged dimctl feature file."""
-    _verify(bytes(data), bytes(data[:USERBLOCK]), len(data), name)
+    verify_sealed(bytes(data), bytes(data[:USERBLOCK]), len(data), name)
 
 
 def init_feature_file(f: h5py.File, encoder: dict, dataset: dict, layers: list[str],
@@ -440,66 +447,7 @@ class FeatureWriter:
             self.next_segment += 1
 
 
-@dataclass
-class Features:
-    layers: list[str]
-    splits: dict[str, dict[str, np.ndarray]]  # split → layer (and "labels") → array
-    encoder: dict
-    dataset: dict
-    name: str  # where it was read from, for messages
-    verified: bool = True  # a dimctl file whose checksum held; False: another tool's HDF5 or .npz, read as is
-    available: list[str] | None = None  # every layer the file holds (``layers``: those read)
-
-    def layer(self, split: str, layer: str) -> np.ndarray:
-        return self.splits[split][layer]
-
-    def __getitem__(self, split: str) -> dict[str, np.ndarray]:
-        """``features["train"]["y"]``: a split's arrays by layer (and ``labels``)."""
-        return self.splits[split]
-
-
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-Select = Callable[[list[str]], list[str]]
-
-
-def read_features(source: str | Path | bytes, name: str | None = None, select: Select | None = None) -> Features:
-    """Read and validate a feature file from a path or from the bytes of one (a pipe).
-
-    ``select`` picks the layers to load from the file's list (it may raise, e.g. a UsageError for a
-    layer the file lacks); only those and the labels are read, from disk, never the file whole.
-    A dimctl file must pass its checksum (hashed in chunks from disk): "damaged or truncated" when
-    it is shorter than its HDF5 superblock says, "modified after dimctl wrote it" otherwise. Another
-    tool's HDF5 with ``train``/``test`` groups of float arrays and ``labels``, or an ``.npz`` with
-    ``train_labels``, ``test_labels`` and ``train_<layer>``/``test_<layer>`` arrays, is read
-    without a checksum (``verified`` False; the CLI says so on stderr)."""
-    if isinstance(source, bytes):
-        name = name or "<stdin>"
-        if not source:
-            raise ArtifactError(f"{name}: no data (did the command before the pipe fail?)")
-        size, head = len(source), source[:USERBLOCK]
-    else:
-        name = name or str(source)
-        if not Path(source).is_file():
-            raise UsageError(f"{source}: no such file")
-        size = Path(source).stat().st_size
-        with open(source, "rb") as f:
-            head = f.read(USERBLOCK)
-        if head.startswith(b"PK") and str(source).endswith(".npz"):
-            return _read_npz(Path(source), name, select)
-    verified = not head.startswith(HDF5_SIGNATURE)
-    if verified:
-        _verify(source, head, size, name)
-    try:
-        with h5py.File(io.BytesIO(source) if isinstance(source, bytes) else source, "r") as f:
-            return _read_validated(f, name, size, select, verified)
-    except (ArtifactError, UsageError):
-        raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError, AttributeError, OverflowError, MemoryError) as e:
-        # h5py reports a damaged file through any of these, depending on where the damage is.
-        raise ArtifactError(f"{name} is not a readable HDF5 feature file ({type(e).__name__}: {e})") from e
-
-
-def _verify(source: Path | bytes, head: bytes, size: int, name: str) -> None:
+def verify_sealed(source: Path | bytes, head: bytes, size: int, name: str) -> None:
     """The checksum block of a dimctl file against the sha256 of every byte after it."""
     if len(head) < USERBLOCK or not head.startswith(MAGIC):
         raise ArtifactError(f"{name} is not a dimctl feature file (no dimctl header); make one with `dimctl extract`")
@@ -519,13 +467,13 @@ def _verify(source: Path | bytes, head: bytes, size: int, name: str) -> None:
             for chunk in iter(lambda: f.read(1 << 24), b""):
                 digest.update(chunk)
     if fields.get(b"sha256") != digest.hexdigest().encode():
-        if _stored_end(superblock) is not None and size >= _stored_end(superblock):
+        if stored_end(superblock) is not None and size >= stored_end(superblock):
             raise ArtifactError(f"{name} was modified after dimctl wrote it (its checksum differs: changed by "
                                 f"another tool, or damaged)")
         raise ArtifactError(f"{name} is damaged or truncated (its checksum does not match)")
 
 
-def _stored_end(superblock: bytes) -> int | None:
+def stored_end(superblock: bytes) -> int | None:
     """Where the file ends by its HDF5 superblock: its end-of-file address (for a file with a user
     block libhdf5 records the whole file's size there, the user block included), or None when the
     bytes are no superblock this reader knows (versions 0–3, 8-byte addresses)."""
@@ -543,91 +491,3 @@ def _stored_end(superblock: bytes) -> int | None:
     else:
         return None
     return int.from_bytes(superblock[at:at + 8], "little")
-
-
-def _pick(select: Select | None, available: list[str]) -> list[str]:
-    return list(available) if select is None else list(select(list(available)))
-
-
-def _read_validated(f: h5py.File, name: str, file_size: int, select: Select | None = None,
-                    verified: bool = True) -> Features:
-    if verified:
-        if f.attrs.get("dimctl.kind") != "features":
-            raise ArtifactError(f"{name} is HDF5 but not a dimctl feature file; make one with `dimctl extract`")
-        if int(f.attrs.get("dimctl.schema", -1)) != SCHEMA:
-            raise ArtifactError(f"{name} has feature schema {f.attrs.get('dimctl.schema')}; this dimctl reads schema {SCHEMA}")
-        try:
-            layers = json.loads(f.attrs["dimctl.layers"])
-            encoder = json.loads(f.attrs["dimctl.encoder"])
-            dataset = json.loads(f.attrs["dimctl.dataset"])
-        except (KeyError, ValueError, TypeError) as e:
-            raise ArtifactError(f"{name}: broken dimctl attributes ({e})") from e
-        if not (isinstance(layers, list) and all(isinstance(x, str) for x in layers)
-                and isinstance(encoder, dict) and isinstance(dataset, dict)):
-            raise ArtifactError(f"{name}: dimctl.layers must be a list of names, dimctl.encoder and dimctl.dataset objects")
-    else:  # another tool's file: the layers are the float arrays both splits have
-        if not all(isinstance(f.get(split), h5py.Group) for split in SPLITS):
-            raise ArtifactError(f"{name} is HDF5 but has no /train and /test groups of features; "
-                                f"make one with `dimctl extract`")
-        layers = [key for key, node in f["train"].items() if key != "labels" and isinstance(node, h5py.Dataset)
-                  and node.dtype.kind == "f" and isinstance(f["test"].get(key), h5py.Dataset)]
-        encoder, dataset = {}, {}
-    available, layers = layers, _pick(select, layers)
-    splits = {}
-    for split in SPLITS:
-        if split not in f:
-            raise ArtifactError(f"{name} has no /{split} group")
-        group, arrays = f[split], {}
-        for key in [*layers, "labels"]:
-            node = group.get(key)
-            if not isinstance(node, h5py.Dataset):
-                raise ArtifactError(f"{name} has no /{split}/{key} dataset")
-            # A crafted header can claim any shape; never allocate more than the file could hold.
-            if node.size * node.dtype.itemsize > file_size:
-                raise ArtifactError(f"{name}: /{split}/{key} claims {node.shape}, more data than the file holds")
-            arrays[key] = node[()]
-        splits[split] = arrays
-    return _checked(Features(layers, splits, encoder, dataset, name, verified, available))
-
-
-def _read_npz(path: Path, name: str, select: Select | None) -> Features:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            keys = set(archive.files)
-            if not {"train_labels", "test_labels"} <= keys:
-                raise ArtifactError(f"{name}: an .npz of features needs train_labels and test_labels arrays "
-                                    f"(and train_<layer>, test_<layer> ones)")
-            layers = [k[len("train_"):] for k in archive.files
-                      if k.startswith("train_") and k != "train_labels" and "test_" + k[len("train_"):] in keys]
-            available, layers = layers, _pick(select, layers)
-            splits = {split: {key: archive[f"{split}_{key}"] for key in [*layers, "labels"]} for split in SPLITS}
-    except (OSError, ValueError, EOFError, KeyError) as e:  # zipfile.BadZipFile is an OSError's sibling: below
-        raise ArtifactError(f"{name} is not a readable .npz of features ({type(e).__name__}: {e})") from e
-    except Exception as e:
-        if type(e).__name__ == "BadZipFile":
-            raise ArtifactError(f"{name} is not a readable .npz of features (BadZipFile: {e})") from e
-        raise
-    return _checked(Features(layers, splits, {}, {}, name, verified=False, available=available))
-
-
-def _checked(feats: Features) -> Features:
-    """Labels are integers (N,) or (N, K); each layer is finite floats (N, …) with train and test
-    alike; another tool's floats are converted to float32, dimctl's must be float32 already."""
-    name = feats.name
-    for split, arrays in feats.splits.items():
-        labels = arrays["labels"]
-        if labels.dtype.kind not in "iu" or labels.ndim not in (1, 2):
-            raise ArtifactError(f"{name}: /{split}/labels must be integers of shape (N,) or (N, K), got {labels.dtype} {labels.shape}")
-        n = labels.shape[0]
-        for layer in feats.layers:
-            a = arrays[layer]
-            if not feats.verified and a.dtype.kind == "f" and a.dtype != np.float32:
-                a = arrays[layer] = a.astype(np.float32)
-            if a.dtype != np.float32 or a.ndim < 2 or a.shape[0] != n:
-                raise ArtifactError(f"{name}: /{split}/{layer} must be float32 (N, …) with N = {n}, got {a.dtype} {a.shape}")
-            if not np.isfinite(a).all():
-                raise ArtifactError(f"{name}: /{split}/{layer} holds NaN or infinite values")
-    for layer in feats.layers:
-        if feats.splits["train"][layer].shape[1:] != feats.splits["test"][layer].shape[1:]:
-            raise ArtifactError(f"{name}: train and test shapes of layer {layer!r} disagree")
-    return feats

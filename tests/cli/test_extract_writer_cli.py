@@ -17,7 +17,8 @@ from dimctl.cli.main import run
 from dimctl.data.registry import load_dataset
 from dimctl.evaluate.extract import iter_features
 from dimctl.io.artifacts import save_encoder
-from dimctl.io.features import FileSink, MemorySink, read_features
+from dimctl.io.feature_reader import read_features
+from dimctl.io.features import FileSink, MemorySink
 from dimctl.models.encoders import EncoderConfig, build_encoder
 from tests.cli.test_cli import DIMCTL, ENV, sh
 

@@ -10,7 +10,8 @@ from safetensors.torch import save_file
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.io.artifacts import load_encoder, read_metadata, save_encoder
 from dimctl.io.atomic import atomic_path
-from dimctl.io.features import create_feature_file, init_feature_file, read_features, seal_bytes
+from dimctl.io.feature_reader import read_features
+from dimctl.io.features import create_feature_file, init_feature_file, seal_bytes
 from dimctl.models.encoders import EncoderConfig, build_encoder
 
 DATASET = {"name": "digits", "channels": 1, "image_size": 32}

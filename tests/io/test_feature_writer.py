@@ -8,8 +8,9 @@ import threading
 import numpy as np
 import pytest
 
+from dimctl.io.feature_reader import read_features
 from dimctl.io.features import (USERBLOCK, FeatureWriter, FileSink, MemorySink, create_feature_file,
-                                init_feature_file, layout_feature_file, read_features, seal_bytes, verify_seal)
+                                init_feature_file, layout_feature_file, seal_bytes, verify_seal)
 
 DATASET = {"name": "digits", "channels": 1, "image_size": 32}
 ENCODER = {"sha256": "ab", "kind": "encoder"}

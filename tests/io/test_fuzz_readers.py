@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from dimctl.errors import ArtifactError
 from dimctl.io.artifacts import load_encoder, save_encoder
-from dimctl.io.features import create_feature_file, init_feature_file, read_features, seal_bytes
+from dimctl.io.feature_reader import read_features
+from dimctl.io.features import create_feature_file, init_feature_file, seal_bytes
 from dimctl.models.encoders import EncoderConfig, build_encoder
 
 FUZZ = settings(max_examples=400, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])

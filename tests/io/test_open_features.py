@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dimctl.errors import ArtifactError
-from dimctl.io.features import read_features
+from dimctl.io.feature_reader import read_features
 from tests.cli.test_cli import assert_one_line_error, run_here
 
 

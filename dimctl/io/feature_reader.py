@@ -1,0 +1,157 @@
+"""Reading feature files: dimctl's own (checksum verified, io/features.py) and other tools'
+(an HDF5 file of train/test float arrays and labels, or an .npz), loading only the layers asked for."""
+
+import io
+import json
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from dimctl.errors import ArtifactError, UsageError
+from dimctl.io.features import HDF5_SIGNATURE, SCHEMA, SPLITS, USERBLOCK, is_npz, verify_sealed
+
+
+@dataclass
+class Features:
+    layers: list[str]
+    splits: dict[str, dict[str, np.ndarray]]  # split → layer (and "labels") → array
+    encoder: dict
+    dataset: dict
+    name: str  # where it was read from, for messages
+    verified: bool = True  # a dimctl file whose checksum held; False: another tool's HDF5 or .npz, read as is
+    available: list[str] | None = None  # every layer the file holds (``layers``: those read)
+
+    def layer(self, split: str, layer: str) -> np.ndarray:
+        return self.splits[split][layer]
+
+    def __getitem__(self, split: str) -> dict[str, np.ndarray]:
+        """``features["train"]["y"]``: a split's arrays by layer (and ``labels``)."""
+        return self.splits[split]
+
+
+Select = Callable[[list[str]], list[str]]
+
+
+def read_features(source: str | Path | bytes, name: str | None = None, select: Select | None = None) -> Features:
+    """Read and validate a feature file from a path or from the bytes of one (a pipe).
+
+    ``select`` picks the layers to load from the file's list (it may raise, e.g. a UsageError for a
+    layer the file lacks); only those and the labels are read, from disk, never the file whole.
+    A dimctl file must pass its checksum (hashed in chunks from disk): "damaged or truncated" when
+    it is shorter than its HDF5 superblock says, "modified after dimctl wrote it" otherwise. Another
+    tool's HDF5 with ``train``/``test`` groups of float arrays and ``labels``, or an ``.npz`` with
+    ``train_labels``, ``test_labels`` and ``train_<layer>``/``test_<layer>`` arrays, is read
+    without a checksum (``verified`` False; the CLI says so on stderr)."""
+    if isinstance(source, bytes):
+        name = name or "<stdin>"
+        if not source:
+            raise ArtifactError(f"{name}: no data (did the command before the pipe fail?)")
+        size, head = len(source), source[:USERBLOCK]
+    else:
+        name = name or str(source)
+        if not Path(source).is_file():
+            raise UsageError(f"{source}: no such file")
+        size = Path(source).stat().st_size
+        with open(source, "rb") as f:
+            head = f.read(USERBLOCK)
+        if is_npz(head, source):
+            return _read_npz(Path(source), name, select)
+    verified = not head.startswith(HDF5_SIGNATURE)
+    if verified:
+        verify_sealed(source, head, size, name)
+    try:
+        with h5py.File(io.BytesIO(source) if isinstance(source, bytes) else source, "r") as f:
+            return _read_validated(f, name, size, select, verified)
+    except (ArtifactError, UsageError):
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, AttributeError, OverflowError, MemoryError) as e:
+        # h5py reports a damaged file through any of these, depending on where the damage is.
+        raise ArtifactError(f"{name} is not a readable HDF5 feature file ({type(e).__name__}: {e})") from e
+
+
+def _pick(select: Select | None, available: list[str]) -> list[str]:
+    return list(available) if select is None else list(select(list(available)))
+
+
+def _read_validated(f: h5py.File, name: str, file_size: int, select: Select | None = None,
+                    verified: bool = True) -> Features:
+    if verified:
+        if f.attrs.get("dimctl.kind") != "features":
+            raise ArtifactError(f"{name} is HDF5 but not a dimctl feature file; make one with `dimctl extract`")
+        if int(f.attrs.get("dimctl.schema", -1)) != SCHEMA:
+            raise ArtifactError(f"{name} has feature schema {f.attrs.get('dimctl.schema')}; this dimctl reads schema {SCHEMA}")
+        try:
+            layers = json.loads(f.attrs["dimctl.layers"])
+            encoder = json.loads(f.attrs["dimctl.encoder"])
+            dataset = json.loads(f.attrs["dimctl.dataset"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise ArtifactError(f"{name}: broken dimctl attributes ({e})") from e
+        if not (isinstance(layers, list) and all(isinstance(x, str) for x in layers)
+                and isinstance(encoder, dict) and isinstance(dataset, dict)):
+            raise ArtifactError(f"{name}: dimctl.layers must be a list of names, dimctl.encoder and dimctl.dataset objects")
+    else:  # another tool's file: the layers are the float arrays both splits have
+        if not all(isinstance(f.get(split), h5py.Group) for split in SPLITS):
+            raise ArtifactError(f"{name} is HDF5 but has no /train and /test groups of features; "
+                                f"make one with `dimctl extract`")
+        layers = [key for key, node in f["train"].items() if key != "labels" and isinstance(node, h5py.Dataset)
+                  and node.dtype.kind == "f" and isinstance(f["test"].get(key), h5py.Dataset)]
+        encoder, dataset = {}, {}
+    available, layers = layers, _pick(select, layers)
+    splits = {}
+    for split in SPLITS:
+        if split not in f:
+            raise ArtifactError(f"{name} has no /{split} group")
+        group, arrays = f[split], {}
+        for key in [*layers, "labels"]:
+            node = group.get(key)
+            if not isinstance(node, h5py.Dataset):
+                raise ArtifactError(f"{name} has no /{split}/{key} dataset")
+            # A crafted header can claim any shape; never allocate more than the file could hold.
+            if node.size * node.dtype.itemsize > file_size:
+                raise ArtifactError(f"{name}: /{split}/{key} claims {node.shape}, more data than the file holds")
+            arrays[key] = node[()]
+        splits[split] = arrays
+    return _checked(Features(layers, splits, encoder, dataset, name, verified, available))
+
+
+def _read_npz(path: Path, name: str, select: Select | None) -> Features:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = set(archive.files)
+            if not {"train_labels", "test_labels"} <= keys:
+                raise ArtifactError(f"{name}: an .npz of features needs train_labels and test_labels arrays "
+                                    f"(and train_<layer>, test_<layer> ones)")
+            layers = [k[len("train_"):] for k in archive.files
+                      if k.startswith("train_") and k != "train_labels" and "test_" + k[len("train_"):] in keys]
+            available, layers = layers, _pick(select, layers)
+            splits = {split: {key: archive[f"{split}_{key}"] for key in [*layers, "labels"]} for split in SPLITS}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        raise ArtifactError(f"{name} is not a readable .npz of features ({type(e).__name__}: {e})") from e
+    return _checked(Features(layers, splits, {}, {}, name, verified=False, available=available))
+
+
+def _checked(feats: Features) -> Features:
+    """Labels are integers (N,) or (N, K); each layer is finite floats (N, …) with train and test
+    alike; another tool's floats are converted to float32, dimctl's must be float32 already."""
+    name = feats.name
+    for split, arrays in feats.splits.items():
+        labels = arrays["labels"]
+        if labels.dtype.kind not in "iu" or labels.ndim not in (1, 2):
+            raise ArtifactError(f"{name}: /{split}/labels must be integers of shape (N,) or (N, K), got {labels.dtype} {labels.shape}")
+        n = labels.shape[0]
+        for layer in feats.layers:
+            a = arrays[layer]
+            if not feats.verified and a.dtype.kind == "f" and a.dtype != np.float32:
+                a = arrays[layer] = a.astype(np.float32)
+            if a.dtype != np.float32 or a.ndim < 2 or a.shape[0] != n:
+                raise ArtifactError(f"{name}: /{split}/{layer} must be float32 (N, …) with N = {n}, got {a.dtype} {a.shape}")
+            if not np.isfinite(a).all():
+                raise ArtifactError(f"{name}: /{split}/{layer} holds NaN or infinite values")
+    for layer in feats.layers:
+        if feats.splits["train"][layer].shape[1:] != feats.splits["test"][layer].shape[1:]:
+            raise ArtifactError(f"{name}: train and test shapes of layer {layer!r} disagree")
+    return feats
