@@ -2,6 +2,7 @@
 
 import math
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from dimctl.report.ablation import SYMBOLS, Sweep, find_sweeps
@@ -192,8 +193,35 @@ def _run_body(doc: Document, run: RunFolder, label: str) -> None:
             doc.add(Picture(curves, f"curves-{label}", f"Training curves of {label}."))
     for path in run.pictures:
         name = path.relative_to(run.path).as_posix()
-        doc.add(Picture(path.read_bytes(), f"{label}-{name.removesuffix('.png')}", f"{label}: {name}"))
+        png, what = _shown(run, path)
+        doc.add(Picture(png, f"{label}-{name.removesuffix('.png')}", f"{label}: {name}{what}"))
     if run.pictures_left_out:
         doc.add(Text(f"{run.pictures_left_out} more picture(s) of a series in `{run.path}` left out "
                      f"(shown: the first and the last ones)."))
 
+
+
+def _shown(run: RunFolder, path: Path) -> tuple[bytes, str]:
+    """A run's picture as the report shows it, enlarged with nearest-neighbour pixels, and what its
+    rows and columns are where the command that drew it is known; the caption's addition."""
+    png = path.read_bytes()
+    try:
+        if path.name == "neighbors.png" and path.parent == run.path:
+            queries = [r for r in run.rows if r.get("command") == "neighbors"]
+            n = max((len(r.get("neighbors", [])) for r in queries), default=0)
+            if queries and n:
+                labels = [f"{r.get('class_name', r.get('class'))} {round(float(r.get('same_class', 0)) * n)}/{n}"
+                          for r in queries]
+                return (_plots().labelled_grid(png, len(queries), 1 + n, labels, ["query", *map(str, range(1, n + 1))]),
+                        f" — a row per query: the query, then its {n} nearest test images, nearest first; "
+                        f"left: its class and how many neighbours share it")
+        if path.name == "reconstructions.png" and path.parent == run.path and run.command == "reconstruct":
+            from PIL import Image
+
+            with Image.open(path) as image:  # two rows of square images: the columns follow from the height
+                columns = (image.width - 2) // ((image.height - 2) // 2)
+            return (_plots().labelled_grid(png, 2, columns, ["original", "reconstruction"]),
+                    " — test images above, the decoder's reconstructions from the frozen features below")
+        return _plots().enlarged(png), ""
+    except (ValueError, OSError):  # not the grid it is named as, or not readable as an image: shown as it is
+        return png, ""

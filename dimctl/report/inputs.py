@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dimctl.errors import UsageError
-from dimctl.io.artifacts import read_metadata, sha256_of
+from dimctl.io.artifacts import MADE_BY, read_metadata, sha256_of
 
 RUN_MARKERS = ("config.json", "metrics.jsonl")
 NOT_RESULTS = {"config.json", "metrics.jsonl"}  # a run's settings and training curve, not result rows
@@ -48,8 +48,8 @@ class RunFolder:
         commands = [r["command"] for r in self.rows]
         if commands:
             return commands[0]
-        kinds = set(self.kinds.values())
-        return next(iter(kinds)) if len(kinds) == 1 else None
+        kinds = set(self.kinds.values())  # an artifact's kind names the command that made it: a decoder, reconstruct
+        return MADE_BY.get(kinds.pop()) if len(kinds) == 1 else None
 
 
 @dataclass
@@ -203,7 +203,9 @@ def collect(paths: list[Path], extra_rows: list[dict] | None = None) -> Inputs:
             add(row)
     for row in extra_rows or []:
         add(row)
+    given = set(seen)  # a result given as lines and also found in a run folder counts once
     for run in runs:
+        seen = set(given)  # but two folders holding the same lines are two runs of the command
         for row in run.rows:
             add(row)
     if not runs and not rows:

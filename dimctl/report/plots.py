@@ -96,3 +96,55 @@ def sweep_heatmaps(sweep: Sweep) -> bytes:
         fig.colorbar(image, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
     fig.suptitle(sweep.title, fontsize=10)
     return _png(fig)
+
+
+GRID_PADDING = 2  # the pixels between a grid's images, as dimctl.io.images writes them
+SHOWN_WIDTH = 640  # about how wide a grid is shown, in screen pixels: 32-pixel images are too small to judge
+
+
+def labelled_grid(png: bytes, rows: int, columns: int, row_labels: list[str] | None = None,
+                  column_labels: list[str] | None = None) -> bytes:
+    """A PNG grid of rows × columns images (2-pixel gaps) enlarged by a whole factor with
+    nearest-neighbour pixels (no blur: the picture is the encoder's evidence), labelled per row and
+    column. ValueError when the picture is not such a grid."""
+    from PIL import Image
+
+    image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    height, width = image.shape[:2]
+    cell_h, cell_w = (height - GRID_PADDING) / rows - GRID_PADDING, (width - GRID_PADDING) / columns - GRID_PADDING
+    if cell_h < 1 or cell_w < 1 or cell_h != int(cell_h) or cell_w != int(cell_w):
+        raise ValueError(f"a {width}×{height} picture is not a grid of {rows}×{columns} images")
+    scale = max(1, SHOWN_WIDTH // width)
+    # Margins in pixels at DPI: the labels' room, from their length at 9 pt.
+    left = 12 + 6 * max((len(s) for s in row_labels or []), default=0)
+    top = 22 if column_labels else 6
+    fig_w, fig_h = width * scale + left + 6, height * scale + top + 6
+    fig = Figure(figsize=(fig_w / DPI, fig_h / DPI))
+    ax = fig.add_axes((left / fig_w, 6 / fig_h, width * scale / fig_w, height * scale / fig_h))
+    ax.imshow(image, interpolation="nearest")
+
+    def centres(count: int, cell: float) -> list[float]:
+        return [GRID_PADDING + i * (cell + GRID_PADDING) + cell / 2 - 0.5 for i in range(count)]
+
+    ax.set_yticks(centres(rows, cell_h) if row_labels else [], row_labels or [], fontsize=9)
+    ax.xaxis.tick_top()
+    ax.set_xticks(centres(columns, cell_w) if column_labels else [], column_labels or [], fontsize=9)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})  # exact size: whole-pixel scaling
+    return buffer.getvalue()
+
+
+def enlarged(png: bytes) -> bytes:
+    """A small picture (a generator's 32-pixel samples) enlarged by a whole factor, nearest-neighbour."""
+    from PIL import Image
+
+    picture = Image.open(io.BytesIO(png))
+    scale = SHOWN_WIDTH // picture.width
+    if scale < 2:
+        return png
+    buffer = io.BytesIO()
+    picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST).save(buffer, format="PNG")
+    return buffer.getvalue()

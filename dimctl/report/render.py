@@ -54,7 +54,7 @@ def to_markdown(doc: Document, assets: str) -> str:
             body += "".join(f"\n\n{note}" for note in block.notes)
             if not block.main:  # run details fold away
                 notes = "".join(f"{note}\n\n" for note in block.notes)
-                body = (f"<details><summary>{html.escape(block.title)}</summary>\n\n{markdown_table(block)}\n\n"
+                body = (f"<details><summary>{_html_text(block.title)}</summary>\n\n{markdown_table(block)}\n\n"
                         f"{notes}</details>")
             parts.append(body)
         elif isinstance(block, Picture):
@@ -87,11 +87,11 @@ def html_table(table: Table) -> str:
         "<tr>" + "".join(f'<td class="num">{html.escape(c)}</td>' if n else f"<td>{html.escape(c)}</td>"
                          for c, n in zip(row, table.numeric)) + "</tr>\n"
         for row in table.rows)
-    out = (f"<table>\n<caption>{html.escape(table.title)}</caption>\n<thead><tr>{head}</tr></thead>\n"
+    out = (f"<table>\n<caption>{_html_text(table.title)}</caption>\n<thead><tr>{head}</tr></thead>\n"
            f"<tbody>\n{rows}</tbody>\n</table>\n")
     out += "".join(f'<p class="note">{_html_text(n)}</p>\n' for n in table.notes)
     if not table.main:
-        out = f"<details><summary>{html.escape(table.title)}</summary>\n{out}</details>\n"
+        out = f"<details><summary>{_html_text(table.title)}</summary>\n{out}</details>\n"
     return out
 
 
@@ -100,7 +100,7 @@ def to_html(doc: Document) -> str:
     body = []
     for block in doc.blocks:
         if isinstance(block, Heading):
-            body.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
+            body.append(f"<h{block.level}>{_html_text(block.text)}</h{block.level}>")
         elif isinstance(block, Text):
             body.append(f"<p>{_html_text(block.text)}</p>")
         elif isinstance(block, Table):
@@ -108,7 +108,7 @@ def to_html(doc: Document) -> str:
         elif isinstance(block, Picture):
             data = base64.b64encode(block.png).decode("ascii")
             body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block.caption)}">'
-                        f"<figcaption>{html.escape(block.caption)}</figcaption></figure>")
+                        f"<figcaption>{_html_text(block.caption)}</figcaption></figure>")
     # The policy makes the browser refuse anything but the embedded pictures and the inline style.
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">\n"

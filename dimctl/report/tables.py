@@ -197,25 +197,27 @@ def representation_table(models: list[Model], with_paper: bool = False) -> Table
 
 
 def neighbors_table(models: list[Model]) -> Table | None:
-    """How often the nearest neighbours of each query share its class (App. A.4)."""
+    """How often the nearest neighbours of each query share its class (App. A.4): a row per
+    neighbours folder, so two runs of `dimctl neighbors` are two rows, never one pooled one."""
     body = []
     for m in models:
+        folder_of = {id(r): run.name for run in [*([m.run] if m.run else []), *m.attached] for r in run.rows}
         groups: dict[tuple, list[dict]] = {}
         for r in m.results("neighbors"):
-            key = (str(r.get("dataset")), str(r.get("layer")), str(r.get("space", r.get("layer"))),
+            key = (folder_of.get(id(r), "-"), str(r.get("dataset")), str(r.get("space", r.get("layer"))),
                    str(r.get("distance")), r.get("n", len(r.get("neighbors", []))))
             groups.setdefault(key, []).append(r)
-        for (dataset, layer, space, distance, n), rows in groups.items():
+        for (folder, dataset, space, distance, n), rows in groups.items():
             same = [float(r["same_class"]) for r in rows if isinstance(r.get("same_class"), (int, float))]
-            body.append([m.label, dataset, space, distance, str(n), str(len(rows)),
+            body.append([m.label, folder, dataset, space, distance, str(n), str(len(rows)),
                          f"{100 * mean(same):.1f}" if same else MISSING])
     if not body:
         return None
-    header = ["run", "dataset", "space", "distance", "neighbours", "queries", "same class (%)"]
+    header = ["run", "folder", "dataset", "space", "distance", "neighbours", "queries", "same class (%)"]
     return Table("Nearest neighbours — share of neighbours in the query's class", header, body,
-                 [False, False, False, False, True, True, True],
-                 ["One random test image per class, its nearest test images (`dimctl neighbors`); the grids are in "
-                  "the runs' sections."])
+                 [False, False, False, False, False, True, True, True],
+                 ["One random test image per class, its nearest test images (`dimctl neighbors`); folder: where its "
+                  "grid and rows are (- for result lines given apart); the grids are in the runs' sections."])
 
 
 def _scalar(value, artifacts: dict[str, str]) -> str | None:

@@ -2,12 +2,15 @@
 that are well formed, with every picture written beside them; text tables for a terminal."""
 
 import base64
+import io
 import re
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from dimctl.report.document import Picture, ReportOptions, build
+from dimctl.report.document import Document, Heading, Picture, Text, ReportOptions, build
 from dimctl.report.inputs import PNG_SIGNATURE, collect
 from dimctl.report.render import assets_folder, to_text, write
 from dimctl.report.tables import Table
@@ -46,9 +49,15 @@ def test_document_has_tables_pictures_of_every_kind(made, document):
     assert "accuracy-per-layer-digits" in names
     assert any(n.startswith("ablation-digits") for n in names)
     assert any(n.endswith("curves-report0-dim-l") for n in names) and any(n.endswith("-a1-b1") for n in names)
-    # The PNGs found in run folders are embedded byte for byte.
-    for png in (made.root / "rec-dim-l" / "reconstructions.png", made.root / "nn-dim-l" / "neighbors.png"):
-        assert any(p.png == png.read_bytes() for p in document.pictures), png
+    # The grids found in run folders are shown enlarged by a whole factor and labelled by what their
+    # rows and columns are; the command that drew each one is named, not its artifact's kind.
+    for folder, grid, words in (("rec-dim-l", "reconstructions.png", "reconstructions from the frozen features"),
+                                ("nn-dim-l", "neighbors.png", "the query, then its 4 nearest")):
+        native = Image.open(made.root / folder / grid)
+        (shown,) = [p for p in document.pictures if p.name.endswith(f"{folder}-{grid[:-4]}")]
+        assert Image.open(io.BytesIO(shown.png)).height >= 2 * native.height and words in shown.caption
+    credits = [b.text for b in document.blocks if isinstance(b, Text) and "made by" in b.text]
+    assert any("made by `dimctl reconstruct`" in t for t in credits) and not any("decoder`" in t for t in credits)
     assert len(set(names)) == len(names)
 
 
@@ -73,6 +82,18 @@ def test_html_parses_embeds_every_picture_and_references_nothing_outside(documen
     assert not re.search(r"(?i)(https?:)?//[a-z0-9]", re.sub(r'src="data:[^"]*"', "", text))
     assert "<title>test &lt;report&gt; &amp; co</title>" in text  # text is escaped
     assert "default-src 'none'" in text
+    assert "`" not in re.sub(r'src="data:[^"]*"', "", text)  # code spans are set as code
+
+
+def test_code_spans_in_headings_and_titles_are_set_as_code(tmp_path):
+    doc = Document("t")
+    doc.add(Heading("Made by `dimctl mine`", 3))
+    doc.add(Table("Results of `dimctl ndm`", ["a"], [["1"]], [True], main=False))
+    text = write(doc, tmp_path / "r.html")[0].read_text()
+    assert "<h3>Made by <code>dimctl mine</code></h3>" in text
+    assert "<summary>Results of <code>dimctl ndm</code></summary>" in text
+    assert "<caption>Results of <code>dimctl ndm</code></caption>" in text and "`" not in text
+    assert "<summary>Results of <code>dimctl ndm</code></summary>" in write(doc, tmp_path / "r.md")[0].read_text()
 
 
 def _cells(line: str) -> list[str]:
@@ -128,3 +149,22 @@ def test_picture_names_stay_unique(tmp_path):
     for _ in range(3):
         doc.add(Picture(PNG_SIGNATURE, "Same name!", "c"))
     assert [p.name for p in doc.pictures] == ["same-name", "same-name-2", "same-name-3"]
+
+
+def test_grids_are_enlarged_with_whole_pixels_and_refuse_the_wrong_shape():
+    from dimctl.report.plots import labelled_grid
+
+    # A 2 × 3 grid of 4-pixel cells, each its own colour (labels are drawn in greys), with 2-pixel gaps.
+    cells = np.full((2 + 2 * 6, 2 + 3 * 6, 3), 128, np.uint8)
+    colours = [(200, 10, 10), (10, 200, 10), (10, 10, 200), (200, 200, 10), (10, 200, 200), (200, 10, 200)]
+    for k, colour in enumerate(colours):
+        r, c = divmod(k, 3)
+        cells[2 + 6 * r:6 + 6 * r, 2 + 6 * c:6 + 6 * c] = colour
+    buffer = io.BytesIO()
+    Image.fromarray(cells, "RGB").save(buffer, format="PNG")
+    shown = np.asarray(Image.open(io.BytesIO(labelled_grid(buffer.getvalue(), 2, 3, ["a", "b"], ["x", "y", "z"]))))
+    scale = 640 // cells.shape[1]
+    for colour in colours:  # nearest-neighbour: every cell is scale² copies of its pixels, nothing blurred
+        assert (shown[..., :3] == colour).all(axis=-1).sum() == 16 * scale ** 2, colour
+    with pytest.raises(ValueError, match="not a grid of 5×3"):
+        labelled_grid(buffer.getvalue(), 5, 3)

@@ -77,9 +77,19 @@ def test_results_without_their_run_are_named_by_their_feature_file(made):
 
 def test_neighbours_table_counts_same_class_neighbours(made, models):
     table = neighbors_table(models)
-    assert table.rows[0][:6] == ["dim-l", "digits", "sigmoid(y)", "l1", "4", "10"]
+    assert table.rows[0][:7] == ["dim-l", "nn-dim-l", "digits", "sigmoid(y)", "l1", "4", "10"]
     same = sum(sum(n == r["class"] for n in r["neighbor_labels"]) for r in made.neighbors) / 40
     assert table.cell("dim-l", "same class (%)") == f"{100 * same:.1f}"
+
+
+def test_neighbours_in_two_folders_are_two_rows(made, tmp_path):
+    """The same neighbours written twice (identical lines) are still two runs of the command."""
+    copy = tmp_path / "nn-again"
+    shutil.copytree(made.root / "nn-dim-l", copy)
+    models = group(collect([made.runs["dim-l"], made.root / "nn-dim-l", copy])).models
+    rows = neighbors_table(models).rows
+    assert sorted(r[1].split("/")[-1] for r in rows) == ["nn-again", "nn-dim-l"]
+    assert all(r[6] == "10" for r in rows)
 
 
 def test_other_commands_get_a_table_of_their_scalar_keys(made, tmp_path):
