@@ -52,6 +52,38 @@ ForwardBatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per f
 ReplaceOpt = Annotated[bool, typer.Option("--force", help="Replace the output if it exists (it is replaced only when the new one is complete).")]
 
 
+ResultsDirOpt = Annotated[Path | None, typer.Option(
+    "--results-dir", help="Also keep the result lines in this folder (made if missing; a run folder is a good "
+                          "place), one new file COMMAND-TIME.jsonl per call, for `dimctl report DIR`.")]
+
+
+def check_results_dir(folder: Path | None) -> None:
+    """Before any work: --results-dir must be a folder or a path one can be made at."""
+    if folder is not None and folder.exists() and not folder.is_dir():
+        raise UsageError(f"--results-dir {folder} exists and is not a folder")
+
+
+def save_results(folder: Path | None, command: str, rows: list[dict]) -> Path | None:
+    """The result lines as a new file in ``folder`` (never one an earlier call wrote: each call is a
+    measurement of its own); noted on stderr. Nothing when no folder is given."""
+    if folder is None:
+        return None
+    import json
+    from datetime import datetime, timezone
+
+    from dimctl.io.atomic import write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{command}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+    path, k = folder / f"{stem}.jsonl", 1
+    while path.exists():  # two calls within a second
+        k += 1
+        path = folder / f"{stem}-{k}.jsonl"
+    write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+    note(f"{command}: results in {path}")
+    return path
+
+
 def refuse_to_replace(paths, force: bool, where: str = "") -> None:
     """Every command that writes refuses to replace an existing output unless given --force; the
     check runs before any work, and with --force the old output stays until the new one is written."""

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import Pace, Tenths, emit, note
+from dimctl.cli.common import Pace, ResultsDirOpt, Tenths, check_results_dir, emit, note, save_results
 from dimctl.cli.deprecations import warn
 from dimctl.cli.sources import feature_layer, open_features
 from dimctl.errors import DimctlError, UsageError
@@ -26,6 +26,7 @@ def mi(
     lr: Annotated[float, typer.Option(help="Adam learning rate of the critic.")] = 5e-4,
     seed: Annotated[int, typer.Option(help="Seed of the critic and the batches.")] = 0,
     selftest: Annotated[bool, typer.Option("--selftest", help="Estimate the MI of correlated Gaussians whose MI is known, with every estimator.")] = False,
+    results_dir: ResultsDirOpt = None,
     old_x: Annotated[str | None, typer.Option("--x", hidden=True)] = None,  # deprecated: --layer X,Y
     old_y: Annotated[str | None, typer.Option("--y", hidden=True)] = None,
 ):
@@ -46,6 +47,7 @@ def mi(
     """
     if steps < 1 or batch_size < 2:
         raise UsageError("--steps must be ≥ 1 and --batch-size ≥ 2")
+    check_results_dir(results_dir)
     x, y = _two_layers(layer, old_x, old_y)
     if estimator not in ESTIMATORS:
         raise UsageError(f"--estimator {estimator!r} is not one of: {', '.join(ESTIMATORS)}")
@@ -60,11 +62,13 @@ def mi(
     train_y, test_y = standardise(b.train, b.test)
     config = MIConfig(estimator=estimator, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     result = estimate_mi(train_x, train_y, test_x, test_y, config, on_step=_progress("mi", steps))
-    emit(json.dumps({
+    row = {
         "command": "mi", "x": x, "y": y, "estimate": round(result.estimate, 6), "stderr": round(result.stderr, 6),
         "unit": "nats", "estimator": estimator, "steps": steps, "batch_size": batch_size,
         "eval_batches": result.eval_batches, "features": feats.name, "encoder": a.encoder, "dataset": a.dataset,
-    }))
+    }
+    save_results(results_dir, "mi", [row])
+    emit(json.dumps(row))
 
 
 def _two_layers(layer: str, old_x: str | None, old_y: str | None) -> tuple[str, str]:

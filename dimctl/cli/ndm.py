@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import DataRootOpt, DownloadOpt, EncoderDatasetOpt, SkipBadImagesOpt, emit
+from dimctl.cli.common import (DataRootOpt, DownloadOpt, EncoderDatasetOpt, ResultsDirOpt, SkipBadImagesOpt,
+                               check_results_dir, emit, save_results)
 from dimctl.cli.mi import _progress
 from dimctl.cli.sources import encoder_and_dataset, encoder_layer, feature_layer, open_features, pick_device
 from dimctl.errors import UsageError
@@ -27,6 +28,7 @@ def ndm(
     lr: Annotated[float, typer.Option(help="Adam learning rate of the discriminator.")] = 1e-4,
     seed: Annotated[int, typer.Option(help="Seed of the discriminator and the shuffles.")] = 0,
     cpu: Annotated[bool, typer.Option("--cpu", help="Run the encoder on the CPU even when a GPU is present.")] = False,
+    results_dir: ResultsDirOpt = None,
 ):
     """Estimate KL(joint ‖ product of marginals) of a representation's dimensions, in nats; one JSON line.
 
@@ -44,6 +46,7 @@ def ndm(
     """
     if steps < 1 or batch_size < 2:
         raise UsageError("--steps must be ≥ 1 and --batch-size ≥ 2")
+    check_results_dir(results_dir)
     if source != "-" and not Path(source).is_file():
         raise UsageError(f"{source}: no such file")
     if source == "-" or looks_like_features(Path(source)):
@@ -56,8 +59,10 @@ def ndm(
     train, test = standardise(arrays.train, arrays.test)
     config = NDMConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     result = neural_dependency(train, test, config, on_step=_progress("ndm", steps))
-    emit(json.dumps({
+    row = {
         "command": "ndm", "layer": layer, "ndm": round(result.ndm, 6), "stderr": round(result.stderr, 6),
         "unit": "nats", "steps": steps, "batch_size": batch_size, "eval_batches": result.eval_batches,
         "source": name, "encoder": arrays.encoder, "dataset": arrays.dataset,
-    }))
+    }
+    save_results(results_dir, "ndm", [row])
+    emit(json.dumps(row))

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import emit, note, note_unverified, progress_enabled, read_stdin_bytes, split_list
+from dimctl.cli.common import (ResultsDirOpt, check_results_dir, emit, note, note_unverified, progress_enabled,
+                               read_stdin_bytes, save_results, split_list)
 from dimctl.errors import UsageError
 from dimctl.evaluate.probe_names import CLASSIFIER_NAMES
 
@@ -30,6 +31,7 @@ def probe(
                                                   "weighted exp(cosine / --knn-temperature), the protocol of "
                                                   "InstDisc, solo-learn and lightly; with --knn-k 200).")] = "uniform",
     knn_temperature: Annotated[float, typer.Option(help="Temperature of the distance-weighted knn vote.")] = 0.07,
+    results_dir: ResultsDirOpt = None,
 ):
     """Train classifiers on the train split's features and report test accuracy.
 
@@ -49,6 +51,8 @@ def probe(
       dimctl probe features.h5 --layer y --classifier svm,mlp
 
       dimctl extract runs/demo/encoder.safetensors | dimctl probe --json
+
+      dimctl probe features.h5 --results-dir runs/demo && dimctl report runs/demo -o report.html
     """
     import numpy as np
 
@@ -63,6 +67,7 @@ def probe(
     classifiers = list(CLASSIFIERS) if classifier == "all" else split_list(classifier, list(CLASSIFIERS), "--classifier")
     config = ProbeConfig(seed=seed, svm_c=svm_c, svm_tol=svm_tol, svm_max_iter=svm_max_iter, knn_k=knn_k,
                          knn_weights=knn_weights, knn_temperature=knn_temperature, mlp_epochs=mlp_epochs, mlp_lr=mlp_lr)
+    check_results_dir(results_dir)
     sources = features or ["-"]
     if sources.count("-") > 1:
         raise UsageError("stdin (-) can be read only once")
@@ -111,6 +116,7 @@ def probe(
                 if as_json:
                     emit(json.dumps(row))
                 rows.append(row)
+    save_results(results_dir, "probe", rows)
     if not as_json:
         _table(rows)
 

@@ -17,7 +17,7 @@ from dimctl.io.atomic import write_text
 from dimctl.io.images import save_image_rows
 
 GRID_IMAGES = 8  # test images shown in reconstructions.png
-OUTPUTS = ("decoder.safetensors", "reconstructions.png", "metrics.jsonl")  # what a run folder gets
+OUTPUTS = ("decoder.safetensors", "reconstructions.png", "metrics.jsonl", "result.json")  # what a run folder gets
 
 
 def reconstruct(
@@ -83,11 +83,13 @@ def reconstruct(
     save_image_rows(run_dir / "reconstructions.png", [result.originals, result.reconstructions])
     write_text(run_dir / "metrics.jsonl",
                "".join(json.dumps({"epoch": e + 1, "train_mse": mse}) + "\n" for e, mse in enumerate(result.train_curve)))
-    emit(json.dumps({
+    row = json.dumps({
         "command": "reconstruct", "layer": layer, "ms_ssim": round(result.ms_ssim, 6), "mse": round(result.mse, 6),
         "ms_ssim_setting": setting, "encoder": artifact.sha256, "dataset": data.name, "epochs": epochs,
         "decoder": str(decoder_path), **({"started_from": str(decoder)} if decoder is not None else {}),
-    }))
+    })
+    write_text(run_dir / "result.json", row + "\n")  # the run folder carries its result: `dimctl report FOLDER`
+    emit(row)
 
 
 # The help states the MS-SSIM setting from the same constants the score uses, so it cannot drift.
@@ -98,7 +100,7 @@ The paper's decoder (§4.1, Table 4): linear → 512×4×4, transposed convs to 
 
 MS-SSIM of 32×32 images: {describe_setting(32)}. The score is the mean over the test split. (pytorch-msssim's defaults, 5 scales and an 11-pixel window, need images over 160 px.)
 
-Writes RUN/decoder.safetensors, RUN/reconstructions.png (first row: {GRID_IMAGES} test images; second row: their reconstructions) and RUN/metrics.jsonl (training MSE per epoch); prints one JSON line with command, layer, ms_ssim, mse, ms_ssim_setting, encoder (sha256), dataset, epochs, decoder (path).
+Writes RUN/decoder.safetensors, RUN/reconstructions.png (first row: {GRID_IMAGES} test images; second row: their reconstructions) RUN/metrics.jsonl (training MSE per epoch) and RUN/result.json (the result line, so `dimctl report RUN` finds it); prints one JSON line with command, layer, ms_ssim, mse, ms_ssim_setting, encoder (sha256), dataset, epochs, decoder (path).
 
 Examples:
 

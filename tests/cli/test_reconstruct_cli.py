@@ -51,6 +51,7 @@ def test_reconstruct_writes_decoder_grid_and_metrics(encoder, tmp_path):
         assert png.size == (8 * 32 + 9 * 2, 2 * 32 + 3 * 2)  # 8 columns, 2 rows, 2-pixel gaps
     metrics = [json.loads(m) for m in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1] and metrics[0]["train_mse"] > 0
+    assert json.loads((out / "result.json").read_text()) == row  # the folder carries its result for the report
     assert not list(out.glob(".*.tmp"))  # every temporary file was renamed
 
 

@@ -44,6 +44,28 @@ def test_results_can_come_from_a_pipe(made, tmp_path):
     assert f"{100 * rows[0]['accuracy']:.2f}" in piped.stdout.decode()
 
 
+def test_results_kept_by_the_commands_need_no_tee(made, tmp_path):
+    """probe, mi and ndm --results-dir keep their lines in a folder (a new file per call, an earlier
+    one untouched); the report reads the run folder alone."""
+    root, rows = made
+    run_dir = tmp_path / "dim-l"
+    import shutil
+
+    shutil.copytree(root / "dim-l", run_dir)
+    for _ in range(2):
+        assert dimctl("probe", root / "dim-l.h5", "--layer", "y", "--results-dir", run_dir) .startswith("test accuracy")
+    dimctl("ndm", root / "dim-l.h5", "--steps", "5", "--results-dir", run_dir)
+    dimctl("mi", root / "dim-l.h5", "--steps", "5", "--results-dir", run_dir)
+    kept = sorted(p.name.split("-")[0] for p in run_dir.glob("*.jsonl") if p.name != "metrics.jsonl")
+    assert kept == ["mi", "ndm", "probe", "probe"]
+    first = sorted(run_dir.glob("probe-*.jsonl"))[0]
+    assert lines(first.read_text()) == [r for r in rows if r["layer"] == "y"]
+    text = dimctl("report", run_dir)
+    by_layer = {r["layer"]: f"{100 * r['accuracy']:.2f}" for r in rows}
+    assert by_layer["y"] in text and "Table 4" in text
+    assert_one_line_error(run("probe", root / "dim-l.h5", "--results-dir", root / "probe.jsonl"), 2)
+
+
 def test_report_errors_are_one_line(made, tmp_path):
     root, _ = made
     assert_one_line_error(run("report"), 2)
