@@ -18,7 +18,7 @@ SELFTEST_CASES = ((2, 0.5), (5, 2.0), (10, 4.0))
 
 
 def mi(
-    features: Annotated[str | None, typer.Argument(help="HDF5 feature file from `dimctl extract`, or - for stdin.")] = None,
+    features: Annotated[str | None, typer.Argument(help="HDF5 feature file from `dimctl extract`, or - for stdin (another tool's HDF5, .npz or VISSL folder: read unverified).")] = None,
     layer: Annotated[str, typer.Option(help="The two arrays X,Y: layers of the file (conv, fc, y, …) or `labels` (one-hot).")] = "y,labels",
     estimator: Annotated[str, typer.Option(help=f"Bound: {', '.join(ESTIMATORS)}.")] = "smile",
     steps: Annotated[int, typer.Option(help="Critic training steps.")] = 2000,

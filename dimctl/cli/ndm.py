@@ -17,7 +17,7 @@ from dimctl.evaluate.ndm import NDMConfig, neural_dependency
 
 
 def ndm(
-    source: Annotated[str, typer.Argument(help="A feature file (or - for stdin) or an encoder.safetensors.")] = "-",
+    source: Annotated[str, typer.Argument(help="A feature file (or - for stdin; another tool's HDF5, .npz or VISSL folder, unverified) or an encoder.safetensors.")] = "-",
     layer: Annotated[str, typer.Option(help="The representation to measure.")] = "y",
     dataset: EncoderDatasetOpt = None,
     data_root: DataRootOpt = None,
@@ -47,9 +47,9 @@ def ndm(
     if steps < 1 or batch_size < 2:
         raise UsageError("--steps must be ≥ 1 and --batch-size ≥ 2")
     check_results_dir(results_dir)
-    if source != "-" and not Path(source).is_file():
+    if source != "-" and not Path(source).exists():
         raise UsageError(f"{source}: no such file")
-    if source == "-" or looks_like_features(Path(source)):
+    if source == "-" or Path(source).is_dir() or looks_like_features(Path(source)):  # a folder: VISSL's .npy
         feats = open_features(source, (layer,))
         arrays, name = feature_layer(feats, layer), feats.name
     else:

@@ -16,7 +16,7 @@ from dimctl.evaluate.probe_names import CLASSIFIER_NAMES
 
 
 def probe(
-    features: Annotated[list[str] | None, typer.Argument(help="HDF5 feature files from `dimctl extract`; none or - reads stdin.")] = None,
+    features: Annotated[list[str] | None, typer.Argument(help="HDF5 feature files from `dimctl extract`; none or - reads stdin. Another tool's HDF5 (train/test groups), .npz or a folder of VISSL's exported .npy files is read unverified.")] = None,
     layer: Annotated[str, typer.Option(help="Comma-separated layers to probe, or `all` (every layer in the file).")] = "all",
     classifier: Annotated[str, typer.Option(help=f"Comma-separated: {', '.join(CLASSIFIER_NAMES)}, or `all`.")] = "svm",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per (file, layer, classifier) on stdout.")] = False,

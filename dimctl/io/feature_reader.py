@@ -1,8 +1,10 @@
 """Reading feature files: dimctl's own (checksum verified, io/features.py) and other tools'
-(an HDF5 file of train/test float arrays and labels, or an .npz), loading only the layers asked for."""
+(an HDF5 file of train/test float arrays and labels, an .npz, or a folder of VISSL's .npy
+exports), loading only the layers asked for."""
 
 import io
 import json
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,8 +46,10 @@ def read_features(source: str | Path | bytes, name: str | None = None, select: S
     A dimctl file must pass its checksum (hashed in chunks from disk): "damaged or truncated" when
     it is shorter than its HDF5 superblock says, "modified after dimctl wrote it" otherwise. Another
     tool's HDF5 with ``train``/``test`` groups of float arrays and ``labels``, or an ``.npz`` with
-    ``train_labels``, ``test_labels`` and ``train_<layer>``/``test_<layer>`` arrays, is read
-    without a checksum (``verified`` False; the CLI says so on stderr)."""
+    ``train_labels``, ``test_labels`` and ``train_<layer>``/``test_<layer>`` arrays, or a folder of
+    VISSL's ``extract_features`` output (``PREFIX_SPLIT_LAYER_features.npy`` with ``_targets.npy``
+    and ``_inds.npy`` beside it, one prefix per rank and chunk), is read without a checksum
+    (``verified`` False; the CLI says so on stderr)."""
     if isinstance(source, bytes):
         name = name or "<stdin>"
         if not source:
@@ -53,6 +57,8 @@ def read_features(source: str | Path | bytes, name: str | None = None, select: S
         size, head = len(source), source[:USERBLOCK]
     else:
         name = name or str(source)
+        if Path(source).is_dir():
+            return _read_vissl(Path(source), name, select)
         if not Path(source).is_file():
             raise UsageError(f"{source}: no such file")
         size = Path(source).stat().st_size
@@ -131,6 +137,49 @@ def _read_npz(path: Path, name: str, select: Select | None) -> Features:
             splits = {split: {key: archive[f"{split}_{key}"] for key in [*layers, "labels"]} for split in SPLITS}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
         raise ArtifactError(f"{name} is not a readable .npz of features ({type(e).__name__}: {e})") from e
+    return _checked(Features(layers, splits, {}, {}, name, verified=False, available=available))
+
+
+VISSL_FEATURES = re.compile(r"(.+)_(train|test)_(.+)_features\.npy")
+
+
+def _read_vissl(folder: Path, name: str, select: Select | None) -> Features:
+    """VISSL's exported features: per split and layer, shards (one per rank and chunk) of features,
+    targets and dataset indices, merged in index order; an index two ranks both hold (the
+    distributed sampler pads the last batch) counts once. Targets are the labels, alike for every layer."""
+    shards: dict[tuple[str, str], list[str]] = {}
+    for path in sorted(folder.iterdir()):
+        match = VISSL_FEATURES.fullmatch(path.name)
+        if match:
+            shards.setdefault((match.group(2), match.group(3)), []).append(match.group(1))
+    layers = sorted({layer for split, layer in shards if split == "train" and ("test", layer) in shards})
+    if not layers:
+        raise UsageError(f"{name} is a folder without VISSL feature files (PREFIX_train_LAYER_features.npy and "
+                         f"PREFIX_test_LAYER_features.npy); give a feature file")
+    available, layers = layers, _pick(select, layers)
+    splits: dict[str, dict[str, np.ndarray]] = {}
+    try:
+        for split in SPLITS:
+            arrays, labels = {}, None
+            for layer in layers:
+                parts = [[np.load(folder / f"{prefix}_{split}_{layer}_{kind}.npy", allow_pickle=False)
+                          for kind in ("features", "targets", "inds")] for prefix in shards[(split, layer)]]
+                for features, targets, inds in parts:
+                    if not (len(features) == len(targets) == len(inds)):
+                        raise ArtifactError(f"{name}: a {split} shard of {layer} has {len(features)} features, "
+                                            f"{len(targets)} targets and {len(inds)} indices")
+                inds = np.concatenate([p[2] for p in parts]).reshape(-1)
+                _, first = np.unique(inds, return_index=True)  # index order; the first copy of a padded index
+                arrays[layer] = np.concatenate([p[0] for p in parts])[first]
+                targets = np.concatenate([p[1] for p in parts])[first]
+                targets = targets.reshape(len(targets)) if targets.ndim == 2 and targets.shape[1] == 1 else targets
+                if labels is not None and not np.array_equal(labels, targets):
+                    raise ArtifactError(f"{name}: the {split} targets of {layer} differ from those of {layers[0]}")
+                labels = targets
+            arrays["labels"] = labels
+            splits[split] = arrays
+    except (OSError, ValueError, EOFError) as e:
+        raise ArtifactError(f"{name}: unreadable VISSL feature files ({type(e).__name__}: {e})") from e
     return _checked(Features(layers, splits, {}, {}, name, verified=False, available=available))
 
 

@@ -1,5 +1,5 @@
 """Feature files from dimctl and from other tools: only the asked layers are read, another tool's
-HDF5 or .npz is read unverified (and the CLI says so), and a dimctl file changed after sealing is
+HDF5, .npz or VISSL export is read unverified (and the CLI says so), and a dimctl file changed after sealing is
 told apart from a truncated one."""
 
 import json
@@ -52,6 +52,34 @@ def test_another_tools_hdf5_and_npz_are_probed_with_a_note(sealed, tmp_path):
         assert row["layer"] == "embedding" and row["accuracy"] == pytest.approx(ours["accuracy"], abs=1e-9)
         assert "unverified (no checksum)" in result.stderr.decode()
     assert "unverified" not in run_here("probe", sealed, "--layer", "y", "--classifier", "logreg").stderr.decode()
+
+
+def test_a_folder_of_vissl_npy_exports_is_read_in_index_order(sealed, tmp_path):
+    """VISSL writes PREFIX_SPLIT_LAYER_{features,targets,inds}.npy per rank, in its own sample order,
+    targets as (N, 1), and the distributed sampler pads a rank with a repeated sample."""
+    feats = read_features(sealed)
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        n = len(feats[split]["labels"])
+        order = rng.permutation(n)
+        ranks = [order[: n // 2], np.append(order[n // 2:], order[0])]  # rank 1 repeats a sample of rank 0
+        for rank, inds in enumerate(ranks):
+            stem = tmp_path / f"rank{rank}_chunk0_{split}_res5avg"
+            np.save(f"{stem}_features.npy", feats[split]["y"][inds])
+            np.save(f"{stem}_targets.npy", feats[split]["labels"][inds].reshape(-1, 1))
+            np.save(f"{stem}_inds.npy", inds)
+    vissl = read_features(tmp_path)
+    assert vissl.layers == ["res5avg"] and not vissl.verified
+    for split in ("train", "test"):
+        assert np.array_equal(vissl[split]["res5avg"], feats[split]["y"])
+        assert np.array_equal(vissl[split]["labels"], feats[split]["labels"])
+    ours = json.loads(run_here("probe", sealed, "--layer", "y", "--classifier", "logreg", "--json").stdout)
+    result = run_here("probe", tmp_path, "--classifier", "logreg", "--json")
+    assert result.returncode == 0 and "unverified (no checksum)" in result.stderr.decode()
+    assert json.loads(result.stdout)["accuracy"] == pytest.approx(ours["accuracy"], abs=1e-9)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_line_error(run_here("probe", empty), 2)
 
 
 def test_modified_and_truncated_dimctl_files_are_told_apart(sealed, tmp_path):
