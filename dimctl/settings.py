@@ -102,6 +102,9 @@ SHARED_HELP = {
     "keep_checkpoints": "Keep the newest K checkpoints.",
     "log_every": "Write metrics.jsonl every N steps.",
     "cpu": "Train on the CPU even when a GPU is present.",
+    "log_with": "Also log every metrics.jsonl value and the learning rate to an experiment tracker: csv "
+                "(RUN/metrics.csv), tensorboard (RUN/<run>/, pip install 'dimctl[tensorboard]'), wandb or mlflow "
+                "(their own packages); none.",
     "nan_policy": "A NaN/inf loss or gradient: `stop` (before the bad update; the last checkpoint stays good) or "
                   "`skip` the step.",
 }

@@ -105,10 +105,7 @@ class RunSettings:
     keep_checkpoints: int = setting(3, SHARED_HELP["keep_checkpoints"], resumable=True)
     log_every: int = setting(10, SHARED_HELP["log_every"], resumable=True)
     nan_policy: str = setting("stop", SHARED_HELP["nan_policy"], resumable=True, choices=NAN_POLICIES)
-    log_with: str = setting("none", "Also log every metrics.jsonl value and the learning rate to an experiment "
-                                    "tracker: csv (RUN/metrics.csv), tensorboard (RUN/<run>/, pip install "
-                                    "'dimctl[tensorboard]'), wandb or mlflow (their own packages); none.",
-                            resumable=True, choices=TRACKERS)
+    log_with: str = setting("none", SHARED_HELP["log_with"], resumable=True, choices=TRACKERS)
     eval_every: int = setting(0, "Every N steps and at the end, score the frozen encoder by weighted kNN (cosine, "
                                  "k=200, T=0.07, the online accuracy of SSL papers): the first --eval-images "
                                  "training images are the bank, the test split's the queries; logged as knn_LAYER "

@@ -76,6 +76,11 @@ class Trainer(ABC):
     def after_step(self, done: int, is_main_process: bool) -> None:
         """Side work after a step (e.g. a sample grid); runs on every process."""
 
+    def learning_rates(self) -> dict[str, float]:
+        """What the trackers log beside the metrics: ``lr`` of the trainer's ``optimiser`` by default."""
+        groups = getattr(getattr(self, "optimiser", None), "param_groups", None)
+        return {"lr": float(groups[0]["lr"])} if groups else {}
+
 
 def begin_run(accelerator: Accelerator, run_dir: Path, resume: bool, record: dict) -> int:
     """Load the newest checkpoint if resuming, write config.json (``record``) and cut metrics.jsonl
@@ -133,7 +138,7 @@ def run_steps(trainer: Trainer, accelerator: Accelerator, run_dir: Path, start_s
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps({"step": done, "epoch": epoch, **metrics, **stamp}) + "\n")
                 if accelerator.trackers:  # --log-with: the same numbers, and the learning rate
-                    accelerator.log({"epoch": epoch, **metrics, **_learning_rate(trainer)}, step=done)
+                    accelerator.log({"epoch": epoch, **metrics, **trainer.learning_rates()}, step=done)
         trainer.after_step(done, main)
         if on_progress is not None and main:
             on_progress(Progress(done, total, epoch, metrics, epoch_done, epochs, log_now))
@@ -173,12 +178,6 @@ def drop_metrics_after(path: Path, step: int) -> None:
     kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
     if len(kept) != len(lines):
         write_text(path, "".join(kept))
-
-
-def _learning_rate(trainer: Trainer) -> dict[str, float]:
-    optimiser = getattr(trainer, "optimiser", None)
-    groups = getattr(optimiser, "param_groups", None)
-    return {"lr": float(groups[0]["lr"])} if groups else {}
 
 
 def _last_elapsed(path: Path) -> float:

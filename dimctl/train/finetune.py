@@ -35,6 +35,7 @@ from dimctl.models.encoders import Encoder
 from dimctl.settings import SHARED_HELP, declared, setting
 from dimctl.train.engine import Progress, Schedule, Trainer, begin_run, run_steps
 from dimctl.train.guard import NAN_POLICIES, checked_update, grad_norm
+from dimctl.train.trackers import TRACKERS, check_tracker, tracker_arguments, tracking
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class FinetuneConfig:
     checkpoint_every: int = setting(500, SHARED_HELP["checkpoint_every"], resumable=True)
     keep_checkpoints: int = setting(3, SHARED_HELP["keep_checkpoints"], resumable=True)
     nan_policy: str = setting("stop", SHARED_HELP["nan_policy"], resumable=True)
+    log_with: str = setting("none", SHARED_HELP["log_with"], resumable=True, choices=TRACKERS)
     # the encoder it starts from, so --resume refuses another (the command sets it)
     encoder_sha256: str | None = setting(None, "sha256 of the encoder fine-tuned.", cli=False)
     cpu: bool = setting(False, SHARED_HELP["cpu"], flags=("--cpu",), resumable=True)
@@ -72,6 +74,7 @@ class FinetuneConfig:
             raise UsageError("--checkpoint-every and --keep-checkpoints must be ≥ 0")
         if self.nan_policy not in NAN_POLICIES:
             raise UsageError(f"--nan-policy must be one of {', '.join(NAN_POLICIES)}, not {self.nan_policy!r}")
+        check_tracker(self.log_with)  # an optional tracker's package is there, before anything is written
         return self
 
 
@@ -135,7 +138,8 @@ def finetune(encoder: Encoder, dataset: ImageDataset, config: FinetuneConfig, ru
     if (dataset.test_labels < 0).any():
         raise UsageError(f"{dataset.name}'s test split is not labelled throughout; finetune needs test labels")
     accelerator = accelerator or Accelerator(
-        cpu=config.cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        cpu=config.cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        **tracker_arguments(config.log_with, run_dir))
     device, world = accelerator.device, accelerator.num_processes
     subset = balanced_subset(dataset.train_labels, config.labels_fraction, config.seed)
     global_batch = config.batch_size * world
@@ -170,8 +174,9 @@ def finetune(encoder: Encoder, dataset: ImageDataset, config: FinetuneConfig, ru
     })
     trainer = FinetuneTrainer(config, accelerator, model, optimiser, images, labels, steps_per_epoch)
     schedule = Schedule(total_steps, steps_per_epoch, config.checkpoint_every, config.keep_checkpoints)
-    run_steps(trainer, accelerator, run_dir, start_step, schedule,
-              resume_command or f"dimctl finetune ENCODER --out {run_dir} --resume", on_progress, should_stop)
+    with tracking(accelerator, run_dir, config.to_dict()):
+        run_steps(trainer, accelerator, run_dir, start_step, schedule,
+                  resume_command or f"dimctl finetune ENCODER --out {run_dir} --resume", on_progress, should_stop)
 
     bare = accelerator.unwrap_model(model)
     result = FinetuneResult(

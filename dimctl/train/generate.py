@@ -40,6 +40,7 @@ from dimctl.train.config import DataSource
 from dimctl.train.engine import Progress, Schedule, Trainer, begin_run, run_steps
 from dimctl.train.guard import grad_norm
 from dimctl.train.loop import unwrap
+from dimctl.train.trackers import TRACKERS, check_tracker, tracker_arguments, tracking
 
 GRID_SIDE = 8  # training grids are 8 × 8 samples of one fixed noise batch
 BN_REFRESH_BATCHES = 20  # fresh noise batches that recompute the published generator's BN statistics
@@ -82,6 +83,7 @@ class GenerateConfig(DataSource):
     checkpoint_every: int = setting(500, SHARED_HELP["checkpoint_every"], resumable=True)
     keep_checkpoints: int = setting(3, SHARED_HELP["keep_checkpoints"], resumable=True)
     log_every: int = setting(10, SHARED_HELP["log_every"], resumable=True)
+    log_with: str = setting("none", SHARED_HELP["log_with"], resumable=True, choices=TRACKERS)
     cpu: bool = setting(False, SHARED_HELP["cpu"], flags=("--cpu",), resumable=True)
 
     def resolved(self) -> "GenerateConfig":
@@ -121,6 +123,7 @@ class GenerateConfig(DataSource):
             raise UsageError("--penalty and --prior-critic-penalty must be ≥ 0")
         if self.clip_norm <= 0 or self.prior_critic_lr <= 0:
             raise UsageError("--clip-norm and --prior-critic-lr must be positive")
+        check_tracker(self.log_with)  # an optional tracker's package is there, before anything is written
         return self
 
 
@@ -179,7 +182,7 @@ def train_generator(config: GenerateConfig, dataset: ImageDataset, run_dir: Path
     if dataset.image_size != config.image_size:
         raise UsageError(f"{dataset.name} was loaded at {dataset.image_size}×{dataset.image_size}; "
                          f"the generator makes {config.image_size}×{config.image_size}")
-    accelerator = accelerator or Accelerator(cpu=config.cpu)
+    accelerator = accelerator or Accelerator(cpu=config.cpu, **tracker_arguments(config.log_with, run_dir))
     world = accelerator.num_processes
     n = dataset.train_images.shape[0]
     global_batch = config.batch_size * world
@@ -212,8 +215,9 @@ def train_generator(config: GenerateConfig, dataset: ImageDataset, run_dir: Path
     trainer = GeneratorTrainer(config, accelerator, dataset, run_dir, generator, objective,
                                generator_optimiser, critic_optimiser)
     schedule = Schedule(config.steps, config.log_every, config.checkpoint_every, config.keep_checkpoints)
-    metrics = run_steps(trainer, accelerator, run_dir, start_step, schedule,
-                        f"dimctl generate train --out {run_dir} --resume", on_progress, should_stop)
+    with tracking(accelerator, run_dir, config.to_dict()):
+        metrics = run_steps(trainer, accelerator, run_dir, start_step, schedule,
+                            f"dimctl generate train --out {run_dir} --resume", on_progress, should_stop)
 
     generator_path = run_dir / "generator.safetensors"
     bare_generator = trainer.bare_generator
@@ -252,6 +256,14 @@ class GeneratorTrainer(Trainer):
         self.last: dict[str, torch.Tensor] = {}
         generator.train()
         objective.train()
+
+    def learning_rates(self) -> dict[str, float]:
+        """The generator's and the critic's (and the 1-D prior critics' where ie has them)."""
+        rates = {"lr": float(self.generator_optimiser.param_groups[0]["lr"]),
+                 "critic_lr": float(self.critic_optimiser.param_groups[0]["lr"])}
+        if len(self.critic_optimiser.param_groups) > 1:
+            rates["prior_critic_lr"] = float(self.critic_optimiser.param_groups[1]["lr"])
+        return rates
 
     def epoch_of(self, step: int) -> int:
         return step * self.config.critic_steps // self.batches_per_epoch

@@ -37,7 +37,7 @@ from dimctl.train.distributed import convert_sync_batchnorm
 from dimctl.train.engine import Progress, Schedule, Trainer, begin_run, run_steps
 from dimctl.train.guard import DeferredGuard, checked_update, defer_checks, grad_norm
 from dimctl.train.online_eval import OnlineKNN
-from dimctl.train.trackers import log_with, tracker_settings
+from dimctl.train.trackers import tracker_arguments, tracking
 
 
 @dataclass
@@ -72,9 +72,7 @@ def make_accelerator(config: PretrainConfig, run_dir: Path | None = None) -> Acc
         raise UsageError("--precision fp16 needs a GPU; on the CPU use --precision bf16")
     mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[config.run.precision]
     _forget_other_precision(mixed)
-    trackers = log_with(config.run.log_with, run_dir)
-    return Accelerator(cpu=config.run.cpu, mixed_precision=mixed, log_with=trackers,
-                       project_dir=str(run_dir) if trackers else None)
+    return Accelerator(cpu=config.run.cpu, mixed_precision=mixed, **tracker_arguments(config.run.log_with, run_dir))
 
 
 def _forget_other_precision(mixed: str) -> None:
@@ -191,18 +189,13 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
         "dataset": dataset.describe(), "num_processes": world, "device": str(accelerator.device),
         "global_batch_size": global_batch, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
     })
-    if accelerator.log_with:
-        accelerator.init_trackers(run_dir.name, config=tracker_settings(config.to_dict()))
     trainer = DIMTrainer(config, accelerator, dataset, model, discriminator, optimiser, steps_per_epoch)
     schedule = Schedule(total_steps, config.run.log_every, config.run.checkpoint_every, config.run.keep_checkpoints)
     evaluate = (lambda: online(unwrap(accelerator, model).encoder)) if online is not None else None
-    try:
+    with tracking(accelerator, run_dir, config.to_dict()):
         metrics = run_steps(trainer, accelerator, run_dir, start_step, schedule,
                             f"dimctl pretrain --out {run_dir} --resume", on_progress, should_stop,
                             evaluate, config.run.eval_every)
-    finally:
-        if accelerator.log_with:
-            accelerator.end_training()  # the trackers flush and close, an interrupted run's too
 
     encoder_path = run_dir / "encoder.safetensors"
     if accelerator.is_main_process:

@@ -1,4 +1,5 @@
-"""Experiment trackers (`dimctl pretrain --log-with csv|tensorboard|wandb|mlflow`), through
+"""Experiment trackers (`--log-with csv|tensorboard|wandb|mlflow` of pretrain, finetune and
+generate train), through
 Accelerate's tracker API: the Accelerator is made with ``log_with`` and the run folder as its
 project directory, ``init_trackers`` records the run's settings, and the engine
 (train/engine.py) hands every metrics.jsonl line's numbers, plus the learning rate, to
@@ -14,6 +15,7 @@ nothing: a long-format table beside metrics.jsonl.
 
 import csv
 import importlib.util
+from contextlib import contextmanager
 from pathlib import Path
 
 from accelerate.tracking import GeneralTracker
@@ -66,6 +68,27 @@ def log_with(name: str, run_dir: Path | None) -> list | None:
     if name == "none":
         return None
     return [CSVTracker(run_dir)] if name == "csv" else [name]
+
+
+def tracker_arguments(name: str, run_dir: Path | None) -> dict:
+    """The Accelerator's keyword arguments for ``--log-with name``: its trackers and, with any,
+    the run folder as the project directory they write in."""
+    trackers = log_with(name, run_dir)
+    return {"log_with": trackers, "project_dir": str(run_dir) if trackers else None}
+
+
+@contextmanager
+def tracking(accelerator, run_dir: Path, settings: dict):
+    """Trackers started with the run's settings around training, and flushed and closed after it,
+    an interrupted or failed run's too."""
+    if not accelerator.log_with:
+        yield
+        return
+    accelerator.init_trackers(run_dir.name, config=tracker_settings(settings))
+    try:
+        yield
+    finally:
+        accelerator.end_training()
 
 
 def tracker_settings(flat: dict) -> dict:

@@ -1,4 +1,4 @@
-"""`pretrain --log-with`: every metrics.jsonl number (and the learning rate) reaches the tracker,
+"""`--log-with` (pretrain, finetune, generate train): every metrics.jsonl number (and the learning rate) reaches the tracker,
 read back from its own files; a tracker whose package is missing is one clear usage error."""
 
 import csv
@@ -51,3 +51,24 @@ def test_missing_tracker_package_is_named(monkeypatch, tmp_path):
     bad = run_here("pretrain", *SMALL, "--log-with", "mlflow", "--out", tmp_path / "m")
     assert_one_line_error(bad, 2)
     assert not (tmp_path / "m").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("command", ["finetune", "generate train"])
+def test_finetune_and_generate_train_log_to_the_tracker_too(command, tmp_path):
+    if command == "finetune":
+        assert run_here("pretrain", *SMALL[:6], "--epochs", "0", "--out", tmp_path / "random").returncode == 0
+        args = ["finetune", tmp_path / "random" / "encoder.safetensors", "--labels-fraction", "0.1", "--epochs", "2"]
+    else:
+        args = ["generate", "train", "--width", "4", "--z-dim", "16", "--batch-size", "16", "--steps", "3",
+                "--sample-every", "0", "--log-every", "1", "--dataset", "digits"]
+    result = run_here(*args, "--log-with", "csv", "--checkpoint-every", "0", "--out", tmp_path / "run")
+    assert result.returncode == 0, result.stderr.decode()
+    logged = {}
+    for row in csv.DictReader(open(tmp_path / "run" / "metrics.csv")):
+        logged.setdefault(int(row["step"]), {})[row["name"]] = float(row["value"])
+    expected = _numbers(tmp_path / "run")
+    assert logged.keys() == expected.keys() and len(expected) >= 2
+    for step, values in expected.items():
+        rates = {k: logged[step].pop(k) for k in list(logged[step]) if k.endswith("lr")}
+        assert rates["lr"] > 0 and (command == "finetune" or rates["critic_lr"] > 0)
+        assert logged[step] == pytest.approx(values, rel=1e-9)
