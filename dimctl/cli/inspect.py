@@ -47,11 +47,13 @@ def _hdf5(file: Path) -> dict:
 
     from dimctl.io.artifacts import describe_metadata
     from dimctl.io.features import verify_seal
+    from dimctl.io.hdf5_contained import check_contained
 
     data = file.read_bytes()
     verify_seal(data, str(file))  # damaged bytes never reach libhdf5
     try:
         with h5py.File(io.BytesIO(data), "r") as f:
+            check_contained(f, str(file))  # inspect lists shapes only, but never follows a file outward
             attrs = describe_metadata({k: v if isinstance(v, str) else json.dumps(_plain(v))
                                        for k, v in f.attrs.items()})
             if "kind" not in attrs:

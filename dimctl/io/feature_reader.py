@@ -15,6 +15,7 @@ import numpy as np
 
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.io.features import HDF5_SIGNATURE, SCHEMA, SPLITS, USERBLOCK, is_npz, verify_sealed
+from dimctl.io.hdf5_contained import check_contained
 
 
 @dataclass
@@ -85,6 +86,7 @@ def _pick(select: Select | None, available: list[str]) -> list[str]:
 
 def _read_validated(f: h5py.File, name: str, file_size: int, select: Select | None = None,
                     verified: bool = True) -> Features:
+    check_contained(f, name)  # no data from outside the file, before any is read
     if verified:
         if f.attrs.get("dimctl.kind") != "features":
             raise ArtifactError(f"{name} is HDF5 but not a dimctl feature file; make one with `dimctl extract`")

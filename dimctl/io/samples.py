@@ -21,6 +21,7 @@ from dimctl import __version__
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.io.atomic import atomic_path
 from dimctl.io.features import MAGIC, create_feature_file, seal_bytes, seal_file, verify_seal
+from dimctl.io.hdf5_contained import check_contained
 
 SCHEMA = 1
 IMAGES = "samples/images"
@@ -84,6 +85,7 @@ def read_samples(source: str | Path | bytes, name: str | None = None) -> Samples
     verify_seal(data, name)
     try:
         with h5py.File(io.BytesIO(data), "r") as f:
+            check_contained(f, name)  # no data from outside the file, before any is read
             kind = f.attrs.get("dimctl.kind")
             if kind != "samples":
                 raise ArtifactError(f"{name} holds dimctl {kind}, not samples; make samples with "
