@@ -1,13 +1,13 @@
 """`dimctl finetune`: semi-supervised fine-tuning of a pretrained encoder with a fraction of the labels."""
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, TrainingProgress, emit
+from dimctl.cli.common import (DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, TrainingProgress, emit,
+                               result_line)
 from dimctl.cli.run_folder import ForceOpt, ResumeOpt, prepare_run_dir, run_until_stopped, with_saved_settings
 from dimctl.cli.settings_options import with_settings
 from dimctl.cli.sources import encoder_and_dataset
@@ -72,5 +72,6 @@ def finetune(
         "train_accuracy": round(result.train_accuracy, 6), "epochs": config.epochs, "steps": result.steps,
         "arch": artifact.config.arch, "finetuned": str(path), "finetuned_sha256": sha256_of(path),
     }
-    write_text(out_dir / "finetune.jsonl", json.dumps(row) + "\n")
-    emit(json.dumps(row))
+    line = result_line(row, str(encoder))
+    write_text(out_dir / "finetune.jsonl", line + "\n")
+    emit(line)

@@ -1,7 +1,6 @@
 """`dimctl generate train|sample|score`: an image generator trained by implicit prior matching
 (paper App. A.8) or as a GAN (NS-GAN-CP, WGAN-GP), its samples, and their scores."""
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +8,7 @@ import torch
 import typer
 
 from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, ForwardBatchOpt, ReplaceOpt, TrainingProgress, emit,
-                               read_stdin_bytes, refuse_to_replace, stdout_is_terminal, write_stdout_bytes)
+                               read_stdin_bytes, refuse_to_replace, stdout_is_terminal, write_stdout_bytes, result_line)
 from dimctl.cli.run_folder import ForceOpt, ResumeOpt, prepare_run_dir, run_until_stopped, with_saved_settings
 from dimctl.cli.settings_options import with_settings
 from dimctl.cli.sources import pick_device
@@ -172,8 +171,8 @@ def score(
               "reference_images": int(reference.shape[0]), "source": source, "generator": origin.get("sha256")}
 
     def row(metric: str, value: float, features: str, layer: str, **extra) -> str:
-        return json.dumps({"command": "generate score", "metric": metric, "value": round(value, 6),
-                           "features": features, "layer": layer, **common, **extra})
+        return result_line({"command": "generate score", "metric": metric, "value": round(value, 6),
+                            "features": features, "layer": layer, **common, **extra}, source)
 
     if features is not None:
         encoder = load_encoder(features, device=device)

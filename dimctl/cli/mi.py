@@ -1,11 +1,10 @@
 """`dimctl mi`: mutual information between two arrays of a feature file, with a trained critic."""
 
-import json
 from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import Pace, ResultsDirOpt, Tenths, check_results_dir, emit, note, save_results
+from dimctl.cli.common import Pace, ResultsDirOpt, Tenths, check_results_dir, emit, note, save_results, result_line
 from dimctl.cli.deprecations import warn
 from dimctl.cli.sources import feature_layer, open_features
 from dimctl.errors import DimctlError, UsageError
@@ -68,7 +67,7 @@ def mi(
         "eval_batches": result.eval_batches, "features": feats.name, "encoder": a.encoder, "dataset": a.dataset,
     }
     save_results(results_dir, "mi", [row])
-    emit(json.dumps(row))
+    emit(result_line(row, feats.name))
 
 
 def _two_layers(layer: str, old_x: str | None, old_y: str | None) -> tuple[str, str]:
@@ -97,10 +96,11 @@ def _selftest(steps: int, batch_size: int, lr: float, seed: int) -> None:
             passed = low <= result.estimate <= high
             if not passed:
                 missed.append(f"{name} at {truth:g} nats: {result.estimate:.3f} not in [{low:.2f}, {high:.2f}]")
-            emit(json.dumps({"command": "mi", "selftest": True, "dim": dim, "truth": truth,
+            emit(result_line({"command": "mi", "selftest": True, "dim": dim, "truth": truth,
                              "estimate": round(result.estimate, 4), "stderr": round(result.stderr, 4),
                              "error": round(result.estimate - truth, 4), "band": [round(low, 4), round(high, 4)],
-                             "passed": passed, "estimator": name, "steps": steps, "batch_size": batch_size}))
+                             "passed": passed, "estimator": name, "steps": steps, "batch_size": batch_size},
+                             f"mi --selftest ({dim} dimensions, {name})"))
     if missed:
         raise DimctlError(f"mi --selftest: {len(missed)} of {len(SELFTEST_CASES) * len(ESTIMATORS)} estimates "
                           f"missed their known-MI band ({'; '.join(missed)})")

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ReplaceOpt, SkipBadImagesOpt, emit,
-                               refuse_to_replace)
+                               refuse_to_replace, result_line)
 from dimctl.cli.mi import _progress
 from dimctl.cli.sources import encoder_and_dataset, encoder_layer, pick_device
 from dimctl.errors import UsageError
@@ -59,5 +59,6 @@ def mine(
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in result.curve))
-    write_text(run_dir / "result.json", json.dumps(row) + "\n")
-    emit(json.dumps(row))
+    line = result_line(row, str(encoder))
+    write_text(run_dir / "result.json", line + "\n")
+    emit(line)

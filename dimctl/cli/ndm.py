@@ -1,13 +1,12 @@
 """`dimctl ndm`: Neural Dependency Measure of a representation (paper App. A.6)."""
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from dimctl.cli.common import (DataRootOpt, DownloadOpt, EncoderDatasetOpt, ResultsDirOpt, SkipBadImagesOpt,
-                               check_results_dir, emit, save_results)
+                               check_results_dir, emit, save_results, result_line)
 from dimctl.cli.mi import _progress
 from dimctl.cli.sources import encoder_and_dataset, encoder_layer, feature_layer, open_features, pick_device
 from dimctl.errors import UsageError
@@ -65,4 +64,4 @@ def ndm(
         "source": name, "encoder": arrays.encoder, "dataset": arrays.dataset,
     }
     save_results(results_dir, "ndm", [row])
-    emit(json.dumps(row))
+    emit(result_line(row, name))

@@ -1,6 +1,5 @@
 """`dimctl neighbors`: the nearest test images of one query per class, in an encoder's representation space."""
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -8,7 +7,7 @@ import torch
 import typer
 
 from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ForwardBatchOpt, ReplaceOpt,
-                               SkipBadImagesOpt, emit, refuse_to_replace)
+                               SkipBadImagesOpt, emit, refuse_to_replace, result_line)
 from dimctl.cli.sources import encoder_and_dataset, pick_device
 from dimctl.data.transforms import normalise
 from dimctl.errors import UsageError
@@ -80,7 +79,7 @@ def neighbors(
         "layer": layer, "space": "sigmoid(y)" if squashed else layer, "distance": distance, "n": n, "seed": seed,
         "encoder": artifact.sha256, "dataset": data.name, "grid": str(grid),
     } for q in found]
-    lines = [json.dumps(r) for r in rows]
+    lines = [result_line(r, str(encoder)) for r in rows]
     write_text(run_dir / "neighbors.jsonl", "".join(line + "\n" for line in lines))
     for line in lines:
         emit(line)

@@ -1,13 +1,12 @@
 """`dimctl probe`: how well classifiers read labels off frozen features; test accuracy per layer."""
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from dimctl.cli.common import (ResultsDirOpt, check_results_dir, emit, note, note_unverified, progress_enabled,
-                               read_stdin_bytes, save_results, split_list)
+                               read_stdin_bytes, save_results, split_list, result_line)
 from dimctl.errors import UsageError
 from dimctl.evaluate.probe_names import CLASSIFIER_NAMES
 
@@ -114,7 +113,7 @@ def probe(
                     "n_test": int(test_y.shape[0]), "dim": int(feats.layer("train", name)[0].size), **extra,
                 }
                 if as_json:
-                    emit(json.dumps(row))
+                    emit(result_line(row, feats.name))
                 rows.append(row)
     save_results(results_dir, "probe", rows)
     if not as_json:

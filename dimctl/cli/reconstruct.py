@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ReplaceOpt, SkipBadImagesOpt,
-                               TrainingProgress, emit, refuse_to_replace)
+                               TrainingProgress, emit, refuse_to_replace, result_line)
 from dimctl.cli.sources import encoder_and_dataset, pick_device
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.evaluate.msssim import describe_setting, ms_ssim_setting
@@ -83,11 +83,11 @@ def reconstruct(
     save_image_rows(run_dir / "reconstructions.png", [result.originals, result.reconstructions])
     write_text(run_dir / "metrics.jsonl",
                "".join(json.dumps({"epoch": e + 1, "train_mse": mse}) + "\n" for e, mse in enumerate(result.train_curve)))
-    row = json.dumps({
+    row = result_line({
         "command": "reconstruct", "layer": layer, "ms_ssim": round(result.ms_ssim, 6), "mse": round(result.mse, 6),
         "ms_ssim_setting": setting, "encoder": artifact.sha256, "dataset": data.name, "epochs": epochs,
         "decoder": str(decoder_path), **({"started_from": str(decoder)} if decoder is not None else {}),
-    })
+    }, str(encoder))
     write_text(run_dir / "result.json", row + "\n")  # the run folder carries its result: `dimctl report FOLDER`
     emit(row)
 

@@ -144,6 +144,12 @@ def _load_weights(path: Path, module: nn.Module, device: str | torch.device, des
         module.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, OSError) as e:
         raise ArtifactError(f"{path}: weights do not match the {described} its config describes ({e})") from e
+    # NaN or infinite weights (a diverged run published by hand, a damaged copy) would give NaN
+    # features, neighbours and JSON from every command; refused here, naming the first such tensor.
+    bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if bad is not None:
+        raise ArtifactError(f"{path}: the {described}'s weights hold NaN or infinite values ({bad}); "
+                            f"it cannot be used")
     module.to(device).eval()
 
 
