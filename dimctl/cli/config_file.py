@@ -32,9 +32,16 @@ def pop_config_flag(args: list[str]) -> tuple[list[str], Path | None]:
     return out, path
 
 
+CONFIG_LIMIT = 1 << 20  # bytes: a settings file, not a data file (and never /dev/zero read without end)
+
+
 def load_default_map(path: Path, group, args: list[str]) -> dict:
     try:
-        data = tomllib.loads(path.read_text())
+        with open(path, "rb") as f:
+            raw = f.read(CONFIG_LIMIT + 1)
+        if len(raw) > CONFIG_LIMIT:
+            raise UsageError(f"--config {path}: over {CONFIG_LIMIT >> 20} MB; a config file holds settings only")
+        data = tomllib.loads(raw.decode())
     except FileNotFoundError:
         raise UsageError(f"--config {path}: no such file") from None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
