@@ -19,6 +19,7 @@ from dimctl import __version__
 from dimctl.cli import config_file, deprecations
 from dimctl.cli.common import ReaderGone
 from dimctl.errors import DimctlError
+from dimctl.io.run_lock import release_run_locks
 
 # Every subcommand: name → (module, attribute, one-line help for `dimctl --help`). A module is imported
 # only when its command runs or shows its own help, so `dimctl --version` and `dimctl probe --help`
@@ -198,6 +199,7 @@ def run(argv: list[str]) -> int:
         return _run(argv)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        release_run_locks()
 
 
 def _complete() -> int:

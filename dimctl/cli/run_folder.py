@@ -15,6 +15,7 @@ import typer
 
 from dimctl.cli.common import note
 from dimctl.errors import UsageError
+from dimctl.io.run_lock import lock_run_dir
 from dimctl.settings import flatten, updated
 from dimctl.train import checkpoint
 
@@ -31,6 +32,7 @@ def prepare_run_dir(run_dir: Path, config: dict, resume: bool, force: bool, run_
     any setting outside ``resumable`` that differs from the saved run's."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--out {run_dir} exists and is not a folder")
+    lock_run_dir(run_dir)  # before anything in it is read or changed; the command's end gives it back
     existing = [name for name in run_files if (run_dir / name).exists()]
     if not existing:
         return

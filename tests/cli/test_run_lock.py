@@ -1,0 +1,40 @@
+"""Two processes, one run folder: the second (a new run or a --resume) is refused with the
+holder's PID while the first runs, and the folder is free again once it ends."""
+
+import os
+import subprocess
+import sys
+import time
+
+from tests.cli.test_cli import ENV, assert_one_line_error, run_here
+
+RUN = ["--dataset", "digits", "--mi-units", "16", "--width", "0.5", "--checkpoint-every", "0"]
+
+
+def test_a_second_process_on_a_running_folder_is_refused(tmp_path):
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "dimctl", "pretrain", *RUN, "--epochs", "30", "--out", str(out)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    try:
+        lock = out / ".dimctl.lock"
+        deadline = time.monotonic() + 120
+        while not (lock.is_file() and lock.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert lock.read_text().strip() == str(first.pid)
+        for extra in ([], ["--resume"], ["--force"]):
+            second = run_here("pretrain", *RUN, "--epochs", "1", "--out", out, *extra)
+            assert_one_line_error(second, 2)
+            assert f"in use by another dimctl process (PID {first.pid})" in second.stderr.decode()
+    finally:
+        first.terminate()  # graceful: it checkpoints and exits 130
+        first.wait(timeout=120)
+    assert first.returncode == 130, first.stderr.read().decode()[-2000:]
+    resumed = run_here("pretrain", *RUN, "--epochs", "1", "--out", out, "--resume")  # free once the holder ended
+    assert resumed.returncode == 0, resumed.stderr.decode()
+
+
+def test_a_refused_run_leaves_no_folder_behind(tmp_path):
+    result = run_here("pretrain", "--dataset", "cifar10", "--data-root", tmp_path / "nothing", "--out", tmp_path / "r")
+    assert result.returncode == 2 and not (tmp_path / "r").exists()
+    assert not any(p.name == ".dimctl.lock" for p in tmp_path.rglob("*"))
+    assert os.listdir(tmp_path) == []
