@@ -44,6 +44,8 @@ def load_default_map(path: Path, group, args: list[str]) -> dict:
         data = tomllib.loads(raw.decode())
     except FileNotFoundError:
         raise UsageError(f"--config {path}: no such file") from None
+    except RecursionError:
+        raise UsageError(f"--config {path}: nested too deeply to be a settings file") from None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UsageError(f"--config {path}: not a readable TOML file ({e})") from None
     return _level(path, group, _chain(group, args), (), data)
