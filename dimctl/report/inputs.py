@@ -10,10 +10,11 @@ sha256 of an encoder file: a result row names it under ``"encoder"``, a run fold
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dimctl.errors import UsageError
+from dimctl.errors import ArtifactError, UsageError
 from dimctl.io.artifacts import MADE_BY, read_metadata, sha256_of
 
 RUN_MARKERS = ("config.json", "metrics.jsonl")
@@ -21,6 +22,12 @@ NOT_RESULTS = {"config.json", "metrics.jsonl"}  # a run's settings and training 
 SKIP_FOLDERS = {"checkpoints"}  # Accelerate's resume state: never part of a report
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"  # a picture is embedded only if it is one
 SERIES_SHOWN = 4  # of a sub-folder's series of pictures (samples every N steps): the first and the last 3
+LINE_LIMIT = 1 << 20  # characters in one result line: dimctl's longest (multi-label probe rows) are a few kB
+# The fields the tables read, and the JSON types they must have where a line has them.
+FIELD_TYPES = {"command": str, "encoder": (str, type(None)), "dataset": (str, type(None)), "layer": (str, type(None)),
+               "classifier": str, "features": (str, type(None)), "accuracy": (int, float), "estimate": (int, float),
+               "stderr": (int, float, type(None)), "ndm": (int, float), "ms_ssim": (int, float),
+               "same_class": (int, float), "neighbors": list, "value": (int, float, str, type(None))}
 
 
 @dataclass
@@ -59,21 +66,45 @@ class Inputs:
 
 
 def parse_result_lines(text: str, name: str) -> list[dict]:
-    """The result rows (objects with a "command" key) of JSON-lines text; other objects are skipped."""
+    """The result rows (objects with a "command" key) of JSON-lines text; other objects are skipped.
+    A line that is not JSON is a usage error (the wrong kind of file); one longer than LINE_LIMIT,
+    nested past the parser's depth, or with a table field of the wrong type is a bad line (exit 3)."""
+    return read_result_lines(iter(text.splitlines(keepends=True)), name)
+
+
+def read_result_lines(lines, name: str) -> list[dict]:
+    """``parse_result_lines`` over an iterator of lines (a file read a bounded line at a time)."""
     rows = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(lines, 1):
+        if len(line) > LINE_LIMIT:
+            raise ArtifactError(f"{name}: line {number} is longer than {LINE_LIMIT >> 20} MB; not a result line")
         if not line.strip():
             continue
         try:
             value = json.loads(line)
+        except RecursionError:
+            raise ArtifactError(f"{name}: line {number} is nested too deeply to be a result line") from None
         except ValueError:
             raise UsageError(f"{name}: line {number} is not JSON; dimctl report reads JSON lines "
                              f"(`dimctl probe --json`, mine, ndm, reconstruct, …) and run folders") from None
         if not isinstance(value, dict):
             raise UsageError(f"{name}: line {number} is not a JSON object")
         if isinstance(value.get("command"), str):
+            for key, kind in FIELD_TYPES.items():
+                if key in value and (not isinstance(value[key], kind) or isinstance(value[key], bool) and kind != str):
+                    raise ArtifactError(f"{name}: line {number}: {key!r} is {type(value[key]).__name__}, not what "
+                                        f"`dimctl {value['command']}` writes")
             rows.append(value)
     return rows
+
+
+def read_result_file(path: Path) -> list[dict]:
+    """A file's result rows, read a bounded line at a time (a huge line is refused, not loaded)."""
+    def lines():
+        with open(path, encoding="utf-8", errors="replace") as f:
+            while line := f.readline(LINE_LIMIT + 1):
+                yield line
+    return read_result_lines(lines(), str(path))
 
 
 def is_run_folder(path: Path) -> bool:
@@ -87,13 +118,13 @@ def is_run_folder(path: Path) -> bool:
 def read_run_folder(path: Path) -> RunFolder:
     run = RunFolder(path=path)
     config = path / "config.json"
-    if config.is_file():
+    if _regular_inside(config, path):
         try:
             run.config = json.loads(config.read_text())
         except ValueError as e:
             raise UsageError(f"{config} is not JSON ({e})") from None
     metrics = path / "metrics.jsonl"
-    if metrics.is_file():
+    if _regular_inside(metrics, path):
         for line in metrics.read_text().splitlines():
             try:
                 value = json.loads(line)
@@ -103,7 +134,7 @@ def read_run_folder(path: Path) -> RunFolder:
             if isinstance(value, dict):
                 run.metrics.append(value)
     run.pictures, run.pictures_left_out = _pictures(path)
-    for artifact in sorted(path.glob("*.safetensors")):
+    for artifact in sorted(a for a in path.glob("*.safetensors") if _regular_inside(a, path)):
         metadata, _ = read_metadata(artifact)
         run.artifacts[artifact.name] = artifact
         run.kinds[artifact.name] = metadata.get("dimctl.kind", "unknown")
@@ -117,8 +148,8 @@ def read_run_folder(path: Path) -> RunFolder:
             except (ValueError, AttributeError):
                 pass
     for results in sorted([*path.glob("*.jsonl"), *path.glob("result.json")]):
-        if results.name not in NOT_RESULTS:
-            run.rows.extend(parse_result_lines(results.read_text(), str(results)))
+        if results.name not in NOT_RESULTS and _regular_inside(results, path):
+            run.rows.extend(read_result_file(results))
     if run.encoder_sha256 is None and run.about is None:
         about = {r.get("encoder") for r in run.rows if isinstance(r.get("encoder"), str)}
         if len(about) == 1:  # mine's result.json, neighbors.jsonl: every row measures one encoder
@@ -134,7 +165,7 @@ def _natural(path: Path) -> list:
 def _pictures(run_dir: Path) -> tuple[list[Path], int]:
     """The run's own PNGs, then those of its sub-folders that are not runs themselves (a generator's
     samples/step_N.png); of a long series, the first and the last few."""
-    pictures = [p for p in sorted(run_dir.glob("*.png"), key=_natural) if _is_png(p)]
+    pictures = [p for p in sorted(run_dir.glob("*.png"), key=_natural) if _regular_inside(p, run_dir) and _is_png(p)]
     left_out = 0
     for here, subfolders, names in os.walk(run_dir):
         subfolders[:] = sorted(d for d in subfolders if d not in SKIP_FOLDERS and not d.startswith("."))
@@ -144,12 +175,23 @@ def _pictures(run_dir: Path) -> tuple[list[Path], int]:
         if is_run_folder(here):
             subfolders[:] = []
             continue
-        series = [p for p in sorted(here.glob("*.png"), key=_natural) if _is_png(p)]
+        series = [p for p in sorted(here.glob("*.png"), key=_natural) if _regular_inside(p, run_dir) and _is_png(p)]
         if len(series) > SERIES_SHOWN:
             left_out += len(series) - SERIES_SHOWN
             series = series[:1] + series[1 - SERIES_SHOWN:]
         pictures += series
     return pictures, left_out
+
+
+def _regular_inside(path: Path, root: Path) -> bool:
+    """A regular file (never a FIFO or device, which would block or never end) that stays inside
+    ``root`` once links are resolved: a report reads only what it was given."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        return path.resolve().is_relative_to(root.resolve())
+    except OSError:
+        return False
 
 
 def _is_png(path: Path) -> bool:
@@ -166,7 +208,8 @@ def _walk(folder: Path) -> tuple[list[Path], list[Path]]:
         if is_run_folder(here):
             runs.append(here)  # its result files are read with it
         else:
-            files.extend(here / n for n in sorted(names) if n.endswith(".jsonl") and not n.startswith("."))
+            files.extend(here / n for n in sorted(names)
+                         if n.endswith(".jsonl") and not n.startswith(".") and _regular_inside(here / n, folder))
     return runs, files
 
 
@@ -198,8 +241,8 @@ def collect(paths: list[Path], extra_rows: list[dict] | None = None) -> Inputs:
             seen.add(key)
             rows.append(row)
 
-    for path in dict.fromkeys(files):
-        for row in parse_result_lines(path.read_text(), str(path)):
+    for path in dict.fromkeys(files):  # given by name (a FIFO too: `<(dimctl probe --json)`) or found inside a root
+        for row in read_result_file(path):
             add(row)
     for row in extra_rows or []:
         add(row)

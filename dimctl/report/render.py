@@ -30,8 +30,17 @@ def assets_folder(markdown_path: Path) -> Path:
 
 # --- Markdown -----------------------------------------------------------------------------------
 
+def _md_text(text: str) -> str:
+    """Text for Markdown with HTML's special characters as entities outside code spans: many
+    renderers pass raw HTML through, so a run folder named <script>… must not become a script.
+    Inside code spans nothing is HTML, and entities would show literally."""
+    parts = re.split(r"(`[^`]+`)", text)
+    return "".join(p if p.startswith("`") and p.endswith("`") and len(p) > 1 else html.escape(p, quote=False)
+                   for p in parts)
+
+
 def _md_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").strip() or " "
+    return _md_text(text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").strip()) or " "
 
 
 def markdown_table(table: Table) -> str:
@@ -43,22 +52,23 @@ def markdown_table(table: Table) -> str:
 
 def to_markdown(doc: Document, assets: str) -> str:
     """Markdown that GitHub renders; pictures are linked as ``assets/NAME.png``."""
-    parts = [f"# {doc.title}"]
+    parts = [f"# {_md_text(doc.title)}"]
     for block in doc.blocks:
         if isinstance(block, Heading):
-            parts.append(f"{'#' * block.level} {block.text}")
+            parts.append(f"{'#' * block.level} {_md_text(block.text)}")
         elif isinstance(block, Text):
-            parts.append(block.text)
+            parts.append(_md_text(block.text))
         elif isinstance(block, Table):
-            body = f"**{block.title}**\n\n{markdown_table(block)}"
-            body += "".join(f"\n\n{note}" for note in block.notes)
+            body = f"**{_md_text(block.title)}**\n\n{markdown_table(block)}"
+            body += "".join(f"\n\n{_md_text(note)}" for note in block.notes)
             if not block.main:  # run details fold away
-                notes = "".join(f"{note}\n\n" for note in block.notes)
+                notes = "".join(f"{_md_text(note)}\n\n" for note in block.notes)
                 body = (f"<details><summary>{_html_text(block.title)}</summary>\n\n{markdown_table(block)}\n\n"
                         f"{notes}</details>")
             parts.append(body)
         elif isinstance(block, Picture):
-            parts.append(f"![{block.caption.replace(']', ')')}]({quote(assets)}/{block.name}.png)\n\n*{block.caption}*")
+            caption = _md_text(block.caption)
+            parts.append(f"![{caption.replace(']', ')')}]({quote(assets)}/{block.name}.png)\n\n*{caption}*")
     return "\n\n".join(parts) + "\n"
 
 
