@@ -18,7 +18,6 @@ import typer.core
 from dimctl import __version__
 from dimctl.cli import config_file, deprecations
 from dimctl.cli.common import ReaderGone
-from dimctl.cli.numbers import check_numbers
 from dimctl.errors import DimctlError
 from dimctl.io.run_lock import release_run_locks
 
@@ -66,6 +65,8 @@ def load_command(name: str):
         command = typer.main.get_command(one)
     command.name = name
     name_environment_variables(command, [name])
+    from dimctl.cli.numbers import check_numbers  # here: `dimctl --version` imports no more than it needs
+
     check_numbers(command)
     return command
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from dimctl.data.dataset import ImageDataset, seeded_split
+from dimctl.data.decode import BAD_IMAGE, open_image, shown
 from dimctl.errors import ArtifactError, UsageError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -37,13 +38,14 @@ def _open_all(paths: list[Path], skip_bad: bool) -> tuple[list, list[int]]:
     opened, kept = [], []
     for i, path in enumerate(paths):
         try:
-            with Image.open(path) as img:
+            with open_image(path) as img:
                 img.load()
                 opened.append(img.copy())
                 kept.append(i)
-        except (UnidentifiedImageError, OSError, ValueError) as e:
+        except BAD_IMAGE as e:
             if not skip_bad:
-                raise ArtifactError(f"cannot read image {path} ({e}); fix or remove it, or pass --skip-bad-images") from e
+                raise ArtifactError(f"cannot read image {shown(path)} ({e}); fix or remove it, or pass "
+                                    f"--skip-bad-images") from e
     return opened, kept
 
 

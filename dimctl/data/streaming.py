@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from dimctl.data.dataset import seeded_split
+from dimctl.data.decode import BAD_IMAGE, open_image, shown
 from dimctl.data.folder import _list_images
 from dimctl.errors import ArtifactError, UsageError
 
@@ -68,9 +69,9 @@ def open_streaming_folder(root: Path, image_size: int = 32, skip_bad_images: boo
 
 def _mode(path: Path) -> str | None:
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             return img.mode
-    except (UnidentifiedImageError, OSError, ValueError):
+    except BAD_IMAGE:
         return None
 
 
@@ -91,17 +92,17 @@ class _Files(torch.utils.data.Dataset):
         for attempt in range(n):
             path = self.folder.paths[(index + attempt) % n]
             try:
-                with Image.open(path) as img:
+                with open_image(path) as img:
                     img = img.convert(self.mode)
                     if img.size != (self.folder.image_size, self.folder.image_size):
                         img = img.resize((self.folder.image_size, self.folder.image_size), Image.Resampling.BILINEAR)
                     array = np.asarray(img, dtype=np.uint8)
-            except (UnidentifiedImageError, OSError, ValueError) as e:
+            except BAD_IMAGE as e:
                 if self.folder.skip_bad_images:
                     continue
                 size = self.folder.image_size
                 return torch.zeros(self.folder.channels, size, size, dtype=torch.uint8), \
-                    f"cannot read image {path} ({e}); fix or remove it, or pass --skip-bad-images"
+                    f"cannot read image {shown(path)} ({e}); fix or remove it, or pass --skip-bad-images"
             array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
             return torch.from_numpy(np.ascontiguousarray(array)), ""
         raise ArtifactError(f"no readable image in {self.folder.source}")
