@@ -113,7 +113,10 @@ def refuse_to_replace(paths, force: bool, where: str = "") -> None:
     check runs before any work, and with --force the old output stays until the new one is written."""
     if force:
         return
-    existing = [Path(p) for p in paths if Path(p).exists()]
+    from dimctl.io.atomic import is_stream
+
+    # A device or FIFO (-o /dev/null, a named pipe) is written through, not replaced: no --force needed.
+    existing = [Path(p) for p in paths if Path(p).exists() and not is_stream(p)]
     if existing:
         raise UsageError(f"{where}{existing[0]} already exists; pass --force to replace it")
 
