@@ -1,15 +1,21 @@
 """Resume state: Accelerate's ``save_state`` folders under ``RUN/checkpoints/step_NNNNNNNN``.
 
 A folder is written under a temporary name and renamed when complete, so a checkpoint folder is
-either whole or absent. ``train_state.json`` inside records the step; it is written last.
+either whole or absent. ``train_state.json`` inside records the step and the sha256 of every other
+file; it is written last. Resume checks them before loading anything: a checkpoint whose RNG state
+was deleted, truncated or replaced would continue with other randomness while claiming a
+bit-exact resume, so it is refused by name.
 """
 
+import hashlib
 import json
+import pickle
 import shutil
 from pathlib import Path
 
 from accelerate import Accelerator
 
+from dimctl.errors import ArtifactError
 from dimctl.io.atomic import fsync_tree, write_text
 
 STATE_FILE = "train_state.json"
@@ -37,7 +43,7 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: in
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        write_text(tmp / STATE_FILE, json.dumps({"step": step}))
+        write_text(tmp / STATE_FILE, json.dumps({"step": step, "files": _digests(tmp)}))
         fsync_tree(tmp)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
@@ -47,10 +53,36 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: in
 
 
 def load_latest(accelerator: Accelerator, run_dir: Path) -> int:
-    """Restore the newest complete checkpoint; return its step (0 if there is none)."""
+    """Restore the newest complete checkpoint; return its step (0 if there is none). A damaged
+    one (a file missing, changed or added, or state that is not Accelerate's) is ArtifactError."""
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
         return 0
     latest = checkpoints[-1]
-    accelerator.load_state(str(latest))
-    return int(json.loads((latest / STATE_FILE).read_text())["step"])
+    state = json.loads((latest / STATE_FILE).read_text())
+    if "files" in state:  # checkpoints written before the digests were recorded are loaded as they are
+        found = _digests(latest)
+        for name in sorted(set(state["files"]) | set(found)):
+            if state["files"].get(name) != found.get(name):
+                how = "is missing" if name not in found else "was added" if name not in state["files"] else "changed"
+                raise ArtifactError(f"{latest}: {name} {how} since the checkpoint was written; it cannot resume "
+                                    f"bit-exactly (remove the folder to resume from the one before)")
+    try:
+        accelerator.load_state(str(latest))
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ArtifactError(f"{latest} is not a loadable checkpoint ({type(e).__name__}: {first})") from e
+    return int(state["step"])
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file below ``folder`` but the state file, by relative path."""
+    digests = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name != STATE_FILE:
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 24), b""):
+                    h.update(chunk)
+            digests[path.relative_to(folder).as_posix()] = h.hexdigest()
+    return digests
