@@ -82,12 +82,17 @@ class Trainer(ABC):
         return {"lr": float(groups[0]["lr"])} if groups else {}
 
 
-def begin_run(accelerator: Accelerator, run_dir: Path, resume: bool, record: dict) -> int:
+def begin_run(accelerator: Accelerator, run_dir: Path, resume: bool, record: dict, total_steps: int) -> int:
     """Load the newest checkpoint if resuming, write config.json (``record``) and cut metrics.jsonl
-    back to the checkpoint's step. Returns the step to start from."""
+    back to the checkpoint's step. Returns the step to start from. A checkpoint past
+    ``total_steps`` is refused before anything is written: its weights would be published under a
+    step header they are not at."""
     if resume and checkpoint.list_checkpoints(run_dir):
         check_same_world(run_dir, accelerator.num_processes)
     start_step = checkpoint.load_latest(accelerator, run_dir) if resume else 0
+    if start_step > total_steps:
+        raise UsageError(f"the newest checkpoint of {run_dir} is at step {start_step}, past the {total_steps} steps "
+                         f"now asked for; give --epochs/--steps that reach at least step {start_step}")
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.json", json.dumps(record, indent=2) + "\n")

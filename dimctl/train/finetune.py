@@ -171,7 +171,7 @@ def finetune(encoder: Encoder, dataset: ImageDataset, config: FinetuneConfig, ru
         "command": "finetune", "config": config.to_dict(), "dataset": dataset.describe(), "n_labels": int(n),
         "num_processes": world, "device": str(device), "global_batch_size": global_batch,
         "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-    })
+    }, total_steps)
     trainer = FinetuneTrainer(config, accelerator, model, optimiser, images, labels, steps_per_epoch)
     schedule = Schedule(total_steps, steps_per_epoch, config.checkpoint_every, config.keep_checkpoints)
     with tracking(accelerator, run_dir, config.to_dict()):

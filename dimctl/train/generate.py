@@ -211,7 +211,7 @@ def train_generator(config: GenerateConfig, dataset: ImageDataset, run_dir: Path
         "command": "generate train", "config": config.to_dict(), "generator": generator_config.to_dict(),
         "critic": critic_config.to_dict(), "dataset": dataset.describe(), "num_processes": world,
         "device": str(accelerator.device), "global_batch_size": global_batch,
-    })
+    }, config.steps)
     trainer = GeneratorTrainer(config, accelerator, dataset, run_dir, generator, objective,
                                generator_optimiser, critic_optimiser)
     schedule = Schedule(config.steps, config.log_every, config.checkpoint_every, config.keep_checkpoints)

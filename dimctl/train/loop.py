@@ -188,7 +188,7 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
         "command": "pretrain", "config": config.to_dict(), "encoder": encoder_config.to_dict(),
         "dataset": dataset.describe(), "num_processes": world, "device": str(accelerator.device),
         "global_batch_size": global_batch, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-    })
+    }, total_steps)
     trainer = DIMTrainer(config, accelerator, dataset, model, discriminator, optimiser, steps_per_epoch)
     schedule = Schedule(total_steps, config.run.log_every, config.run.checkpoint_every, config.run.keep_checkpoints)
     evaluate = (lambda: online(unwrap(accelerator, model).encoder)) if online is not None else None

@@ -61,3 +61,13 @@ def test_damaged_checkpoints_are_refused_by_name(run, tmp_path):
         assert message in result.stderr.decode() and "this ran" not in result.stdout.decode(), damage.__name__
     intact = run_here("pretrain", *RUN, "--epochs", "2", "--out", damaged(run, tmp_path, lambda c: None), "--resume")
     assert intact.returncode == 0, intact.stderr.decode()
+
+
+def test_fewer_epochs_than_the_checkpoint_reached_are_refused_before_anything_changes(run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    before = {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()}
+    result = run_here("pretrain", *RUN, "--epochs", "0", "--out", copy, "--resume")
+    assert_one_line_error(result, 2)
+    assert "is at step 22, past the 0 steps now asked for" in result.stderr.decode()
+    assert {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()} == before
