@@ -25,6 +25,8 @@ def test_a_second_process_on_a_running_folder_is_refused(tmp_path):
             second = run_here("pretrain", *RUN, "--epochs", "1", "--out", out, *extra)
             assert_one_line_error(second, 2)
             assert f"in use by another dimctl process (PID {first.pid})" in second.stderr.decode()
+        while not (out / "metrics.jsonl").is_file() and time.monotonic() < deadline:
+            time.sleep(0.1)  # training has started: its SIGTERM handler checkpoints
     finally:
         first.terminate()  # graceful: it checkpoints and exits 130
         first.wait(timeout=120)
