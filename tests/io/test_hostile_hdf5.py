@@ -16,16 +16,6 @@ from dimctl.io.features import seal_file
 from tests.cli.test_cli import ENV, assert_one_line_error, run_here
 
 
-@pytest.fixture(scope="module")
-def sealed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hostile")
-    assert run_here("pretrain", "--dataset", "digits", "--epochs", "0", "--mi-units", "8", "--width", "0.25",
-                    "--fc-dim", "32", "--out", root / "run").returncode == 0
-    path = root / "f.h5"
-    assert run_here("extract", root / "run" / "encoder.safetensors", "--layer", "y", "-o", path).returncode == 0
-    return path
-
-
 def crafted(sealed, folder, attack, reseal=True):
     """A copy of a real feature file changed by ``attack(f, shape)`` and sealed again."""
     path = folder / f"{attack.__name__}.h5"

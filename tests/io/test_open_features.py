@@ -14,17 +14,6 @@ from dimctl.io.feature_reader import read_features
 from tests.cli.test_cli import assert_one_line_error, run_here
 
 
-@pytest.fixture(scope="module")
-def sealed(tmp_path_factory):
-    """A real `dimctl extract` file of a random digits encoder: conv, fc and y."""
-    root = tmp_path_factory.mktemp("open")
-    assert run_here("pretrain", "--dataset", "digits", "--epochs", "0", "--mi-units", "8", "--width", "0.25",
-                    "--fc-dim", "32", "--out", root / "run").returncode == 0
-    path = root / "f.h5"
-    assert run_here("extract", root / "run" / "encoder.safetensors", "--layer", "conv,fc,y", "-o", path).returncode == 0
-    return path
-
-
 def test_only_the_asked_layers_are_read_and_never_the_file_whole(sealed, monkeypatch):
     whole = read_features(sealed)
     monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("read the whole file into memory"))
