@@ -19,7 +19,7 @@ POSITIVE = {"--lr", "--svm-c", "--svm-tol", "--knn-temperature", "--width", "--c
 ANY_SIGN = {"--mu-real", "--mu-fake"}
 
 
-def _rule(flags: list[str], annotation):
+def _rule(flags: list[str]):
     positive = any(f in POSITIVE or f.endswith("-lr") for f in flags)
     seed = "--seed" in flags
     any_sign = any(f in ANY_SIGN for f in flags)
@@ -44,7 +44,7 @@ def check_numbers(command) -> None:
         annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
         if getattr(param, "param_type_name", "") != "option" or annotation not in (int, float):
             continue
-        check, previous = _rule(list(param.opts), annotation), param.callback
+        check, previous = _rule(list(param.opts)), param.callback
 
         def callback(ctx, p, value, check=check, previous=previous):
             for item in value if isinstance(value, (list, tuple)) else [value]:

@@ -9,7 +9,7 @@ import typer
 from dimctl.cli.common import ReplaceOpt, emit, note, refuse_to_replace
 from dimctl.errors import UsageError
 from dimctl.report.document import ReportOptions, build
-from dimctl.report.inputs import LINE_LIMIT, collect, read_result_lines
+from dimctl.report.inputs import bounded_lines, collect, read_result_lines
 from dimctl.report.render import format_of, to_text, write
 
 
@@ -61,7 +61,7 @@ def report(
     if "-" in sources:
         if sys.stdin.isatty():
             raise UsageError("- reads result lines from stdin, but stdin is a terminal; pipe `dimctl probe --json` in")
-        piped = read_result_lines(iter(lambda: sys.stdin.readline(LINE_LIMIT + 1), ""), "<stdin>")  # bounded lines
+        piped = read_result_lines(bounded_lines(sys.stdin), "<stdin>")
     collected = collect([Path(s) for s in sources if s != "-"], piped)
     document = build(collected, ReportOptions(title=title, paper=paper, sweeps=sweeps, pool_seeds=not per_seed))
     for target in outputs:

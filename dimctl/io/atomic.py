@@ -14,9 +14,10 @@ from dimctl.errors import UsageError
 def is_stream(path: str | Path) -> bool:
     """An existing character device or FIFO (or a link to one): written through, never replaced."""
     try:
-        return stat.S_ISCHR(os.stat(path).st_mode) or stat.S_ISFIFO(os.stat(path).st_mode)
+        mode = os.stat(path).st_mode
     except OSError:
         return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
 @contextlib.contextmanager

@@ -218,8 +218,10 @@ def _shown(run: RunFolder, path: Path) -> tuple[bytes, str]:
         if path.name == "reconstructions.png" and path.parent == run.path and run.command == "reconstruct":
             from PIL import Image
 
+            from dimctl.io.images import GRID_PADDING
+
             with Image.open(path) as image:  # two rows of square images: the columns follow from the height
-                columns = (image.width - 2) // ((image.height - 2) // 2)
+                columns = (image.width - GRID_PADDING) // ((image.height - GRID_PADDING) // 2)
             return (_plots().labelled_grid(png, 2, columns, ["original", "reconstruction"]),
                     " — test images above, the decoder's reconstructions from the frozen features below")
         return _plots().enlarged(png), ""

@@ -98,13 +98,16 @@ def read_result_lines(lines, name: str) -> list[dict]:
     return rows
 
 
+def bounded_lines(stream):
+    """A text stream's lines, none read past LINE_LIMIT + 1 characters (a huge line is refused, not loaded)."""
+    while line := stream.readline(LINE_LIMIT + 1):
+        yield line
+
+
 def read_result_file(path: Path) -> list[dict]:
-    """A file's result rows, read a bounded line at a time (a huge line is refused, not loaded)."""
-    def lines():
-        with open(path, encoding="utf-8", errors="replace") as f:
-            while line := f.readline(LINE_LIMIT + 1):
-                yield line
-    return read_result_lines(lines(), str(path))
+    """A file's result rows, read a bounded line at a time."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return read_result_lines(bounded_lines(f), str(path))
 
 
 def is_run_folder(path: Path) -> bool:

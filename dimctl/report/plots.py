@@ -6,6 +6,7 @@ import math
 import numpy as np
 from matplotlib.figure import Figure
 
+from dimctl.io.images import GRID_PADDING  # the pixels between a grid's images
 from dimctl.report.ablation import SYMBOLS, Sweep
 from dimctl.report.tables import metrics_keys
 
@@ -98,7 +99,6 @@ def sweep_heatmaps(sweep: Sweep) -> bytes:
     return _png(fig)
 
 
-GRID_PADDING = 2  # the pixels between a grid's images, as dimctl.io.images writes them
 SHOWN_WIDTH = 640  # about how wide a grid is shown, in screen pixels: 32-pixel images are too small to judge
 
 

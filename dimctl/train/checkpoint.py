@@ -7,7 +7,6 @@ was deleted, truncated or replaced would continue with other randomness while cl
 bit-exact resume, so it is refused by name.
 """
 
-import hashlib
 import json
 import pickle
 import shutil
@@ -16,6 +15,7 @@ from pathlib import Path
 from accelerate import Accelerator
 
 from dimctl.errors import ArtifactError
+from dimctl.io.artifacts import sha256_of
 from dimctl.io.atomic import fsync_tree, write_text
 
 STATE_FILE = "train_state.json"
@@ -77,12 +77,5 @@ def load_latest(accelerator: Accelerator, run_dir: Path) -> int:
 
 def _digests(folder: Path) -> dict[str, str]:
     """sha256 of every file below ``folder`` but the state file, by relative path."""
-    digests = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name != STATE_FILE:
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 24), b""):
-                    h.update(chunk)
-            digests[path.relative_to(folder).as_posix()] = h.hexdigest()
-    return digests
+    return {path.relative_to(folder).as_posix(): sha256_of(path) for path in sorted(folder.rglob("*"))
+            if path.is_file() and path.name != STATE_FILE}
