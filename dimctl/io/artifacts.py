@@ -5,12 +5,23 @@ from which the network is rebuilt), ``dimctl.dataset`` (JSON), ``dimctl.version`
 and optionally ``dimctl.training`` (JSON run settings, for provenance). A decoder also carries
 ``dimctl.encoder`` (JSON: the sha256, path and layer of the encoder whose features it decodes).
 Nothing is ever unpickled.
+
+Sizes in a crafted header: safetensors itself refuses a header length past the end of the file
+(or over 100 MB) and tensors whose byte ranges do not tile the file exactly, before allocating
+anything (tests/io/test_hostile_sizes.py holds it to that). What it cannot know is the network
+``dimctl.config`` describes, which is built before the weights are loaded: a 300-byte file
+whose config asks for a 400,000-wide layer took 7 GB. So the network is first built on PyTorch's
+meta device (shapes only, no memory) and its tensor names and shapes compared with the file's;
+only a config the file's tensors fill exactly is built for real.
 """
 
 import hashlib
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -119,9 +130,10 @@ def read_metadata(path: str | Path) -> tuple[dict[str, str], dict[str, list[int]
     return metadata, shapes
 
 
-def _read_checked(path: Path, kind: str) -> dict[str, str]:
-    """The header metadata of a dimctl artifact of ``kind`` and the current schema, or ArtifactError."""
-    metadata, _ = read_metadata(path)
+def _read_checked(path: Path, kind: str) -> tuple[dict[str, str], dict[str, list[int]]]:
+    """The header metadata and tensor shapes of a dimctl artifact of ``kind`` and the current
+    schema, or ArtifactError."""
+    metadata, shapes = read_metadata(path)
     found = metadata.get("dimctl.kind")
     if found is None:
         raise ArtifactError(f"{path} is a safetensors file without dimctl metadata; make {kind}s with `dimctl {MADE_BY[kind]}`")
@@ -129,7 +141,29 @@ def _read_checked(path: Path, kind: str) -> dict[str, str]:
         raise ArtifactError(f"{path} holds a dimctl {found}, not {_with_article(kind)}")
     if metadata.get("dimctl.schema") != str(SCHEMA):
         raise ArtifactError(f"{path} has {kind} schema {metadata.get('dimctl.schema')!r}; this dimctl reads schema {SCHEMA}")
-    return metadata
+    return metadata, shapes
+
+
+def _build_matching(path: Path, build: Callable[[Any], nn.Module], config: Any, shapes: dict[str, list[int]],
+                    described: str) -> nn.Module:
+    """``build(config)``, once a build on the meta device (no memory) shows that its tensors are
+    the file's ``shapes``: a crafted config must not allocate what the file's tensors never fill."""
+    with torch.device("meta"):
+        expected = {key: list(t.shape) for key, t in build(config).state_dict().items()}
+    if expected != shapes:
+        raise ArtifactError(f"{path}: weights do not match the {described} its config describes "
+                            f"({_first_difference(expected, shapes)}); not built")
+    return build(config)
+
+
+def _first_difference(expected: dict[str, list[int]], found: dict[str, list[int]]) -> str:
+    values = sum(math.prod(shape) for shape in expected.values())
+    needs = f"the config needs {len(expected)} tensors of {values:,} values"
+    for key, shape in expected.items():
+        if found.get(key) != shape:
+            return f"{needs}; {key} is {shape} in the config, {found.get(key, 'absent')} in the file"
+    extra = next(key for key in found if key not in expected)
+    return f"{needs}; the file also holds {extra}"
 
 
 def _with_article(noun: str) -> str:
@@ -155,12 +189,12 @@ def _load_weights(path: Path, module: nn.Module, device: str | torch.device, des
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> EncoderArtifact:
     path = Path(path)
-    metadata = _read_checked(path, "encoder")
+    metadata, shapes = _read_checked(path, "encoder")
     try:
         config = EncoderConfig.from_dict(json.loads(metadata["dimctl.config"]))
         json.loads(metadata["dimctl.dataset"])
-        encoder = build_encoder(config)
-    except (KeyError, ValueError, TypeError) as e:
+        encoder = _build_matching(path, build_encoder, config, shapes, f"{config.arch} encoder")
+    except (KeyError, ValueError, TypeError, RuntimeError, OverflowError) as e:  # torch: sizes it cannot make
         raise ArtifactError(f"{path} has a broken dimctl.config or dimctl.dataset entry ({e})") from e
     _load_weights(path, encoder, device, f"{config.arch} encoder")
     return EncoderArtifact(encoder, config, metadata, sha256_of(path), path)
@@ -176,13 +210,13 @@ def save_decoder(path: str | Path, decoder: nn.Module, config: DecoderConfig, en
 
 def load_decoder(path: str | Path, device: str | torch.device = "cpu") -> DecoderArtifact:
     path = Path(path)
-    metadata = _read_checked(path, "decoder")
+    metadata, shapes = _read_checked(path, "decoder")
     try:
         config = DecoderConfig.from_dict(json.loads(metadata["dimctl.config"]))
         json.loads(metadata["dimctl.dataset"])
         json.loads(metadata["dimctl.encoder"])["sha256"]
-        decoder = build_decoder(config)
-    except (KeyError, ValueError, TypeError) as e:
+        decoder = _build_matching(path, build_decoder, config, shapes, "decoder")
+    except (KeyError, ValueError, TypeError, RuntimeError, OverflowError) as e:  # torch: sizes it cannot make
         raise ArtifactError(f"{path} has a broken dimctl.config, dimctl.encoder or dimctl.dataset entry ({e})") from e
     _load_weights(path, decoder, device, "decoder")
     return DecoderArtifact(decoder, config, metadata, sha256_of(path), path)
@@ -215,12 +249,12 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Gene
     """The generator rebuilt from its header, in eval mode (batch norm uses its running statistics,
     so a sample does not depend on the others drawn with it)."""
     path = Path(path)
-    metadata = _read_checked(path, "generator")
+    metadata, shapes = _read_checked(path, "generator")
     try:
         config = GeneratorConfig.from_dict(json.loads(metadata["dimctl.config"]))
         json.loads(metadata["dimctl.dataset"])
-        generator = build_generator(config)
-    except (KeyError, ValueError, TypeError) as e:
+        generator = _build_matching(path, build_generator, config, shapes, f"{config.arch} generator")
+    except (KeyError, ValueError, TypeError, RuntimeError, OverflowError) as e:  # torch: sizes it cannot make
         raise ArtifactError(f"{path} has a broken dimctl.config or dimctl.dataset entry ({e})") from e
     _load_weights(path, generator, device, f"{config.arch} generator")
     return GeneratorArtifact(generator, config, metadata, sha256_of(path), path)

@@ -1,6 +1,19 @@
 """Reading feature files: dimctl's own (checksum verified, io/features.py) and other tools'
 (an HDF5 file of train/test float arrays and labels, an .npz, or a folder of VISSL's .npy
-exports), loading only the layers asked for."""
+exports), loading only the layers asked for.
+
+Nothing is allocated on a header's word alone. Before any data is read, the sizes the headers
+declare are held against the file's real size and the machine's memory (io/hdf5_contained.py's
+``check_declared_sizes``: uncompressed data no more than the file, compressed at most 64× it or
+256 MiB), and every layer must have one row per label. Once read, the labels' largest class id
+must fit the rows: probes size per-class arrays by it (the ADMM SVM's rows × classes targets, the
+MLP's last layer, kNN's vote table), so one label of 10,000,000 in a 20-row file would ask for
+gigabytes. A dataset has at least one row per class it labels (CIFAR-100: 60,000 rows for 100
+classes; ImageNet: 1.33 million for 1,000), but a small sample of one with many classes may not,
+so up to ``ALWAYS_ACCEPTED_CLASSES`` classes are accepted at any row count (ImageNet-21k has
+21,841): at that count a probe's per-class arrays take about 100 MiB. (N, K) labels are K 0/1
+attributes, sized by the file itself.
+"""
 
 import io
 import json
@@ -15,7 +28,9 @@ import numpy as np
 
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.io.features import HDF5_SIGNATURE, SCHEMA, SPLITS, USERBLOCK, is_npz, verify_sealed
-from dimctl.io.hdf5_contained import check_contained
+from dimctl.io.hdf5_contained import DeclaredArray, check_contained, check_declared_sizes, declared
+
+ALWAYS_ACCEPTED_CLASSES = 1 << 15  # class ids below this pass at any row count (module docstring)
 
 
 @dataclass
@@ -109,21 +124,39 @@ def _read_validated(f: h5py.File, name: str, file_size: int, select: Select | No
                   and node.dtype.kind == "f" and isinstance(f["test"].get(key), h5py.Dataset)]
         encoder, dataset = {}, {}
     available, layers = layers, _pick(select, layers)
-    splits = {}
+    nodes = {split: _datasets(f, split, [*layers, "labels"], name) for split in SPLITS}
+    # Everything below is decided by the headers, before a byte of data is read or allocated.
     for split in SPLITS:
-        if split not in f:
-            raise ArtifactError(f"{name} has no /{split} group")
-        group, arrays = f[split], {}
-        for key in [*layers, "labels"]:
-            node = group.get(key)
-            if not isinstance(node, h5py.Dataset):
-                raise ArtifactError(f"{name} has no /{split}/{key} dataset")
-            # A crafted header can claim any shape; never allocate more than the file could hold.
-            if node.size * node.dtype.itemsize > file_size:
-                raise ArtifactError(f"{name}: /{split}/{key} claims {node.shape}, more data than the file holds")
-            arrays[key] = node[()]
-        splits[split] = arrays
+        _check_rows_agree(nodes[split], split, name)
+    check_declared_sizes([declared(node, f"/{split}/{key}") for split in SPLITS for key, node in nodes[split].items()],
+                         file_size, name)
+    splits = {split: {key: node[()] for key, node in nodes[split].items()} for split in SPLITS}
     return _checked(Features(layers, splits, encoder, dataset, name, verified, available))
+
+
+def _datasets(f: h5py.File, split: str, keys: list[str], name: str) -> dict[str, h5py.Dataset]:
+    """The datasets ``keys`` of a split's group, unread."""
+    if split not in f:
+        raise ArtifactError(f"{name} has no /{split} group")
+    group, nodes = f[split], {}
+    for key in keys:
+        node = group.get(key)
+        if not isinstance(node, h5py.Dataset):
+            raise ArtifactError(f"{name} has no /{split}/{key} dataset")
+        nodes[key] = node
+    return nodes
+
+
+def _check_rows_agree(nodes: dict[str, h5py.Dataset], split: str, name: str) -> None:
+    """One row per label in every layer, by the headers: labels of another length are refused
+    without reading anything (``_checked`` checks the rest once read)."""
+    labels = nodes["labels"]
+    if labels.ndim not in (1, 2):
+        return  # _checked names this, after reading a scalar or two
+    for key, node in nodes.items():
+        if node.ndim >= 1 and node.shape[0] != labels.shape[0]:
+            raise ArtifactError(f"{name}: /{split}/{key} has {node.shape[0]} rows but /{split}/labels "
+                                f"{labels.shape[0]}; a feature file has one label per row")
 
 
 def _read_npz(path: Path, name: str, select: Select | None) -> Features:
@@ -136,10 +169,41 @@ def _read_npz(path: Path, name: str, select: Select | None) -> Features:
             layers = [k[len("train_"):] for k in archive.files
                       if k.startswith("train_") and k != "train_labels" and "test_" + k[len("train_"):] in keys]
             available, layers = layers, _pick(select, layers)
+            wanted = [f"{split}_{key}" for split in SPLITS for key in [*layers, "labels"]]
+            # A deflated member of zeros shrinks 1000×, and numpy allocates what its header says.
+            check_declared_sizes([_npz_member_declared(archive.zip, key) for key in wanted], path.stat().st_size, name)
             splits = {split: {key: archive[f"{split}_{key}"] for key in [*layers, "labels"]} for split in SPLITS}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
         raise ArtifactError(f"{name} is not a readable .npz of features ({type(e).__name__}: {e})") from e
     return _checked(Features(layers, splits, {}, {}, name, verified=False, available=available))
+
+
+def _npz_member_declared(archive: zipfile.ZipFile, key: str) -> DeclaredArray:
+    """The array ``archive[key]`` as its .npy header declares it, read without its data; a member
+    that is no .npy (which numpy would read whole, as bytes) is a ValueError."""
+    member = key if key in archive.namelist() else f"{key}.npy"  # numpy's lookup order
+    info = archive.getinfo(member)
+    with archive.open(info) as stream:
+        shape, dtype = _npy_header(stream)
+    return DeclaredArray(member, shape, dtype, compressed=info.compress_type != zipfile.ZIP_STORED, stored_as=member)
+
+
+def _npy_header(stream) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from an .npy header (ValueError if it is none). Version 3 differs from 2
+    only in the header's text encoding, which does not change the sizes."""
+    version = np.lib.format.read_magic(stream)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read_header(stream)
+    return shape, dtype
+
+
+def _load_npy(path: Path, name: str) -> np.ndarray:
+    """One .npy file, its header checked against its size first: np.load allocates what the header says."""
+    with open(path, "rb") as stream:
+        shape, dtype = _npy_header(stream)
+    as_declared = DeclaredArray(path.name, shape, dtype, compressed=False, stored_as=path)
+    check_declared_sizes([as_declared], path.stat().st_size, name)
+    return np.load(path, allow_pickle=False)
 
 
 VISSL_FEATURES = re.compile(r"(.+)_(train|test)_(.+)_features\.npy")
@@ -164,7 +228,7 @@ def _read_vissl(folder: Path, name: str, select: Select | None) -> Features:
         for split in SPLITS:
             arrays, labels = {}, None
             for layer in layers:
-                parts = [[np.load(folder / f"{prefix}_{split}_{layer}_{kind}.npy", allow_pickle=False)
+                parts = [[_load_npy(folder / f"{prefix}_{split}_{layer}_{kind}.npy", name)
                           for kind in ("features", "targets", "inds")] for prefix in shards[(split, layer)]]
                 for features, targets, inds in parts:
                     if not (len(features) == len(targets) == len(inds)):
@@ -205,4 +269,20 @@ def _checked(feats: Features) -> Features:
     for layer in feats.layers:
         if feats.splits["train"][layer].shape[1:] != feats.splits["test"][layer].shape[1:]:
             raise ArtifactError(f"{name}: train and test shapes of layer {layer!r} disagree")
+    _check_class_count(feats)
     return feats
+
+
+def _check_class_count(feats: Features) -> None:
+    """Class ids against the rows labelled (module constant ``ALWAYS_ACCEPTED_CLASSES``)."""
+    rows = sum(arrays["labels"].shape[0] for arrays in feats.splits.values())
+    limit = max(rows, ALWAYS_ACCEPTED_CLASSES)
+    for split, arrays in feats.splits.items():
+        labels = arrays["labels"]
+        if labels.ndim != 1 or not labels.size:  # (N, K) labels are K attributes, each 0 or 1 (probe checks)
+            continue
+        top = int(labels.max())
+        if top >= limit:
+            raise ArtifactError(f"{feats.name}: /{split}/labels holds class {top}, more classes than the file's "
+                                f"{rows} labelled rows can have (at most {limit} accepted); refused before a "
+                                f"probe sizes per-class arrays by it")

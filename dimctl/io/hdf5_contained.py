@@ -8,14 +8,39 @@ format is documented, so anyone can seal such a file. dimctl's files and the for
 reads need none of it, so readers refuse every such object by name (ArtifactError, exit 3),
 through h5py's low-level API, before any data is read. The walk is bounded too: hard links can
 make a small file a graph with endless paths.
+
+Sizes are checked before anything is read, too. A dataset's header can declare any shape, and
+reading it allocates that much at once: a few megabytes of gzip-compressed zeros, or one dataset
+hard-linked under hundreds of names (each name is read, and allocated, anew), would have
+``probe`` ask for gigabytes. Readers hand every dataset they are about to read to
+``check_declared_sizes`` (one rule for HDF5, .npz and .npy files), which refuses (ArtifactError,
+exit 3, naming the file and the dataset) when:
+
+- the datasets stored as they are (contiguous, compact, or chunked without a filter) declare more
+  bytes together than the whole file holds, each counted once however many names it has: their
+  bytes must be in it;
+- all of them, compressed ones included and each counted once per name it is read under, declare
+  more than ``MAX_EXPANSION`` (64) times the file's size, or ``EXPANSION_FLOOR`` (256 MiB) when
+  that is more: gzip or lzf shrink float features a few times at most (labels more, but they are
+  small), while zeros shrink 1000×; a file whose test split links to its train split reads 2×;
+- they declare more than the machine's physical memory (an honest file that large could not be
+  read either).
 """
 
+import math
+import os
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+
 import h5py
+import numpy as np
 
 from dimctl.errors import ArtifactError
 
 MAX_OBJECTS = 10_000  # links walked; dimctl's own files have tens
 STORED_INSIDE = (h5py.h5d.CONTIGUOUS, h5py.h5d.CHUNKED, h5py.h5d.COMPACT)
+MAX_EXPANSION = 64  # compressed data may declare this many times the file's size …
+EXPANSION_FLOOR = 256 << 20  # … or this many bytes, when that is more
 
 
 def check_contained(f: h5py.File, name: str, max_objects: int = MAX_OBJECTS) -> None:
@@ -51,3 +76,67 @@ def _check_storage(node: h5py.Dataset, path: str, name: str) -> None:
     if plist.get_external_count() > 0:
         outside = plist.get_external(0)[0].decode(errors="replace")
         raise ArtifactError(f"{name}: {path} keeps its data in another file ({outside!r}); refused")
+
+
+@dataclass(frozen=True)
+class DeclaredArray:
+    """An array a reader is about to read, as its header declares it."""
+    label: str  # how messages name it: "/train/y", "train_y.npy"
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    compressed: bool  # its bytes may expand when read (an HDF5 filter, a deflated zip member)
+    stored_as: Hashable  # its bytes in the file (an HDF5 object, a zip member): two names of one are stored once
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize  # Python ints: a crafted shape cannot overflow
+
+
+def declared(node: h5py.Dataset, label: str) -> DeclaredArray:
+    """What reading an HDF5 dataset will allocate, from its header alone."""
+    compressed = node.id.get_create_plist().get_nfilters() > 0
+    return DeclaredArray(label, tuple(node.shape), node.dtype, compressed, stored_as=node.id)  # equal for hard links
+
+
+def physical_memory() -> int | None:
+    """The machine's memory in bytes, or None where the platform does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_declared_sizes(arrays: Iterable[DeclaredArray], file_size: int, name: str) -> None:
+    """Refuse (ArtifactError) before reading when the arrays declare more bytes than the file of
+    ``file_size`` bytes can hold or expand to, or than the machine has (module docstring)."""
+    expansion_limit = max(MAX_EXPANSION * file_size, EXPANSION_FLOOR)
+    memory = physical_memory()
+    stored, total, counted = 0, 0, set()
+    for array in arrays:
+        if any(side < 0 for side in array.shape):  # .npy headers can say so; a negative size would hide others
+            raise ArtifactError(f"{name}: {array.label} declares the impossible shape {array.shape}; refused")
+        total += array.nbytes
+        if not array.compressed and array.stored_as not in counted:
+            counted.add(array.stored_as)
+            stored += array.nbytes
+        claim = f"{name}: {array.label} declares {array.shape} {array.dtype}, bringing the"
+        if stored > file_size:
+            raise ArtifactError(f"{claim} uncompressed data to read to {_size(stored)}, more than the file's "
+                                f"{_size(file_size)} hold (a crafted header?); refused")
+        if total > expansion_limit:
+            raise ArtifactError(f"{claim} data to read to {_size(total)}, more than the {_size(expansion_limit)} a "
+                                f"{_size(file_size)} file may expand to by compression or links ({MAX_EXPANSION}×, "
+                                f"at least {_size(EXPANSION_FLOOR)}); refused")
+        if memory is not None and total > memory:
+            raise ArtifactError(f"{claim} data to read to {_size(total)}, more than this machine's "
+                                f"{_size(memory)} of memory; refused")
+
+
+def _size(n: int) -> str:
+    """Bytes for a message: "512 bytes", "3.2 MiB", "12,345 TiB"."""
+    if n < 1024:
+        return f"{n} bytes"
+    for power, unit in ((1, "KiB"), (2, "MiB"), (3, "GiB")):
+        if n < 1024 ** (power + 1):
+            return f"{n / 1024 ** power:.1f} {unit}"
+    return f"{n // 1024 ** 4:,} TiB"  # in integers: a crafted shape's product can exceed any float

@@ -6,6 +6,10 @@ sha256 of the rest, checked before libhdf5 reads anything), holding one uint8 da
 attributes: ``dimctl.kind`` = "samples", ``dimctl.schema``, ``dimctl.generator`` (JSON: sha256,
 path, method), ``dimctl.dataset`` (JSON: what the generator was trained on), ``dimctl.seed``,
 ``dimctl.version``.
+
+Reading one checks the images' declared shape against the file's size before reading them
+(io/hdf5_contained.py's ``check_declared_sizes``: no more than the file holds uncompressed, 64×
+it or 256 MiB compressed, never more than the machine's memory).
 """
 
 import io
@@ -21,7 +25,7 @@ from dimctl import __version__
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.io.atomic import atomic_path
 from dimctl.io.features import MAGIC, create_feature_file, seal_bytes, seal_file, verify_seal
-from dimctl.io.hdf5_contained import check_contained
+from dimctl.io.hdf5_contained import check_contained, check_declared_sizes, declared
 
 SCHEMA = 1
 IMAGES = "samples/images"
@@ -95,8 +99,8 @@ def read_samples(source: str | Path | bytes, name: str | None = None) -> Samples
             node = f.get(IMAGES)
             if not isinstance(node, h5py.Dataset) or node.dtype != np.uint8 or node.ndim != 4:
                 raise ArtifactError(f"{name}: /{IMAGES} must be a uint8 (N, C, H, W) dataset")
-            if node.size > len(data):  # a crafted header can claim any shape
-                raise ArtifactError(f"{name}: /{IMAGES} claims {node.shape}, more data than the file holds")
+            # A crafted header can claim any shape: held against the file's size before reading.
+            check_declared_sizes([declared(node, f"/{IMAGES}")], len(data), name)
             images = torch.from_numpy(node[()])
             generator = json.loads(f.attrs["dimctl.generator"])
             dataset = json.loads(f.attrs["dimctl.dataset"])
