@@ -51,7 +51,7 @@ def finetune(
     artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, "cpu", skip_bad_images)
     config = replace(config, encoder_sha256=artifact.sha256)  # so --resume refuses another encoder
     config = with_saved_settings(ctx, out_dir, config, resume).validate()
-    prepare_run_dir(out_dir, config.to_dict(), resume, force, RUN_FILES, ("metrics.jsonl", "checkpoints"), RESUMABLE)
+    prepare_run_dir(out_dir, config.to_dict(), resume, force, RUN_FILES, RESUMABLE)
 
     progress = TrainingProgress("finetune", ("loss", "images_per_s"))
     resume_command = f"dimctl finetune {encoder} --out {out_dir} --resume"

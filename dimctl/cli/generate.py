@@ -230,6 +230,6 @@ def _images_to_score(source: str, n: int, seed: int, batch_size: int, device: to
 
 
 def _prepare_run_dir(run_dir: Path, config, resume: bool, force: bool) -> None:
-    prepare_run_dir(run_dir, config.to_dict(), resume, force, RUN_FILES, ("metrics.jsonl", "checkpoints", "samples"), RESUMABLE)
+    prepare_run_dir(run_dir, config.to_dict(), resume, force, RUN_FILES, RESUMABLE)
 
 

@@ -74,4 +74,4 @@ def pretrain(
 
 
 def _prepare_run_dir(run_dir: Path, config, resume: bool, force: bool) -> None:
-    prepare_run_dir(run_dir, config.to_dict(), resume, force, RUN_FILES, ("metrics.jsonl", "checkpoints"), RESUMABLE)
+    prepare_run_dir(run_dir, config.to_dict(), resume, force, RUN_FILES, RESUMABLE)

@@ -4,8 +4,6 @@ settings; and the SIGINT/SIGTERM request to stop with a checkpoint.
 Shared by `pretrain`, `generate train` and `finetune`.
 """
 
-import json
-import shutil
 import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -21,35 +19,28 @@ from dimctl.train import checkpoint
 
 # The training commands' own options (their settings' options come from their configs: cli/settings_options.py).
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the run folder's newest checkpoint (start fresh if it has none).")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing run folder.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Start a new run over an existing run folder. The old run's files stay as they are until the new run's first checkpoint, its published artifact until the new one replaces it.")]
 
 
 def prepare_run_dir(run_dir: Path, config: dict, resume: bool, force: bool, run_files: Iterable[str],
-                    reset_on_force: Iterable[str], resumable: set[str]) -> None:
-    """``run_files`` mark a folder as holding a run; ``--force`` removes ``reset_on_force`` (resume
-    state, metrics, training grids) but keeps the published artifact and config until the new ones
-    atomically replace them, so a failed --force run loses nothing published. ``--resume`` refuses
-    any setting outside ``resumable`` that differs from the saved run's."""
+                    resumable: set[str]) -> None:
+    """``run_files`` mark a folder as holding a run. ``--force`` starts a new run over it, which
+    leaves the old run's files as they are until its first checkpoint (train/engine.py RunFiles),
+    and its published artifact until the new one atomically replaces it, so a --force run that
+    fails early loses nothing. ``--resume`` refuses any setting outside ``resumable`` that differs
+    from the run's record in the checkpoint it will load (config.json's for older checkpoints)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--out {run_dir} exists and is not a folder")
     lock_run_dir(run_dir)  # before anything in it is read or changed; the command's end gives it back
     existing = [name for name in run_files if (run_dir / name).exists()]
-    if not existing:
-        return
-    if force:
-        for name in reset_on_force:
-            path = run_dir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+    if not existing or force:
         return
     if not resume:
         raise UsageError(f"--out {run_dir} already holds a run ({', '.join(existing)}); "
                          f"pass --resume to continue it or --force to overwrite it")
-    saved_path = run_dir / "config.json"
-    if saved_path.is_file() and checkpoint.list_checkpoints(run_dir):
-        saved = json.loads(saved_path.read_text()).get("config", {})
+    record = checkpoint.saved_record(run_dir)
+    if record is not None and checkpoint.list_checkpoints(run_dir):
+        saved = record["config"]
         # A setting the saved run does not record is newer than it, and the run had its default.
         changed = [k for k, v in config.items() if k not in resumable and k in saved and saved[k] != v]
         if changed:
@@ -60,17 +51,15 @@ def prepare_run_dir(run_dir: Path, config: dict, resume: bool, force: bool, run_
 
 def with_saved_settings(ctx: typer.Context, run_dir: Path, config, resume: bool):
     """Under --resume, every setting left at its default on the command line (not given there, in
-    a --config file or the environment) takes the run's saved value from config.json, so
-    ``--resume`` alone continues a run and ``--resume --epochs N`` extends it; a setting given
-    explicitly stays as given (and ``prepare_run_dir`` refuses it by name if it cannot change).
-    A setting's command-line parameter has the setting's name (config.json's flat view)."""
-    saved_path = run_dir / "config.json"
-    if not resume or not saved_path.is_file():
+    a --config file or the environment) takes the run's saved value (the newest checkpoint's
+    record, else config.json), so ``--resume`` alone continues a run and ``--resume --epochs N``
+    extends it; a setting given explicitly stays as given (and ``prepare_run_dir`` refuses it by
+    name if it cannot change). A setting's command-line parameter has the setting's name
+    (config.json's flat view)."""
+    record = checkpoint.saved_record(run_dir) if resume else None
+    if record is None:  # nothing readable: prepare_run_dir and the checkpoint loader report what is wrong
         return config
-    try:
-        saved = json.loads(saved_path.read_text()).get("config", {})
-    except (OSError, ValueError):
-        return config  # unreadable: prepare_run_dir and the checkpoint loader report what is wrong
+    saved = record["config"]
     # By name: typer may carry its own copy of click, whose ParameterSource is another enum.
     defaulted = {name for name in ctx.params
                  if getattr(ctx.get_parameter_source(name), "name", None) == "DEFAULT"}

@@ -18,6 +18,7 @@ train/guard.py), plus what it logs; the engine owns the rest:
 """
 
 import json
+import shutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -82,25 +83,80 @@ class Trainer(ABC):
         return {"lr": float(groups[0]["lr"])} if groups else {}
 
 
-def begin_run(accelerator: Accelerator, run_dir: Path, resume: bool, record: dict, total_steps: int) -> int:
+def begin_run(accelerator: Accelerator, run_dir: Path, resume: bool, record: dict, total_steps: int,
+              outputs: tuple[str, ...] = ()) -> "RunFiles":
     """Load the newest checkpoint if resuming, write config.json (``record``) and cut metrics.jsonl
-    back to the checkpoint's step. Returns the step to start from. A checkpoint past
-    ``total_steps`` is refused before anything is written: its weights would be published under a
-    step header they are not at."""
+    back to the checkpoint's step; the returned RunFiles knows the step to start from. A checkpoint
+    past ``total_steps`` is refused before anything is written: its weights would be published
+    under a step header they are not at. A new run in a folder that holds another (``--force``)
+    writes nothing yet: see RunFiles. ``outputs`` name what the trainer writes as it goes
+    (samples/), which such a run removes with the old run's checkpoints."""
     if resume and checkpoint.list_checkpoints(run_dir):
         check_same_world(run_dir, accelerator.num_processes)
     start_step = checkpoint.load_latest(accelerator, run_dir) if resume else 0
     if start_step > total_steps:
         raise UsageError(f"the newest checkpoint of {run_dir} is at step {start_step}, past the {total_steps} steps "
                          f"now asked for; give --epochs/--steps that reach at least step {start_step}")
-    if accelerator.is_main_process:
+    replacing = not resume and any((run_dir / name).exists() for name in ("config.json", "metrics.jsonl", "checkpoints"))
+    files = RunFiles(accelerator, run_dir, record, start_step, replacing, outputs)
+    if accelerator.is_main_process and not replacing:
         run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.remove_partial(run_dir)
         write_text(run_dir / "config.json", json.dumps(record, indent=2) + "\n")
-        drop_metrics_after(run_dir / "metrics.jsonl", start_step)  # lines a killed run wrote past its checkpoint
-    return start_step
+        drop_metrics_after(files.metrics_path, start_step)  # lines a killed run wrote past its checkpoint
+    return files
 
 
-def run_steps(trainer: Trainer, accelerator: Accelerator, run_dir: Path, start_step: int, schedule: Schedule,
+class RunFiles:
+    """What the engine writes in a run folder: config.json, metrics.jsonl and the checkpoints.
+
+    A new run in a folder that holds another (``--force``) holds its config and metrics lines back
+    until its first checkpoint is complete: until then the old run's files stay byte-identical, so
+    a new run that fails early (a bad dataset, a kill, a full disk) loses nothing. Just before that
+    checkpoint is renamed into place, the old run's checkpoints and the files of ``outputs`` it
+    wrote are removed and the new config.json and metrics.jsonl written. The old published
+    artifact (encoder.safetensors, …) stays until the new run replaces it atomically.
+    """
+
+    def __init__(self, accelerator: Accelerator, run_dir: Path, record: dict, start_step: int, replacing: bool,
+                 outputs: tuple[str, ...]):
+        self.accelerator, self.run_dir, self.record, self.start_step = accelerator, run_dir, record, start_step
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self.replacing = replacing and accelerator.is_main_process
+        self._held: list[str] = []
+        # The old run's files by inode: the new run's own (written atomically, so new inodes) stay.
+        self._old_outputs = {path: path.stat().st_ino for name in outputs if self.replacing
+                             for path in (run_dir / name).rglob("*") if path.is_file()}
+
+    def elapsed_before(self) -> float:
+        """Seconds the run trained before this process started (0 for a new run)."""
+        return 0.0 if self.replacing else _last_elapsed(self.metrics_path)
+
+    def log(self, line: dict) -> None:
+        text = json.dumps(line) + "\n"
+        if self.replacing:
+            self._held.append(text)
+        else:
+            with open(self.metrics_path, "a") as f:
+                f.write(text)
+
+    def save_checkpoint(self, step: int, keep: int) -> None:
+        checkpoint.save_checkpoint(self.accelerator, self.run_dir, step, keep, self.record,
+                                   before_publish=self._replace_old_run if self.replacing else None)
+
+    def _replace_old_run(self, new_checkpoint: Path) -> None:
+        for old in checkpoint.list_checkpoints(self.run_dir):
+            shutil.rmtree(old)
+        checkpoint.remove_partial(self.run_dir, keep=new_checkpoint)
+        for path, inode in self._old_outputs.items():
+            if path.is_file() and path.stat().st_ino == inode:
+                path.unlink()
+        write_text(self.run_dir / "config.json", json.dumps(self.record, indent=2) + "\n")
+        write_text(self.metrics_path, "".join(self._held))
+        self.replacing, self._held = False, []
+
+
+def run_steps(trainer: Trainer, accelerator: Accelerator, files: RunFiles, schedule: Schedule,
               resume_command: str, on_progress: Callable[[Progress], None] | None = None,
               should_stop: Callable[[], bool] | None = None,
               evaluate: Callable[[], dict[str, float]] | None = None, eval_every: int = 0) -> dict[str, float]:
@@ -110,9 +166,8 @@ def run_steps(trainer: Trainer, accelerator: Accelerator, run_dir: Path, start_s
     runs every ``eval_every`` steps and after the last; its values join that step's log line and
     its time is not counted in images/s. Each line also carries ``time`` (UTC, ISO 8601) and
     ``elapsed_s``, the run's seconds so far, resumed runs included. Returns the last logged metrics."""
-    total, main = schedule.total_steps, accelerator.is_main_process
-    metrics_path = run_dir / "metrics.jsonl"
-    started, elapsed_before = time.perf_counter(), _last_elapsed(metrics_path) if main else 0.0
+    total, main, start_step = schedule.total_steps, accelerator.is_main_process, files.start_step
+    started, elapsed_before = time.perf_counter(), files.elapsed_before() if main else 0.0
     # Several processes agree on stopping through a collective (a host sync), so only at log steps.
     stop_every = 1 if accelerator.num_processes == 1 else max(schedule.log_every, 1)
     window_start, window_images = time.perf_counter(), 0
@@ -140,29 +195,25 @@ def run_steps(trainer: Trainer, accelerator: Accelerator, run_dir: Path, start_s
             if main:
                 stamp = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                          "elapsed_s": round(elapsed_before + time.perf_counter() - started, 3)}
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps({"step": done, "epoch": epoch, **metrics, **stamp}) + "\n")
+                files.log({"step": done, "epoch": epoch, **metrics, **stamp})
                 if accelerator.trackers:  # --log-with: the same numbers, and the learning rate
                     accelerator.log({"epoch": epoch, **metrics, **trainer.learning_rates()}, step=done)
         trainer.after_step(done, main)
         if on_progress is not None and main:
             on_progress(Progress(done, total, epoch, metrics, epoch_done, epochs, log_now))
         if checkpoint_now:
-            checkpoint.save_checkpoint(accelerator, run_dir, done, schedule.keep_checkpoints)
+            files.save_checkpoint(done, schedule.keep_checkpoints)
         if stop_now and any_process(accelerator, should_stop()):
-            checkpoint.save_checkpoint(accelerator, run_dir, done, schedule.keep_checkpoints)
+            files.save_checkpoint(done, schedule.keep_checkpoints)
             raise Interrupted(f"stopped at step {done}/{total} with a checkpoint; continue with "
                               f"`{resume_command}` and the same settings")
-    checkpoint.save_checkpoint(accelerator, run_dir, total, schedule.keep_checkpoints)
+    files.save_checkpoint(total, schedule.keep_checkpoints)
     return metrics
 
 
 def check_same_world(run_dir: Path, world: int) -> None:
     # Steps, batches and per-process RNG states in a checkpoint all assume its number of processes.
-    try:
-        saved = json.loads((run_dir / "config.json").read_text()).get("num_processes", world)
-    except (OSError, ValueError):
-        return
+    saved = (checkpoint.saved_record(run_dir) or {}).get("num_processes", world)
     if saved != world:
         raise UsageError(f"--resume: {run_dir} was trained by {saved} process(es), this launch has {world}; "
                          f"resume with {saved}, or start a new --out")

@@ -167,7 +167,7 @@ def finetune(encoder: Encoder, dataset: ImageDataset, config: FinetuneConfig, ru
     model, optimiser = accelerator.prepare(model, optimiser)
     set_seed(config.seed, device_specific=True)  # augmentation differs per process
 
-    start_step = begin_run(accelerator, run_dir, resume, {
+    files = begin_run(accelerator, run_dir, resume, {
         "command": "finetune", "config": config.to_dict(), "dataset": dataset.describe(), "n_labels": int(n),
         "num_processes": world, "device": str(device), "global_batch_size": global_batch,
         "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
@@ -175,7 +175,7 @@ def finetune(encoder: Encoder, dataset: ImageDataset, config: FinetuneConfig, ru
     trainer = FinetuneTrainer(config, accelerator, model, optimiser, images, labels, steps_per_epoch)
     schedule = Schedule(total_steps, steps_per_epoch, config.checkpoint_every, config.keep_checkpoints)
     with tracking(accelerator, run_dir, config.to_dict()):
-        run_steps(trainer, accelerator, run_dir, start_step, schedule,
+        run_steps(trainer, accelerator, files, schedule,
                   resume_command or f"dimctl finetune ENCODER --out {run_dir} --resume", on_progress, should_stop)
 
     bare = accelerator.unwrap_model(model)

@@ -207,16 +207,16 @@ def train_generator(config: GenerateConfig, dataset: ImageDataset, run_dir: Path
     generator, objective, generator_optimiser, critic_optimiser = accelerator.prepare(
         generator, objective, generator_optimiser, critic_optimiser)
 
-    start_step = begin_run(accelerator, run_dir, resume, {
+    files = begin_run(accelerator, run_dir, resume, {
         "command": "generate train", "config": config.to_dict(), "generator": generator_config.to_dict(),
         "critic": critic_config.to_dict(), "dataset": dataset.describe(), "num_processes": world,
         "device": str(accelerator.device), "global_batch_size": global_batch,
-    }, config.steps)
+    }, config.steps, outputs=("samples",))
     trainer = GeneratorTrainer(config, accelerator, dataset, run_dir, generator, objective,
                                generator_optimiser, critic_optimiser)
     schedule = Schedule(config.steps, config.log_every, config.checkpoint_every, config.keep_checkpoints)
     with tracking(accelerator, run_dir, config.to_dict()):
-        metrics = run_steps(trainer, accelerator, run_dir, start_step, schedule,
+        metrics = run_steps(trainer, accelerator, files, schedule,
                             f"dimctl generate train --out {run_dir} --resume", on_progress, should_stop)
 
     generator_path = run_dir / "generator.safetensors"

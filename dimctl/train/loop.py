@@ -184,7 +184,7 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
                            config.data.crop_size)
     encoder_config, model, discriminator, optimiser = prepare_models(
         config, accelerator, dataset.channels, dataset.image_size, n)
-    start_step = begin_run(accelerator, run_dir, resume, {
+    files = begin_run(accelerator, run_dir, resume, {
         "command": "pretrain", "config": config.to_dict(), "encoder": encoder_config.to_dict(),
         "dataset": dataset.describe(), "num_processes": world, "device": str(accelerator.device),
         "global_batch_size": global_batch, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
@@ -193,7 +193,7 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
     schedule = Schedule(total_steps, config.run.log_every, config.run.checkpoint_every, config.run.keep_checkpoints)
     evaluate = (lambda: online(unwrap(accelerator, model).encoder)) if online is not None else None
     with tracking(accelerator, run_dir, config.to_dict()):
-        metrics = run_steps(trainer, accelerator, run_dir, start_step, schedule,
+        metrics = run_steps(trainer, accelerator, files, schedule,
                             f"dimctl pretrain --out {run_dir} --resume", on_progress, should_stop,
                             evaluate, config.run.eval_every)
 
