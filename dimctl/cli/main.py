@@ -4,11 +4,13 @@ Exit codes: 0 success, 1 runtime failure, 2 usage error, 3 bad or incompatible a
 130 interrupted. Failures print one line on stderr; `--debug` shows the traceback instead.
 """
 
+import contextlib
 import difflib
 import importlib
 import os
 import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -53,10 +55,30 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+@contextlib.contextmanager
+def signals_held():
+    """SIGINT/SIGTERM during a command's imports are acted on once the imports are done. Raised
+    inside a library's module body, the KeyboardInterrupt could be swallowed (the command then ran
+    to the end) or leave a module half-initialised (numpy recursed until RecursionError)."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread handles signals
+        yield
+        return
+    held: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if held:
+        raise KeyboardInterrupt
+
+
 def load_command(name: str):
     """The click command (or group, for a Typer app) of a subcommand in COMMANDS; imports its module."""
     module, attribute, _ = COMMANDS[name]
-    target = getattr(importlib.import_module(module), attribute)
+    with signals_held():
+        target = getattr(importlib.import_module(module), attribute)
     if isinstance(target, typer.Typer):  # a group of subcommands, as app.add_typer would add it
         command = typer.main.get_group(target)
     else:  # a command function: a one-command Typer app converts to a plain command

@@ -1,9 +1,11 @@
 """Start-up stays light: subcommands load when used, and help needs no torch (nothing here is timed;
 benchmarks/startup.py measures)."""
 
+import importlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -130,3 +132,25 @@ def test_shell_completion_installs_and_completes(tmp_path):
     result = subprocess.run(["bash", "-c", complete], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:3] == ["probe", "sample", "--classifier"], result.stdout
+
+
+def test_a_signal_during_a_commands_imports_stops_it_once_they_are_done(monkeypatch):
+    # A KeyboardInterrupt raised inside a library's module body was swallowed (the command ran on to
+    # exit 0) or left the library half-initialised (numpy's __getattr__ recursed: RecursionError).
+    import dimctl.cli.main as cli_main
+
+    real_import, finished = importlib.import_module, []
+
+    def import_while_signalled(name, *args):
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at the next bytecode: inside this import
+        finished.append(name)
+        return real_import(name, *args)
+
+    previous = signal.signal(signal.SIGTERM, cli_main._terminate)  # as `dimctl` runs
+    try:
+        monkeypatch.setattr(cli_main.importlib, "import_module", import_while_signalled)
+        with pytest.raises(KeyboardInterrupt):  # the CLI's "interrupted", exit 130
+            cli_main.load_command("inspect")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert finished == ["dimctl.cli.inspect"]
