@@ -1,6 +1,7 @@
 """`dimctl generate train|sample|score`: an image generator trained by implicit prior matching
 (paper App. A.8) or as a GAN (NS-GAN-CP, WGAN-GP), its samples, and their scores."""
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from dimctl.errors import ArtifactError, UsageError
 from dimctl.evaluate.frechet import DEFAULT_SPLITS, load_fid_inception
 from dimctl.evaluate.generated import encoder_frechet_distances, inception_scores
 from dimctl.io.artifacts import load_encoder, load_generator, sha256_of
+from dimctl.io.atomic import atomic_folder, check_folder_target
 from dimctl.io.features import looks_like_features
 from dimctl.io.samples import read_samples, samples_bytes, write_samples
 from dimctl.io.images import save_grid, save_png
@@ -76,7 +78,7 @@ def sample(
     generator: Annotated[Path, typer.Argument(help="A generator.safetensors made by `dimctl generate train`.")],
     n: Annotated[int, typer.Option("-n", "--num", help="How many images.")] = 64,
     output: Annotated[str | None, typer.Option("--output", "-o", help="FILE.png: one grid; FILE.h5: the images as HDF5 (for `generate score`); -: HDF5 on stdout. Default: stdout when it is a pipe.")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Write each image as DIR/sample_NNNNNN.png instead.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Write each image as DIR/sample_NNNNNN.png instead. DIR is made beside itself and renamed into place whole (its parent must be writable), so it may hold only earlier samples: any other file is refused, never deleted.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the noise: the same seed and -n give the same images.")] = 0,
     batch_size: ForwardBatchOpt = 256,
     cpu: CpuOpt = False,
@@ -100,6 +102,7 @@ def sample(
         raise UsageError("pass either -o FILE or --out DIR, not both")
     kind = _output_kind(output, out_dir)
     if kind == "folder":
+        check_folder_target(out_dir, _is_sample, "--out: ")
         refuse_to_replace(sorted(out_dir.glob("sample_*.png"))[:1], force, "--out: ")
     elif kind != "stdout":
         refuse_to_replace([output], force, "-o ")
@@ -108,10 +111,11 @@ def sample(
     if kind == "grid":
         emit(str(save_grid(output, images)))
     elif kind == "folder":
-        written = {save_png(out_dir / f"sample_{i:06d}.png", image).name for i, image in enumerate(images)}
-        for stale in out_dir.glob("sample_*.png"):  # --force: an earlier, larger -n leaves none of its own behind
-            if stale.name not in written:
-                stale.unlink()
+        # The set replaces the folder whole: a reader never finds part of it, or a mix with an
+        # earlier, larger -n; a failure leaves the old folder as it was.
+        with atomic_folder(out_dir, _is_sample) as folder:
+            for i, image in enumerate(images):
+                save_png(folder / f"sample_{i:06d}.png", image)
         emit(str(out_dir))
     else:
         described = {"sha256": artifact.sha256, "path": str(generator), "method": artifact.training.get("method")}
@@ -194,6 +198,15 @@ def score(
         emit(row("fid", scores.fid, "inception-pool3", "pool3", inception_weights=weights))
         emit(row("inception_score", scores.inception_score, "inception-logits", "logits",
                  std=round(scores.inception_score_std, 6), splits=splits, inception_weights=weights))
+
+
+# What `sample --out` may replace: its own images, the temporaries of a killed earlier one, and the
+# files a desktop's file browser drops into any folder it shows.
+SAMPLE_FILE = re.compile(r"sample_\d{6,}\.png|\.sample_\d{6,}\.png\..+\.tmp|\.DS_Store|Thumbs\.db|desktop\.ini")
+
+
+def _is_sample(name: str) -> bool:
+    return SAMPLE_FILE.fullmatch(name) is not None
 
 
 def _output_kind(output: str | None, out_dir: Path | None) -> str:

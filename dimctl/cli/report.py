@@ -10,15 +10,17 @@ from dimctl.cli.common import ReplaceOpt, emit, note, refuse_to_replace
 from dimctl.errors import UsageError
 from dimctl.report.document import ReportOptions, build
 from dimctl.report.inputs import bounded_lines, collect, read_result_lines
-from dimctl.report.render import format_of, to_text, write
+from dimctl.report.render import check_target, to_text, write
 
 
 def report(
     inputs: Annotated[list[str] | None, typer.Argument(
         help="Run folders, folders holding runs (searched below), JSON-lines result files, or - (stdin).")] = None,
     output: Annotated[list[str] | None, typer.Option(
-        "--output", "-o", help="Report file: .md (pictures in NAME_files/ beside it), .html (one self-contained file), "
-                               ".txt (the results tables), or - (the tables on stdout). Repeat for several. Default: -.")] = None,
+        "--output", "-o", help="Report file: .md (pictures in NAME_files/ beside it, which is replaced whole, "
+                               "before the .md: it may hold only pictures, any other file is refused), .html (one "
+                               "self-contained file), .txt (the results tables), or - (the tables on stdout). Repeat "
+                               "for several. Default: -.")] = None,
     paper: Annotated[bool, typer.Option(
         "--paper", help="Add the paper's published numbers (Tables 1, 2, 4) beside the measured ones where dataset "
                         "and setting match, marked as the paper's.")] = False,
@@ -55,7 +57,7 @@ def report(
     outputs = output or ["-"]
     for target in outputs:
         if target != "-":
-            format_of(target)  # refuse a bad name or an existing file before any work
+            check_target(target)  # refuse a bad name or a folder holding others' files before any work
     refuse_to_replace([t for t in outputs if t != "-"], force, "-o ")
     piped = []
     if "-" in sources:

@@ -8,12 +8,15 @@ from pathlib import Path
 from urllib.parse import quote
 
 from dimctl.errors import UsageError
-from dimctl.io.atomic import write_bytes, write_text
+from dimctl.io.atomic import atomic_folder, atomic_path, check_folder_target, write_bytes, write_text
 from dimctl.report.document import Document, Heading, Picture, Text
 from dimctl.report.tables import Table
 
 FORMATS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text"}
 CODE = re.compile(r"`([^`]+)`")
+# What a report's NAME_files/ may hold when it is replaced: pictures (of this or an earlier version
+# of the report), temporaries of a killed earlier one, and what desktop file browsers drop there.
+ASSET_FILE = re.compile(r"[^/]+\.png|\..+\.png\..+\.tmp|\.DS_Store|Thumbs\.db|desktop\.ini")
 
 
 def format_of(path: str) -> str:
@@ -26,6 +29,17 @@ def format_of(path: str) -> str:
 def assets_folder(markdown_path: Path) -> Path:
     """Where a Markdown report's pictures go: REPORT_files/ beside REPORT.md."""
     return markdown_path.with_name(f"{markdown_path.stem}_files")
+
+
+def check_target(path: str) -> None:
+    """Refuse, before any work, a name of no known format, and a Markdown report whose
+    REPORT_files/ holds files the report did not write (it is replaced whole)."""
+    if format_of(path) == "markdown":
+        check_folder_target(assets_folder(Path(path)), _is_asset, f"-o {path}: ")
+
+
+def _is_asset(name: str) -> bool:
+    return ASSET_FILE.fullmatch(name) is not None
 
 
 # --- Markdown -----------------------------------------------------------------------------------
@@ -155,15 +169,19 @@ def write(doc: Document, path: Path) -> list[Path]:
     if fmt == "text":
         write_text(path, to_text(doc))
         return [path]
+    return [path, *_write_markdown(doc, path)]
+
+
+def _write_markdown(doc: Document, path: Path) -> list[Path]:
+    """The pictures' folder replaced whole (no picture of an earlier version stays), put in place
+    before the .md that links to it, which is complete on disk by then: a failure anywhere leaves
+    the old .md and folder as they were, and a reader of the .md never finds a picture missing."""
     assets = assets_folder(path)
-    written = []
-    for picture in doc.pictures:
-        target = assets / f"{picture.name}.png"
-        write_bytes(target, picture.png)
-        written.append(target)
-    if assets.is_dir():  # pictures of an earlier version of this report that this one no longer has
-        for stale in assets.glob("*.png"):
-            if stale not in written:
-                stale.unlink()
-    write_text(path, to_markdown(doc, assets.name))
-    return [path, *written]
+    text = to_markdown(doc, assets.name)
+    with atomic_path(path) as markdown:
+        markdown.write_bytes(text.encode())
+        if doc.pictures or assets.exists():  # with no pictures now, an old folder's are replaced by none
+            with atomic_folder(assets, _is_asset) as folder:
+                for picture in doc.pictures:
+                    write_bytes(folder / f"{picture.name}.png", picture.png)
+    return [assets / f"{p.name}.png" for p in doc.pictures]
