@@ -71,3 +71,18 @@ def test_svm_names_the_solver_each_size_gets(digits):
     large = probe_result(xtr, ytr, xte, yte, "svm", ProbeConfig(svm_exact_max=1000))  # 1,400 samples: above
     assert large.info["solver"] == "admm" and large.info["solver_converged"] is True
     assert large.info["solver_iterations"] > 0 and large.accuracy > 0.85
+
+
+def test_a_fit_the_machine_cannot_hold_is_refused_before_allocating(digits, monkeypatch):
+    # Rows × classes from the labels: 1,400 rows of 10 classes need ~3.7 MB; on a "machine" of 1 MB
+    # it is refused by name, before the (N, K) arrays exist.
+    from dimctl.errors import UsageError
+    from dimctl.evaluate import linear_svm
+
+    xtr, ytr, _, _ = digits
+    monkeypatch.setattr(linear_svm, "physical_memory", lambda: 1 << 20)
+    monkeypatch.setattr(linear_svm.torch, "full", lambda *a, **k: pytest.fail("allocated before the check"))
+    with pytest.raises(UsageError, match=r"1400 rows × 10 classes needs about .* --classifier mlp"):
+        fit_linear_svm(torch.from_numpy(xtr), torch.from_numpy(ytr), 10)
+    monkeypatch.undo()
+    assert fit_linear_svm(torch.from_numpy(xtr), torch.from_numpy(ytr), 10, max_iter=5).iterations == 5
