@@ -6,6 +6,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 
 from dimctl.report.ablation import SYMBOLS, Sweep, find_sweeps
+from dimctl.report.budget import budget_table, curve_series, find_budgets
 from dimctl.report.inputs import Inputs, RunFolder
 from dimctl.report.measures import (CLASSIFIER_ORDER, LAYER_ORDER, Model, group, objective, ordered, pool_seeds,
                                     probe_accuracy)
@@ -98,6 +99,12 @@ def build(inputs: Inputs, options: ReportOptions = ReportOptions()) -> Document:
         doc.add(table1)
         for picture in _accuracy_pictures(models):
             doc.add(picture)
+    for found in find_budgets(pool_seeds(grouped.models)):  # a curve is over seeds, with --per-seed too
+        doc.add(budget_table(found))
+        panels = {f"{layer} {clf}": curve_series(found, layer, clf) for layer, clf in found.probes}
+        doc.add(Picture(_plots().budget_curves(panels, f"accuracy against epochs, {found.dataset}"),
+                        f"budget-{found.dataset}", f"Test accuracy against training epochs, {found.dataset}: "
+                        f"mean over seeds, error bars one standard deviation; dashed: untrained encoders."))
     table4 = representation_table(models, options.paper)
     if table4:
         note_pooled(table4)

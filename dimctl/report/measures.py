@@ -34,6 +34,7 @@ class Model:
     attached: list[RunFolder] = field(default_factory=list)  # measurement folders about this encoder
     rows: list[dict] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)  # set when it pools runs that differ only in --seed
+    runs: list[RunFolder] = field(default_factory=list)  # the pretrain runs it pools, when it pools some
 
     def results(self, command: str) -> list[dict]:
         return [r for r in self.rows if r.get("command") == command]
@@ -106,7 +107,7 @@ def pool_seeds(models: list[Model]) -> list[Model]:
         attached = [run for _, m in members for run in m.attached]
         rows = [row for _, m in members for row in m.rows]
         pooled.append(Model(first.sha256, f"{first.label} (seeds {', '.join(map(str, seeds))})", first.run,
-                            attached, rows, seeds))
+                            attached, rows, seeds, [m.run for _, m in members]))
     return pooled
 
 

@@ -69,6 +69,34 @@ def accuracy_per_layer(series: dict[str, dict[str, dict[str, float]]], layers: l
     return _png(fig)
 
 
+def budget_curves(panels: dict[str, tuple[dict[str, list[tuple[int, float, float]]], list[float]]],
+                  title: str) -> bytes:
+    """Test accuracy (%) against training epochs (log scale), a panel per probe (``panels["y svm"]``):
+    a line per objective with the seeds' standard deviation as error bars, and the untrained
+    encoders' mean as a dashed floor."""
+    fig, axes = _panels(len(panels))
+    for ax, (name, (series, floor)) in zip(axes, panels.items()):
+        for k, (label, points) in enumerate(series.items()):
+            epochs, means, stds = zip(*points)
+            ax.errorbar(epochs, means, yerr=stds, color=f"C{k % 10}", marker="o", markersize=3, linewidth=1.2,
+                        capsize=2, label=label)
+        if floor:
+            ax.axhline(float(np.mean(floor)), color="0.4", linestyle="--", linewidth=1, label="random init")
+        ax.set_xscale("log")
+        ticks = sorted({e for points in series.values() for e, _, _ in points})
+        ax.set_xticks(ticks, [str(e) for e in ticks])  # the budgets themselves, not powers of ten
+        ax.minorticks_off()
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("epochs", fontsize=8)
+        ax.set_ylabel("test accuracy (%)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="outside lower center", ncols=min(len(labels), 4))
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
 def mapped_metrics(sweep: Sweep) -> list[str]:
     """The measurements worth a heat map: those made on at least two runs of the sweep."""
     return [name for name, grid in sweep.metrics.items() if np.isfinite(grid).sum() >= 2]

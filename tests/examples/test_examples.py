@@ -83,3 +83,33 @@ def test_gpu_table1_recipe_runs_the_papers_settings(tmp_path):
             assert setting in line, (setting, line)
         assert ("--epochs 0" in line) if "/random " in line else ("--epochs 20" in line)
     assert any(line.startswith("dimctl report") and "--paper" in line for line in done.stdout.splitlines())
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+def test_budget_target_fixes_its_runs_before_any_result(tmp_path):
+    # The plan, printed by make -n (nothing runs): every objective × epochs × seed, each longer budget
+    # continuing a copy of the next shorter run, untrained encoders of the same seeds, probes, the report.
+    env = {**ENV, "MAKEFLAGS": ""}
+    done = subprocess.run(["make", "-n", "-f", str(ROOT / "examples" / "Makefile"), "budget", "DATASET=fashion-mnist",
+                           f"OUT={tmp_path}", "DIMCTL=dimctl"], cwd=ROOT, capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    commands = done.stdout.splitlines()
+    pretrains = [c for c in commands if c.startswith("dimctl pretrain")]
+    runs = {c.split("--out ")[1].split()[0].rsplit("/", 1)[1]: c for c in pretrains}
+    methods = ("dim-l-infonce", "dim-l-jsd", "dim-g-jsd", "method-ae", "method-vae")
+    assert sorted(runs) == sorted([f"{m}-e{e}-s{s}" for m in methods for e in (1, 5, 20) for s in (0, 1, 2)]
+                                  + [f"random-e0-s{s}" for s in (0, 1, 2)])
+    for name, command in runs.items():
+        epochs, seed = name.rsplit("-", 2)[1][1:], name.rsplit("-", 1)[1][1:]
+        assert f"--epochs {epochs} --seed {seed} " in command and "--mi-units 512" in command
+        assert "--dataset fashion-mnist" in command and "--width" not in command  # the paper's full width
+    assert "--preset dim-l --estimator infonce" in runs["dim-l-infonce-e1-s0"]
+    assert "--method vae" in runs["method-vae-e20-s2"]
+    copies = [c for c in commands if " cp -r " in c]
+    assert any(f"cp -r {tmp_path}/budget/dim-g-jsd-e1-s1 {tmp_path}/budget/dim-g-jsd-e5-s1" in c for c in copies)
+    assert any(f"cp -r {tmp_path}/budget/method-ae-e5-s2 {tmp_path}/budget/method-ae-e20-s2" in c for c in copies)
+    assert len(copies) == 5 * 2 * 3
+    assert sum(c.startswith("dimctl probe") and "--classifier svm,mlp" in c for c in commands) == 48
+    assert any(c.startswith("dimctl report") and "Accuracy against training budget on fashion-mnist" in c
+               for c in commands)
