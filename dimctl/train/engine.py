@@ -9,8 +9,9 @@ train/guard.py), plus what it logs; the engine owns the rest:
 
 - with the trainers' batch order (data/order.py: fixed by (seed, epoch), split in rank order), a
   resumed or multi-process run sees exactly the batches of one uninterrupted process;
-- the run folder (``begin_run``): resume from the newest checkpoint (refusing another number of
-  processes), config.json, and metrics.jsonl cut back to that checkpoint;
+- the run folder (``begin_run``, ``RunFiles``): resume from the newest checkpoint (refusing another
+  number of processes), config.json, and metrics.jsonl cut back to that checkpoint; a new run over
+  an old one (--force) touches nothing of it until its own first checkpoint;
 - the steps (``run_steps``): a metrics.jsonl line (step, epoch, the trainer's values, images/s over
   the window, online evaluation if asked, time and elapsed seconds) every ``log_every`` steps and
   at the end of every epoch (to the experiment trackers too), a progress callback, periodic
