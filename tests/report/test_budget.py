@@ -36,14 +36,21 @@ def budget_runs(tmp_path_factory):
     return root, accuracy
 
 
+@pytest.fixture(scope="module")
+def report(budget_runs):
+    """The report of those runs, and the budget found among them."""
+    root, _ = budget_runs
+    (budget,) = find_budgets(pool_seeds(group(collect([root])).models))
+    return build(collect([root])), budget
+
+
 def _elapsed(run):
     return json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["elapsed_s"]
 
 
-def test_epochs_form_one_curve_of_seed_means_over_an_untrained_floor(budget_runs):
-    root, accuracy = budget_runs
-    document = build(collect([root]))
-    (budget,) = find_budgets(_pooled(root))
+def test_epochs_form_one_curve_of_seed_means_over_an_untrained_floor(budget_runs, report):
+    _, accuracy = budget_runs
+    document, budget = report
     assert budget.dataset == "digits" and budget.probes == [("y", "logreg")]
     (curve,) = budget.curves
     assert curve.label == "DIM(L) JSD" and sorted(curve.points) == [1, 2]
@@ -62,17 +69,13 @@ def test_epochs_form_one_curve_of_seed_means_over_an_untrained_floor(budget_runs
     assert any(p.name == "budget-digits" and p.png.startswith(b"\x89PNG") for p in document.pictures)
 
 
-def test_wall_time_counts_a_run_extended_by_resume_from_its_start(budget_runs):
+def test_wall_time_counts_a_run_extended_by_resume_from_its_start(budget_runs, report):
     root, _ = budget_runs
-    (budget,) = find_budgets(_pooled(root))
-    table = next(t for t in build(collect([root])).tables if t.title.startswith("Budget"))
+    document, budget = report
+    table = next(t for t in document.tables if t.title.startswith("Budget"))
     two = next(r for r in table.rows if r[1] == "2")[table.header.index("wall time (min)")]
     minutes = [_elapsed(root / "e2-s0") / 60, _elapsed(root / "e2-s1") / 60]
     assert two == f"{mean(minutes):.1f} ± {stdev(minutes):.1f} (n=2)"
     # The extended run's clock ran on from its 1-epoch copy.
     assert _elapsed(root / "e2-s0") > _elapsed(root / "e1-s0")
     assert budget.curves[0].points[2].seeds == [0, 1]
-
-
-def _pooled(root):
-    return pool_seeds(group(collect([root])).models)
