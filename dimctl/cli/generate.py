@@ -1,7 +1,6 @@
 """`dimctl generate train|sample|score`: an image generator trained by implicit prior matching
 (paper App. A.8) or as a GAN (NS-GAN-CP, WGAN-GP), its samples, and their scores."""
 
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +17,7 @@ from dimctl.errors import ArtifactError, UsageError
 from dimctl.evaluate.frechet import DEFAULT_SPLITS, load_fid_inception
 from dimctl.evaluate.generated import encoder_frechet_distances, inception_scores
 from dimctl.io.artifacts import load_encoder, load_generator, sha256_of
-from dimctl.io.atomic import atomic_folder, check_folder_target
+from dimctl.io.atomic import atomic_folder, check_folder_target, owned_names
 from dimctl.io.features import looks_like_features
 from dimctl.io.samples import read_samples, samples_bytes, write_samples
 from dimctl.io.images import save_grid, save_png
@@ -200,13 +199,7 @@ def score(
                  std=round(scores.inception_score_std, 6), splits=splits, inception_weights=weights))
 
 
-# What `sample --out` may replace: its own images, the temporaries of a killed earlier one, and the
-# files a desktop's file browser drops into any folder it shows.
-SAMPLE_FILE = re.compile(r"sample_\d{6,}\.png|\.sample_\d{6,}\.png\..+\.tmp|\.DS_Store|Thumbs\.db|desktop\.ini")
-
-
-def _is_sample(name: str) -> bool:
-    return SAMPLE_FILE.fullmatch(name) is not None
+_is_sample = owned_names(r"sample_\d{6,}\.png")  # what `sample --out` may replace
 
 
 def _output_kind(output: str | None, out_dir: Path | None) -> str:

@@ -113,6 +113,14 @@ def atomic_folder(path: str | Path, owned: Callable[[str], bool] | None = None) 
         raise
 
 
+def owned_names(files: str) -> Callable[[str], bool]:
+    """``owned`` for ``atomic_folder``: a folder replaced whole may hold the files it is made of
+    (names matching the regex ``files``), their temporaries from a killed earlier write, and what
+    desktop file browsers drop into any folder they show."""
+    pattern = re.compile(rf"{files}|\.(?:{files})\..+\.tmp|\.DS_Store|Thumbs\.db|desktop\.ini")
+    return lambda name: pattern.fullmatch(name) is not None
+
+
 def check_folder_target(path: str | Path, owned: Callable[[str], bool] | None = None, where: str = "") -> None:
     """The refusals ``atomic_folder`` makes, for a command to make before its work: ``path`` is a
     file, is (or holds) the working folder, or holds what ``owned`` does not accept."""

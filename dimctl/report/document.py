@@ -99,7 +99,7 @@ def build(inputs: Inputs, options: ReportOptions = ReportOptions()) -> Document:
         doc.add(table1)
         for picture in _accuracy_pictures(models):
             doc.add(picture)
-    for found in find_budgets(pool_seeds(grouped.models)):  # a curve is over seeds, with --per-seed too
+    for found in find_budgets(models if options.pool_seeds else pool_seeds(grouped.models)):  # over seeds, always
         doc.add(budget_table(found))
         panels = {f"{layer} {clf}": curve_series(found, layer, clf) for layer, clf in found.probes}
         doc.add(Picture(_plots().budget_curves(panels, f"accuracy against epochs, {found.dataset}"),

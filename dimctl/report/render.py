@@ -8,15 +8,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 from dimctl.errors import UsageError
-from dimctl.io.atomic import atomic_folder, atomic_path, check_folder_target, write_bytes, write_text
+from dimctl.io.atomic import atomic_folder, atomic_path, check_folder_target, owned_names, write_bytes, write_text
 from dimctl.report.document import Document, Heading, Picture, Text
 from dimctl.report.tables import Table
 
 FORMATS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text"}
 CODE = re.compile(r"`([^`]+)`")
-# What a report's NAME_files/ may hold when it is replaced: pictures (of this or an earlier version
-# of the report), temporaries of a killed earlier one, and what desktop file browsers drop there.
-ASSET_FILE = re.compile(r"[^/]+\.png|\..+\.png\..+\.tmp|\.DS_Store|Thumbs\.db|desktop\.ini")
+_is_asset = owned_names(r"[^/]+\.png")  # a report's NAME_files/: pictures, this version's or an earlier one's
 
 
 def format_of(path: str) -> str:
@@ -36,10 +34,6 @@ def check_target(path: str) -> None:
     REPORT_files/ holds files the report did not write (it is replaced whole)."""
     if format_of(path) == "markdown":
         check_folder_target(assets_folder(Path(path)), _is_asset, f"-o {path}: ")
-
-
-def _is_asset(name: str) -> bool:
-    return ASSET_FILE.fullmatch(name) is not None
 
 
 # --- Markdown -----------------------------------------------------------------------------------
