@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from dimctl.errors import UsageError
-from dimctl.io.hdf5_contained import physical_memory
+from dimctl.io.memory import usable_memory
 
 SOLVER = "admm"
 
@@ -268,12 +268,12 @@ PEAK_NK_ARRAYS = 40
 def _check_memory(n: int, d: int, k: int, device: torch.device) -> None:
     """Refuse before allocating a fit the machine cannot hold: K comes from the labels, and rows ×
     classes can ask for more than any machine has (50,000 rows of 50,000 classes: 660 GB)."""
-    memory = physical_memory() if device.type == "cpu" else None
+    memory = usable_memory() if device.type == "cpu" else None
     needed = 4 * (PEAK_NK_ARRAYS * n * k + 3 * (d + 1) * (d + 1 + k))
-    if memory is not None and needed > memory:
+    if memory is not None and needed > memory.bytes:
         raise UsageError(f"the linear SVM on {n} rows × {k} classes needs about {needed / 2**30:.1f} GiB, more than "
-                         f"this machine's {memory / 2**30:.1f} GiB; probe fewer classes or rows, or use "
-                         f"--classifier mlp")
+                         f"{memory.describe(f'{memory.bytes / 2**30:.1f} GiB')}; probe fewer classes or rows, "
+                         f"or use --classifier mlp")
 
 
 def default_rho(n: int, d: int, c: float = 1.0) -> float:

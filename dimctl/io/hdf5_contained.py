@@ -23,12 +23,11 @@ exit 3, naming the file and the dataset) when:
   more than ``MAX_EXPANSION`` (64) times the file's size, or ``EXPANSION_FLOOR`` (256 MiB) when
   that is more: gzip or lzf shrink float features a few times at most (labels more, but they are
   small), while zeros shrink 1000×; a file whose test split links to its train split reads 2×;
-- they declare more than the machine's physical memory (an honest file that large could not be
-  read either).
+- they declare more than this process may use, the machine's memory or its cgroup's cap
+  (``dimctl.io.memory``): an honest file that large could not be read either.
 """
 
 import math
-import os
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
@@ -36,6 +35,7 @@ import h5py
 import numpy as np
 
 from dimctl.errors import ArtifactError
+from dimctl.io.memory import usable_memory
 
 MAX_OBJECTS = 10_000  # links walked; dimctl's own files have tens
 STORED_INSIDE = (h5py.h5d.CONTIGUOUS, h5py.h5d.CHUNKED, h5py.h5d.COMPACT)
@@ -98,19 +98,11 @@ def declared(node: h5py.Dataset, label: str) -> DeclaredArray:
     return DeclaredArray(label, tuple(node.shape), node.dtype, compressed, stored_as=node.id)  # equal for hard links
 
 
-def physical_memory() -> int | None:
-    """The machine's memory in bytes, or None where the platform does not say."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
 def check_declared_sizes(arrays: Iterable[DeclaredArray], file_size: int, name: str) -> None:
     """Refuse (ArtifactError) before reading when the arrays declare more bytes than the file of
     ``file_size`` bytes can hold or expand to, or than the machine has (module docstring)."""
     expansion_limit = max(MAX_EXPANSION * file_size, EXPANSION_FLOOR)
-    memory = physical_memory()
+    memory = usable_memory()
     stored, total, counted = 0, 0, set()
     for array in arrays:
         if any(side < 0 for side in array.shape):  # .npy headers can say so; a negative size would hide others
@@ -127,9 +119,9 @@ def check_declared_sizes(arrays: Iterable[DeclaredArray], file_size: int, name: 
             raise ArtifactError(f"{claim} data to read to {_size(total)}, more than the {_size(expansion_limit)} a "
                                 f"{_size(file_size)} file may expand to by compression or links ({MAX_EXPANSION}×, "
                                 f"at least {_size(EXPANSION_FLOOR)}); refused")
-        if memory is not None and total > memory:
-            raise ArtifactError(f"{claim} data to read to {_size(total)}, more than this machine's "
-                                f"{_size(memory)} of memory; refused")
+        if memory is not None and total > memory.bytes:
+            raise ArtifactError(f"{claim} data to read to {_size(total)}, more than "
+                                f"{memory.describe(_size(memory.bytes))}; refused")
 
 
 def _size(n: int) -> str:

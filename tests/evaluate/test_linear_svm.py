@@ -78,9 +78,10 @@ def test_a_fit_the_machine_cannot_hold_is_refused_before_allocating(digits, monk
     # it is refused by name, before the (N, K) arrays exist.
     from dimctl.errors import UsageError
     from dimctl.evaluate import linear_svm
+    from dimctl.io.memory import MemoryLimit
 
     xtr, ytr, _, _ = digits
-    monkeypatch.setattr(linear_svm, "physical_memory", lambda: 1 << 20)
+    monkeypatch.setattr(linear_svm, "usable_memory", lambda: MemoryLimit(1 << 20, from_cgroup=False))
     monkeypatch.setattr(linear_svm.torch, "full", lambda *a, **k: pytest.fail("allocated before the check"))
     with pytest.raises(UsageError, match=r"1400 rows × 10 classes needs about .* --classifier mlp"):
         fit_linear_svm(torch.from_numpy(xtr), torch.from_numpy(ytr), 10)

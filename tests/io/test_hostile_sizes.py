@@ -24,6 +24,7 @@ from dimctl.io.artifacts import load_encoder, load_generator, save_encoder, save
 from dimctl.io.feature_reader import ALWAYS_ACCEPTED_CLASSES, read_features
 from dimctl.io.features import SPLITS, create_feature_file, seal_bytes
 from dimctl.io.hdf5_contained import EXPANSION_FLOOR, MAX_EXPANSION
+from dimctl.io.memory import MemoryLimit
 from dimctl.io.samples import IMAGES, read_samples, samples_bytes
 from dimctl.models.encoders import EncoderConfig, build_encoder
 from dimctl.models.generators import GeneratorConfig, build_generator
@@ -177,7 +178,7 @@ def test_more_than_the_machine_has_is_refused(tmp_path, monkeypatch):
         group["emb"] = np.ones((20, 10_000), np.float32)  # 781 KiB a split
 
     path = foreign_h5(tmp_path / "plain.h5", emb)
-    monkeypatch.setattr("dimctl.io.hdf5_contained.physical_memory", lambda: 1 << 20)
+    monkeypatch.setattr("dimctl.io.hdf5_contained.usable_memory", lambda: MemoryLimit(1 << 20, from_cgroup=False))
     refused_unread(read_features, path, r"/test/emb declares .* more than this machine's 1\.0 MiB of memory")
 
 
