@@ -3,7 +3,9 @@
     make -f examples/Makefile -j2 budget DATASET=fashion-mnist     # the runs, the probes, this report
 
 A *curve* is the models (after report/measures.py's ``pool_seeds``) whose pretrain settings agree
-but for the number of epochs, at two budgets or more. Each point is the mean ± standard deviation
+but for the number of epochs. A dataset gets a budget view when some curve there has two budgets
+or more; then every curve on it is shown, one trained to a single budget as one point (an
+objective too slow to train longer still sits beside the others at the budget it reached). Each point is the mean ± standard deviation
 over seeds of every probe, and the wall time its runs took to reach that budget: the last
 ``elapsed_s`` of their metrics.jsonl, which runs on across ``--resume``, so a run extended from a
 shorter one is timed from its start. Untrained encoders (``--epochs 0``) are the floor every curve is
@@ -37,7 +39,8 @@ class Budget:
 
 
 def find_budgets(models: list[Model]) -> list[Budget]:
-    """One Budget per dataset on which some settings were trained to two or more epoch counts."""
+    """One Budget per dataset on which some settings were trained to two or more epoch counts, with
+    every curve on that dataset (one-budget curves included)."""
     groups: dict[str, dict[int, Model]] = {}
     floor: list[Model] = []
     for m in models:
@@ -49,11 +52,12 @@ def find_budgets(models: list[Model]) -> list[Budget]:
             continue
         key = repr(sorted((k, v) for k, v in settings.items() if k not in BOOKKEEPING | {"seed", "epochs"}))
         groups.setdefault(key, {})[settings["epochs"]] = m
-    curves = [Curve(objective(points[min(points)]), dict(sorted(points.items())))
-              for points in groups.values() if len(points) >= 2]
+    curves = [Curve(objective(points[min(points)]), dict(sorted(points.items()))) for points in groups.values()]
     budgets = []
     for dataset in dict.fromkeys(k[0] for c in curves for m in c.points.values() for k in probe_accuracy(m)):
         here = [c for c in curves if any(k[0] == dataset for m in c.points.values() for k in probe_accuracy(m))]
+        if all(len(c.points) < 2 for c in here):
+            continue  # one budget each: Table 1 shows them, there is no curve to draw
         keys = {k[1:] for c in here for m in c.points.values() for k in probe_accuracy(m) if k[0] == dataset}
         probes = [(layer, clf) for layer in ordered({k[0] for k in keys}, LAYER_ORDER)
                   for clf in ordered({k[1] for k in keys}, CLASSIFIER_ORDER) if (layer, clf) in keys]

@@ -79,3 +79,19 @@ def test_wall_time_counts_a_run_extended_by_resume_from_its_start(budget_runs, r
     # The extended run's clock ran on from its 1-epoch copy.
     assert _elapsed(root / "e2-s0") > _elapsed(root / "e1-s0")
     assert budget.curves[0].points[2].seeds == [0, 1]
+
+
+def test_an_objective_at_one_budget_is_a_point_beside_the_curves(budget_runs, tmp_path):
+    # An objective too slow to train longer (the AE beside DIM on a CPU) still belongs in the view.
+    root, _ = budget_runs
+    flags = [f for f in TINY if f not in ("--epochs", "1")]
+    dimctl("pretrain", *flags, "--estimator", "infonce", "--epochs", "1", "--seed", "0", "--out", tmp_path / "nce")
+    dimctl("extract", tmp_path / "nce" / "encoder.safetensors", "--layer", "y", "-o", tmp_path / "nce.h5")
+    (tmp_path / "nce.probe.jsonl").write_text(dimctl("probe", tmp_path / "nce.h5", "--classifier", "logreg", "--json"))
+    (budget,) = find_budgets(pool_seeds(group(collect([root, tmp_path])).models))
+    assert {c.label: sorted(c.points) for c in budget.curves} == {"DIM(L) JSD": [1, 2], "DIM(L) infoNCE": [1]}
+    series, _ = curve_series(budget, "y", "logreg")
+    assert len(series["DIM(L) infoNCE"]) == 1
+    # One budget for every objective is Table 1's business: no budget view.
+    one_budget = [root / n for n in ("e0-s0", "e1-s0", "e0-s0.probe.jsonl", "e1-s0.probe.jsonl")] + [tmp_path]
+    assert find_budgets(pool_seeds(group(collect(one_budget)).models)) == []
