@@ -100,7 +100,7 @@ def declared(node: h5py.Dataset, label: str) -> DeclaredArray:
 
 def check_declared_sizes(arrays: Iterable[DeclaredArray], file_size: int, name: str) -> None:
     """Refuse (ArtifactError) before reading when the arrays declare more bytes than the file of
-    ``file_size`` bytes can hold or expand to, or than the machine has (module docstring)."""
+    ``file_size`` bytes can hold or expand to, or than this process may use (module docstring)."""
     expansion_limit = max(MAX_EXPANSION * file_size, EXPANSION_FLOOR)
     memory = usable_memory()
     stored, total, counted = 0, 0, set()
