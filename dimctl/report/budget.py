@@ -5,11 +5,12 @@
 A *curve* is the models (after report/measures.py's ``pool_seeds``) whose pretrain settings agree
 but for the number of epochs. A dataset gets a budget view when some curve there has two budgets
 or more; then every curve on it is shown, one trained to a single budget as one point (an
-objective too slow to train longer still sits beside the others at the budget it reached). Each point is the mean ± standard deviation
-over seeds of every probe, and the wall time its runs took to reach that budget: the last
-``elapsed_s`` of their metrics.jsonl, which runs on across ``--resume``, so a run extended from a
-shorter one is timed from its start. Untrained encoders (``--epochs 0``) are the floor every curve is
-drawn against. Nothing is selected: every curve the runs form is shown.
+objective too slow to train longer still sits beside the others at the budget it reached). Each
+point is the mean ± standard deviation over seeds of every probe, and the wall time its runs took
+to reach that budget: the last ``elapsed_s`` of their metrics.jsonl, which runs on across
+``--resume``, so a run extended from a shorter one is timed from its start. Untrained encoders
+(``--epochs 0``) are the floor every curve is drawn against. Nothing is selected: every curve the
+runs form is shown.
 """
 
 from dataclasses import dataclass
