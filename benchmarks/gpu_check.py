@@ -8,6 +8,11 @@ does not depend on content, and the machine has no dataset). For batch 64 and 25
 eager and compiled, it trains through dimctl's own loop and reads images/s from its metrics over
 the steps after the first --warmup (compilation and cuDNN autotuning excluded). It also times the
 bare model step (fp32, eager, channels-last) for the loop/bare ratio (target ≥ 0.85 on a GPU). One table on stdout.
+
+    PYTHONPATH=. python3 benchmarks/gpu_check.py --smoke   # the same path at batch 8, eager, on any device
+
+`--smoke` checks the script itself where there is no GPU (its test runs it on the CPU), so a lent
+GPU's few minutes are not spent finding a bug in it; its rates and projections mean nothing.
 """
 
 import argparse
@@ -45,22 +50,29 @@ def loop_rate(config: PretrainConfig, data: ImageDataset, run_dir: Path, warmup:
     return sum(m["images_per_s"] for m in timed) / len(timed)
 
 
-def main():
+def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=20_480, help="Training images per measurement (one epoch).")
     parser.add_argument("--warmup", type=int, default=20, help="Steps left out of the rate.")
-    args = parser.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("gpu_check: no CUDA device here")
+    parser.add_argument("--smoke", action="store_true",
+                        help="Check this script on any device, the CPU included: batch 8, eager only. "
+                             "Its rates mean nothing.")
+    args = parser.parse_args(argv)
+    cuda = torch.cuda.is_available()
+    if not cuda and not args.smoke:
+        raise SystemExit("gpu_check: no CUDA device here (--smoke checks the script on the CPU)")
+    batches, compile_modes = ((8,), (False,)) if args.smoke else ((64, 256), (False, True))
     data = fake_cifar(args.images)
-    print(f"device: {torch.cuda.get_device_name()} · torch {torch.__version__} · DIM(L) infoNCE mi-units 2048, "
+    device_name = torch.cuda.get_device_name() if cuda else "cpu"
+    print(f"device: {device_name}{' (smoke)' if args.smoke else ''} · torch {torch.__version__} · "
+          f"DIM(L) infoNCE mi-units 2048, "
           f"prior on, 3×32×32, {args.images} images per run, first {args.warmup} steps excluded")
     print(f"{'batch':>5} {'precision':>9} {'compiled':>8} {'images/s':>9} {'1000 CIFAR-10 epochs':>21}")
     eager_fp32 = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for batch in (64, 256):
+        for batch in batches:
             for precision in ("fp32", "bf16"):
-                for compiled in (False, True):
+                for compiled in compile_modes:
                     config = PretrainConfig.of(estimator="infonce", mi_units=2048, batch_size=batch, epochs=1,
                                             precision=precision, compile=compiled, checkpoint_every=0, log_every=5,
                                             channels_last=True)
@@ -78,7 +90,7 @@ def main():
                         eager_fp32[batch] = rate
         for batch, rate in eager_fp32.items():
             config = PretrainConfig.of(estimator="infonce", mi_units=2048, batch_size=batch, epochs=1, channels_last=True)
-            images = data.train_images.cuda()
+            images = data.train_images.to("cuda" if cuda else "cpu")
             bare_loop(config, images)  # warm-up: cuDNN autotuning, allocator
             seconds, count = bare_loop(config, images)
             print(f"loop/bare, batch {batch}, fp32 eager: {rate:.0f} / {count / seconds:.0f} = {rate * seconds / count:.3f}")

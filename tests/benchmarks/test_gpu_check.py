@@ -1,0 +1,39 @@
+"""benchmarks/gpu_check.py is run on a lent GPU with minutes to spare, so its whole path is checked
+here first, on the CPU, with --smoke (batch 8, eager): every setting trains through dimctl's loop,
+and the table, the projection and the loop/bare line come out."""
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU path")
+def test_smoke_runs_every_setting_through_the_loop_on_the_cpu(capsys):
+    gpu_check().main(["--smoke", "--images", "48", "--warmup", "0"])
+    out = capsys.readouterr().out
+    assert "failed" not in out, out
+    assert out.startswith("device: cpu (smoke)")
+    rows = re.findall(r"^\s+8\s+(fp32|bf16)\s+False\s+(\d+)\s+(\d+\.\d+) h", out, re.MULTILINE)
+    assert [precision for precision, _, _ in rows] == ["fp32", "bf16"], out
+    for _, rate, hours in rows:  # 1000 CIFAR-10 epochs at the measured rate, printed rounded
+        rate, hours = int(rate), float(hours)
+        assert rate > 0 and 50e6 / (rate + 0.5) / 3600 - 0.005 <= hours <= 50e6 / max(rate - 0.5, 1e-9) / 3600 + 0.005
+    assert re.search(r"^loop/bare, batch 8, fp32 eager: \d+ / \d+ = \d\.\d{3}$", out, re.MULTILINE), out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU path")
+def test_without_a_gpu_it_refuses_unless_smoke():
+    with pytest.raises(SystemExit, match="no CUDA device here"):
+        gpu_check().main([])
