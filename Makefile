@@ -10,7 +10,9 @@ TCMALLOC := $(firstword $(wildcard /usr/lib/*/libtcmalloc_minimal.so.4))
 DIMCTL := $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC) )$(VENV)/bin/dimctl
 DEMO   := runs/demo
 # Small settings that fit a 2-core CPU in a few minutes (the paper's heads are 2048 wide).
-DEMO_FLAGS ?= --dataset digits --mi-units 256 --epochs 20 --seed 0
+# --epochs stays out of DEMO_FLAGS: the random encoder takes --epochs 0, and no command gets a flag twice.
+DEMO_FLAGS ?= --dataset digits --mi-units 256 --seed 0
+DEMO_EPOCHS ?= 20
 
 .PHONY: install demo test bench clean
 
@@ -23,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(DIMCTL) pretrain $(DEMO_FLAGS) --preset dim-l --out $(DEMO)/dim-l --force
+	$(DIMCTL) pretrain $(DEMO_FLAGS) --epochs $(DEMO_EPOCHS) --preset dim-l --out $(DEMO)/dim-l --force
 	$(DIMCTL) pretrain $(DEMO_FLAGS) --epochs 0 --out $(DEMO)/random --force
 	$(DIMCTL) extract $(DEMO)/dim-l/encoder.safetensors --layer conv,fc,y,pixels -o $(DEMO)/dim-l.h5 --force
 	$(DIMCTL) extract $(DEMO)/random/encoder.safetensors --layer conv,fc,y -o $(DEMO)/random.h5 --force

@@ -7,13 +7,14 @@ with, and feature files as numpy arrays.
     x = encoder.preprocess(images)          # PIL images, uint8 or [0, 1] float arrays → what it saw in training
     y = encoder(x)                          # the representation Y, (N, y_dim)
     taps = encoder.features(x, layers=("conv", "fc", "y"))
-    features = dimctl.load_features("features.h5")
+    features = dimctl.load_features("features.h5")              # layers="y": only Y (and the labels) read
     features["train"]["y"], features["test"]["labels"]
 
 ``import dimctl`` stays light (no torch) until one of these is used: the package reaches them
 through a lazy attribute.
 """
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from torch import nn
 
 from dimctl.data.registry import fit_to_size
 from dimctl.data.transforms import normalise
+from dimctl.errors import UsageError
 from dimctl.io.artifacts import load_encoder as _load_encoder_artifact
 from dimctl.io.feature_reader import Features, read_features
 
@@ -73,11 +75,25 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encode
     return Encoder(artifact.encoder, artifact.config, artifact.dataset, artifact.sha256, artifact.path)
 
 
-def load_features(path: str | Path) -> Features:
+def load_features(path: str | Path, layers: str | Iterable[str] | None = None) -> Features:
     """A feature file of ``dimctl extract``, checked: ``features[split][layer]`` (split: train,
     test; layer: the extracted ones and ``labels``) are numpy arrays; ``.encoder`` and
-    ``.dataset`` say where they came from."""
-    return read_features(path)
+    ``.dataset`` say where they came from.
+
+    ``layers`` ("y", "conv,y" or ["conv", "y"]) reads only those layers (and the labels) from disk,
+    as `dimctl probe --layer` does: a file's conv layer can be gigabytes. ``.available`` lists every
+    layer the file holds; a layer it lacks is a ``dimctl.errors.UsageError`` naming them."""
+    if layers is None:
+        return read_features(path)
+    wanted = [name for name in (layers.split(",") if isinstance(layers, str) else layers) if name != "labels"]
+
+    def select(available: list[str]) -> list[str]:
+        missing = [name for name in wanted if name not in available]
+        if missing:
+            raise UsageError(f"no layer {missing[0]!r} in {path}; it has {', '.join(available)}")
+        return list(dict.fromkeys(wanted))
+
+    return read_features(path, select=select)
 
 
 def _as_uint8_batch(images, channels: int, pil_size: int | None) -> torch.Tensor:

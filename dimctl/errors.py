@@ -28,9 +28,13 @@ class ArtifactError(DimctlError):
 
 
 class Interrupted(DimctlError):
-    """Stopped on request (SIGINT/SIGTERM) after saving a checkpoint."""
+    """Stopped on request (SIGINT/SIGTERM) after saving a checkpoint: ``step`` of ``total`` steps done."""
 
     exit_code = 130
+
+    def __init__(self, message: str, step: int | None = None, total: int | None = None):
+        super().__init__(message)
+        self.step, self.total = step, total
 
 
 class NonFiniteLoss(DimctlError):

@@ -81,6 +81,22 @@ def test_load_features_gives_arrays_by_split_and_layer(demo):
     assert features.dataset["name"] == "digits" and features.layers == ["conv", "fc", "y"]
 
 
+def test_load_features_reads_only_the_layers_asked_for(demo):
+    from dimctl.errors import UsageError
+
+    path = demo / "runs/demo/dim-l.h5"
+    everything = dimctl.load_features(path)
+    for asked in ("y,conv", ["y", "conv"]):
+        some = dimctl.load_features(path, layers=asked)
+        assert some.layers == ["y", "conv"] and some.available == ["conv", "fc", "y"]
+        for split in ("train", "test"):
+            assert set(some[split]) == {"y", "conv", "labels"}  # fc never read
+            for key in ("y", "conv", "labels"):
+                np.testing.assert_array_equal(some[split][key], everything[split][key])
+    with pytest.raises(UsageError, match="no layer 'pixels'.*it has conv, fc, y"):
+        dimctl.load_features(path, layers=["y", "pixels"])
+
+
 def test_the_readme_example_runs_as_written(demo, monkeypatch):
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Use it from Python"):]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dimctl.cli.progress import announce, clock, interval, seconds_since_last_line, set_status
 from dimctl.errors import ArtifactError, DimctlError, UsageError
 from dimctl.settings import SHARED_HELP
 
@@ -161,8 +162,11 @@ def read_stdin_bytes() -> bytes:
         raise UsageError("no input file given and stdin is closed; pass FILE or pipe `dimctl extract …` in")
     if sys.stdin.isatty():
         raise UsageError("no input file given and stdin is a terminal; pass FILE or pipe `dimctl extract …` in")
+    from dimctl import progress
+
     stream = sys.stdin.buffer
-    head = _read_exactly(stream, USERBLOCK + 64)
+    with progress.activity("waiting for the features on stdin"):
+        head = _read_exactly(stream, USERBLOCK + 64)
     if not head:
         return head  # the readers say "no data" and suggest the command before the pipe failed
     superblock = head[USERBLOCK:] if head.startswith(MAGIC) else head
@@ -173,7 +177,8 @@ def read_stdin_bytes() -> bytes:
     if end > STDIN_LIMIT:
         raise ArtifactError(f"<stdin> declares {end} bytes, more than the {STDIN_LIMIT >> 30} GiB read from a pipe; "
                             f"write it to a file and pass the file")
-    return head + _read_exactly(stream, max(0, end - len(head)))  # short: the reader reports it truncated
+    with progress.activity(f"reading {end >> 20} MiB of features from stdin"):
+        return head + _read_exactly(stream, max(0, end - len(head)))  # short: the reader reports it truncated
 
 
 def _read_exactly(stream, size: int) -> bytes:
@@ -209,7 +214,9 @@ def emit(line: str) -> None:
 
 def note(message: str) -> None:
     """A log line on stderr."""
-    print(f"dimctl: {message}", file=sys.stderr, flush=True)
+    from dimctl.cli.progress import write_line
+
+    write_line(f"dimctl: {message}")
 
 
 def note_unverified(feats) -> None:
@@ -238,11 +245,6 @@ def progress_bar(**tqdm_args):
     return tqdm(file=sys.stderr, **sizing, **tqdm_args)
 
 
-def clock(seconds: float) -> str:
-    """1:02:03 or 2:03."""
-    minutes, s = divmod(int(round(seconds)), 60)
-    hours, m = divmod(minutes, 60)
-    return f"{hours}:{m:02d}:{s:02d}" if hours else f"{m}:{s:02d}"
 
 
 class Pace:
@@ -279,18 +281,43 @@ class Tenths:
 
 class TrainingProgress:
     """A tqdm bar on an interactive stderr; otherwise a line at the end of every epoch
-    (``per_epoch``) or at every tenth of the run (logs, CI, Makefiles), with the elapsed time and
-    the time left. A line shows only values logged at its own step: a tenth that falls between log
-    steps is reported at the next log step, not with the values of an earlier one. Takes
-    train/engine.py's ``Progress`` (or anything with its step, total_steps, epoch, epochs,
-    epoch_done, metrics and logged)."""
+    (``per_epoch``) or at every tenth of the run (logs, CI, Makefiles), and whenever stderr has
+    been quiet for DIMCTL_PROGRESS_SECONDS (30 s), with the elapsed time and the time left. A line
+    shows only values logged at its own step: a tenth that falls between log steps is reported at
+    the next log step, not with the values of an earlier one. Values named in ``shown`` are shown,
+    and online evaluation's (``knn_*``) whenever logged. Once the pace is measured (after
+    ``WARN_AFTER`` seconds), a run that will take longer than ``LONG_RUN`` says so, with ``hint``:
+    the flags that make it smaller. Takes train/engine.py's ``Progress`` (or anything with its
+    step, total_steps, epoch, epochs, epoch_done, metrics and logged)."""
 
-    def __init__(self, desc: str, shown: tuple[str, ...], per_epoch: bool = True):
-        self.desc, self.shown, self.per_epoch = desc, shown, per_epoch
+    WARN_AFTER = 10.0  # seconds of steps before the time left is trusted
+    LONG_RUN = 30 * 60.0
+
+    def __init__(self, desc: str, shown: tuple[str, ...], per_epoch: bool = True, hint: str = ""):
+        self.desc, self.shown, self.per_epoch, self.hint = desc, shown, per_epoch, hint
         self.bar, self.pace, self.tenths = None, Pace(), None
+        self.last, self.warned = None, False
+
+    def _shown(self, p) -> dict[str, float]:
+        return {k: v for k, v in p.metrics.items() if k in self.shown or k.startswith("knn_")}
+
+    def status(self) -> str:
+        """The latest step as one line (the heartbeat's, between the lines below)."""
+        p = self.last
+        if p is None:
+            return f"{self.desc}: starting"
+        text = " ".join(f"{k} {v:.4g}" for k, v in self._shown(p).items())
+        return " ".join(filter(None, [f"{self.desc} step {p.step}/{p.total_steps}", text,
+                                      self.pace(p.step, p.total_steps)]))
 
     def __call__(self, p) -> None:
-        shown = {k: v for k, v in p.metrics.items() if k in self.shown}
+        if self.last is None:
+            announce()
+            set_status(self.status)
+        self.last = p
+        shown = self._shown(p)
+        pace = self.pace(p.step, p.total_steps)  # also starts the clock at the first step
+        self._warn_if_long(p)
         if progress_enabled():
             if self.bar is None:
                 self.bar = progress_bar(total=p.total_steps, initial=p.step - 1, unit="step", desc=self.desc)
@@ -299,16 +326,35 @@ class TrainingProgress:
                 self.bar.set_postfix({k.replace("images_per_s", "img/s"): f"{v:.3g}" for k, v in shown.items()},
                                      refresh=False)
             return
-        pace = self.pace(p.step, p.total_steps)
         text = " ".join(f"{k} {v:.4g}" for k, v in shown.items()) if getattr(p, "logged", True) else ""
+        quiet = seconds_since_last_line() >= interval()
         if self.per_epoch and p.epoch_done:
             note(" ".join(filter(None, [f"{self.desc} step {p.step}/{p.total_steps} epoch {p.epoch + 1}/{p.epochs}",
                                         text, pace])))
         elif not self.per_epoch and (getattr(p, "logged", True) or p.step == p.total_steps):
             self.tenths = self.tenths or Tenths(p.total_steps)
-            if self.tenths(p.step):
+            if self.tenths(p.step) or quiet:
                 note(" ".join(filter(None, [f"{self.desc} step {p.step}/{p.total_steps}", text, pace])))
+        elif quiet:
+            note(" ".join(filter(None, [f"{self.desc} step {p.step}/{p.total_steps}", text, pace])))
+
+    def _warn_if_long(self, p) -> None:
+        """One line, once, when the first trusted estimate of the time left is over LONG_RUN."""
+        if self.warned or self.pace.start_time is None:
+            return
+        elapsed, done = time.monotonic() - self.pace.start_time, p.step - self.pace.start_step
+        if elapsed < self.WARN_AFTER or done <= 0:
+            return
+        self.warned = True
+        left = elapsed / done * (p.total_steps - p.step)
+        if left > self.LONG_RUN:
+            message = f"{self.desc}: at the pace of its first {done} steps this run needs about {clock(left)} more"
+            if progress_enabled() and self.bar is not None:
+                self.bar.write(f"dimctl: {message}{'; ' + self.hint if self.hint else ''}", file=sys.stderr)
+            else:
+                note(f"{message}{'; ' + self.hint if self.hint else ''}")
 
     def close(self) -> None:
+        set_status(None)
         if self.bar is not None:
             self.bar.close()

@@ -5,8 +5,13 @@ Top-level keys apply to the subcommand being run; a table named after a subcomma
 nested tables (`[generate.train]`, `[generate.sample]`). Keys are option names, with dashes or
 underscores. An unknown key is a usage error naming it (a table's keys are checked when its
 subcommand runs).
+
+A run folder's `config.json` (pretrain, finetune, generate train) is taken too, for the command
+that wrote it: its resolved settings are the defaults, so `--config RUN/config.json --out NEW`
+re-creates the run's settings (flags still override them).
 """
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -35,20 +40,51 @@ def pop_config_flag(args: list[str]) -> tuple[list[str], Path | None]:
 CONFIG_LIMIT = 1 << 20  # bytes: a settings file, not a data file (and never /dev/zero read without end)
 
 
+# Settings a run records that a preset implies: given back as flags beside the preset they would
+# make the run a custom one (cli/pretrain.py drops the preset when any weight is given).
+IMPLIED_BY = {"pretrain": {"preset": ("alpha", "beta", "gamma")}}
+
+
 def load_default_map(path: Path, group, args: list[str]) -> dict:
+    as_json = path.suffix.lower() == ".json"
     try:
         with open(path, "rb") as f:
             raw = f.read(CONFIG_LIMIT + 1)
         if len(raw) > CONFIG_LIMIT:
             raise UsageError(f"--config {path}: over {CONFIG_LIMIT >> 20} MB; a config file holds settings only")
-        data = tomllib.loads(raw.decode())
+        data = json.loads(raw.decode()) if as_json else tomllib.loads(raw.decode())
     except FileNotFoundError:
         raise UsageError(f"--config {path}: no such file") from None
     except RecursionError:
         raise UsageError(f"--config {path}: nested too deeply to be a settings file") from None
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"--config {path}: not a readable TOML file ({e})") from None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, ValueError) as e:
+        kind = "a run's config.json" if as_json else "a readable TOML file"
+        raise UsageError(f"--config {path}: not {kind} ({e})") from None
+    if as_json:
+        return _run_config(path, group, _chain(group, args), data)
     return _level(path, group, _chain(group, args), (), data)
+
+
+def _run_config(path: Path, group, chain: list, data) -> dict:
+    """The default map of a run's config.json for the command that wrote it: every recorded setting
+    that is an option of that command, except those left unset (null) or implied by another."""
+    command = data.get("command") if isinstance(data, dict) else None
+    settings = data.get("config") if isinstance(data, dict) else None
+    if not isinstance(command, str) or not isinstance(settings, dict):
+        raise UsageError(f"--config {path}: not a run's config.json (no \"command\" and \"config\"); "
+                         f"settings files are TOML")
+    running = " ".join(name for name, _ in chain)
+    if not chain or command != running or _is_group(chain[-1][1]):
+        raise UsageError(f"--config {path} holds the settings of a `dimctl {command}` run, not of "
+                         f"`dimctl {running or 'COMMAND'}`")
+    options = {p.name for p in chain[-1][1].params if getattr(p, "param_type_name", "") == "option"}
+    # Settings with no option (only the library sets them) are left to the command, as in the run.
+    values = {k: v for k, v in settings.items() if k in options and v is not None}
+    for setting, implied in IMPLIED_BY.get(command, {}).items():
+        if values.get(setting) is not None:
+            for name in implied:
+                values.pop(name, None)
+    return _nest(command.split(), values)
 
 
 def _chain(group, args: list[str]) -> list[tuple[str, object]]:

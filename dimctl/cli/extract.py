@@ -10,10 +10,11 @@ from typing import Annotated
 
 import typer
 
+from dimctl import progress
 from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ForwardBatchOpt, ReplaceOpt,
-                               SkipBadImagesOpt, check_encoder_fits, progress_bar, progress_enabled, refuse_to_replace,
+                               SkipBadImagesOpt, check_encoder_fits, refuse_to_replace,
                                split_list, stdout_is_terminal, write_stdout_bytes)
-from dimctl.cli.sources import dataset_for, pick_device
+from dimctl.cli.sources import dataset_for, encoder_argument, pick_device
 from dimctl.data.registry import load_dataset
 from dimctl.errors import UsageError
 from dimctl.evaluate.extract import PIXELS, iter_features
@@ -27,7 +28,8 @@ PRECISIONS = ("fp32", "bf16", "auto")
 
 
 def extract(
-    encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain`.")],
+    encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain`, or its run folder.",
+                                            callback=encoder_argument)],
     dataset: EncoderDatasetOpt = None,
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
@@ -47,7 +49,8 @@ def extract(
 
       dimctl extract runs/demo/encoder.safetensors -o features.h5
 
-      dimctl extract runs/demo/encoder.safetensors --dataset digits | dimctl probe --json
+      dimctl extract runs/demo/encoder.safetensors --dataset digits \\
+          | dimctl probe --json
     """
     if output is None and stdout_is_terminal():
         raise UsageError("stdout is a terminal; pass -o FILE.h5 or pipe into `dimctl probe`")
@@ -79,19 +82,15 @@ def extract(
     def fill(sink: FileSink | MemorySink) -> None:
         # The writer thread writes and hashes batch i while the encoder computes batch i+1
         # (DIMCTL_INLINE_WRITER=1: the same work in this thread, between batches, for comparison).
-        bar = _bar(sum(sizes.values()))
         with FeatureWriter(layout, sink, threaded=os.environ.get("DIMCTL_INLINE_WRITER", "") in ("", "0")) as writer:
             for split in SPLITS:
                 images, labels = data.split(split)
                 writer.write(split, "labels", 0, labels.numpy())
-                for start, batch in iter_features(artifact.encoder, images, wanted, batch_size, device, precision):
-                    for layer, values in batch.items():
-                        writer.write(split, layer, start, values)
-                    if bar is not None:
-                        bar.update(next(iter(batch.values())).shape[0])
+                with progress.activity(f"extract {split}"):  # the encoder's batches show inside it
+                    for start, batch in iter_features(artifact.encoder, images, wanted, batch_size, device, precision):
+                        for layer, values in batch.items():
+                            writer.write(split, layer, start, values)
             writer.seal()
-        if bar is not None:
-            bar.close()
 
     if output is None or output == "-":
         # A pipe cannot seek and the checksum block comes first: build the file in memory, then copy it out.
@@ -130,6 +129,3 @@ def _keep_freed_memory() -> None:
     mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD: blocks up to 256 MB come from the heap (and return to it)
     mallopt(-1, 512 << 20)  # M_TRIM_THRESHOLD: keep up to 512 MB free at the heap's top
 
-
-def _bar(total: int):
-    return progress_bar(total=total, unit="img", desc="extract") if progress_enabled() else None

@@ -10,7 +10,7 @@ from dimctl.cli.common import (DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImag
                                result_line)
 from dimctl.cli.run_folder import ForceOpt, ResumeOpt, prepare_run_dir, run_until_stopped, with_saved_settings
 from dimctl.cli.settings_options import with_settings
-from dimctl.cli.sources import encoder_and_dataset
+from dimctl.cli.sources import encoder_and_dataset, encoder_argument
 from dimctl.io.artifacts import save_encoder, sha256_of
 from dimctl.io.atomic import write_text
 from dimctl.train.finetune import RESUMABLE, FinetuneConfig
@@ -22,7 +22,8 @@ RUN_FILES = ("config.json", "metrics.jsonl", "encoder.safetensors", "finetune.js
 @with_settings(FinetuneConfig, after="skip_bad_images")  # the settings' options, defaults and help: train/finetune.py
 def finetune(
     ctx: typer.Context,
-    encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain` (or by finetune).")],
+    encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain` (or by finetune), "
+                                                 "or its run folder.", callback=encoder_argument)],
     dataset: DatasetOpt = "digits",
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
@@ -42,9 +43,11 @@ def finetune(
 
       dimctl finetune runs/dim-l/encoder.safetensors --labels-fraction 0.1
 
-      dimctl finetune runs/stl/encoder.safetensors --dataset stl10 --data-root data --labels-fraction 1 --hflip
+      dimctl finetune runs/stl/encoder.safetensors --dataset stl10 \\
+          --labels-fraction 1 --hflip
 
-      dimctl finetune runs/dim-l/encoder.safetensors --out runs/ft --resume      # after Ctrl-C or a crash
+      dimctl finetune runs/dim-l/encoder.safetensors --out runs/ft \\
+          --resume                                  # after Ctrl-C or a crash
     """
     config = FinetuneConfig(**settings).validate()
     out_dir = out or Path("runs") / f"finetune-{encoder.resolve().parent.name}-{dataset}-{config.labels_fraction:g}"
@@ -53,7 +56,7 @@ def finetune(
     config = with_saved_settings(ctx, out_dir, config, resume).validate()
     prepare_run_dir(out_dir, config.to_dict(), resume, force, RUN_FILES, RESUMABLE)
 
-    progress = TrainingProgress("finetune", ("loss", "images_per_s"))
+    progress = TrainingProgress("finetune", ("loss", "images_per_s"), hint="fewer --epochs make it shorter")
     resume_command = f"dimctl finetune {encoder} --out {out_dir} --resume"
     result = run_until_stopped(
         lambda stop: run_finetune(artifact.encoder, data, config, out_dir, resume=resume, on_progress=progress,

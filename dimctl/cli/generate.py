@@ -11,7 +11,7 @@ from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, ForwardBatchOpt
                                read_stdin_bytes, refuse_to_replace, stdout_is_terminal, write_stdout_bytes, result_line)
 from dimctl.cli.run_folder import ForceOpt, ResumeOpt, prepare_run_dir, run_until_stopped, with_saved_settings
 from dimctl.cli.settings_options import with_settings
-from dimctl.cli.sources import pick_device
+from dimctl.cli.sources import encoder_argument, pick_device
 from dimctl.data.registry import load_dataset
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.evaluate.frechet import DEFAULT_SPLITS, load_fid_inception
@@ -26,8 +26,9 @@ from dimctl.train.generate import RESUMABLE, GenerateConfig, fixed_noise, genera
 app = typer.Typer(
     name="generate",
     help="Train an image generator by implicit prior matching (paper App. A.8) or as a GAN, sample it, score it.\n\n"
-         "Example: dimctl generate train --method ie --steps 2000 --out runs/gen-ie && "
-         "dimctl generate sample runs/gen-ie/generator.safetensors -n 64 -o grid.png",
+         "Example:\n\n"
+         "  dimctl generate train --method ie --steps 2000 --out runs/gen-ie\n"
+         "  dimctl generate sample runs/gen-ie/generator.safetensors -n 64 -o grid.png",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -54,9 +55,11 @@ def train(
 
       dimctl generate train --method ie --steps 2000 --out runs/gen-ie
 
-      dimctl generate train --method wgan-gp --width 32 --steps 500 --out runs/gen-wgan
+      dimctl generate train --method wgan-gp --width 32 --steps 500 \\
+          --out runs/gen-wgan
 
-      dimctl generate train --dataset celeba --data-root data --image-size 64 --method nsgan-cp --out runs/celeba
+      dimctl generate train --dataset celeba --image-size 64 --method nsgan-cp \\
+          --out runs/celeba
     """
     config = GenerateConfig(**settings).validate()
     run_dir = out or Path("runs") / f"gen-{config.method}-{config.dataset}"
@@ -64,7 +67,7 @@ def train(
     _prepare_run_dir(run_dir, config.resolved(), resume, force)
     data = load_dataset(config.dataset, config.data_root, config.download, image_size=config.image_size)
     progress = TrainingProgress("generate", ("critic_loss", "generator_loss", "mode_overlap", "images_per_s"),
-                                per_epoch=False)
+                                per_epoch=False, hint="fewer --steps make it shorter")
     result = run_until_stopped(
         lambda stop: train_generator(config, data, run_dir, resume=resume, on_progress=progress, should_stop=stop),
         f"dimctl generate train --out {run_dir} --resume", progress)
@@ -93,7 +96,8 @@ def sample(
 
       dimctl generate sample runs/gen-ie/generator.safetensors -n 100 --out samples/
 
-      dimctl generate sample runs/gen-ie/generator.safetensors -n 2000 | dimctl generate score - --features runs/dim/encoder.safetensors
+      dimctl generate sample runs/gen-ie/generator.safetensors -n 2000 \\
+          | dimctl generate score - --features runs/dim/encoder.safetensors
     """
     if n < 1 or batch_size < 1:
         raise UsageError("-n and --batch-size must be positive")
@@ -127,7 +131,7 @@ def sample(
 @app.command("score")
 def score(
     source: Annotated[str, typer.Argument(help="A generator.safetensors, a samples .h5 from `generate sample`, or - (samples on stdin).")],
-    features: Annotated[Path | None, typer.Option("--features", help="A DIM encoder.safetensors: report the Fréchet distance in its feature space (named fd_dim, not FID).")] = None,
+    features: Annotated[Path | None, typer.Option("--features", help="A DIM encoder.safetensors (or its run folder): report the Fréchet distance in its feature space (named fd_dim, not FID).", callback=encoder_argument)] = None,
     layer: Annotated[str, typer.Option(help="With --features: the encoder's layers to compare in, comma-separated (y, fc, conv).")] = "y",
     inception_weights: Annotated[Path | None, typer.Option("--inception-weights", help="The FID Inception weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth, or as .safetensors): report FID and Inception score. Read as tensors only; never downloaded.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Real images to compare with. Default: the dataset the generator was trained on.")] = None,
@@ -150,9 +154,11 @@ def score(
 
     Examples:
 
-      dimctl generate score runs/gen-ie/generator.safetensors --features runs/dim/encoder.safetensors -n 2000
+      dimctl generate score runs/gen-ie/generator.safetensors -n 2000 \\
+          --features runs/dim/encoder.safetensors
 
-      dimctl generate score samples.h5 --inception-weights pt_inception-2015-12-05-6726825d.pth --dataset cifar10 --split train
+      dimctl generate score samples.h5 --dataset cifar10 --split train \\
+          --inception-weights pt_inception-2015-12-05-6726825d.pth
     """
     if features is None and inception_weights is None:
         raise UsageError("nothing to score with: pass --features ENCODER and/or --inception-weights FILE")

@@ -18,7 +18,9 @@ from dimctl.errors import ArtifactError, UsageError
 def inspect(file: Annotated[Path, typer.Argument(help="A .safetensors artifact or an HDF5 feature file.")]):
     """Print an artifact's metadata, shapes and sha256 as one JSON object.
 
-    Example: dimctl inspect runs/demo/encoder.safetensors
+    Example:
+
+      dimctl inspect runs/demo/encoder.safetensors
     """
     from dimctl.io.artifacts import sha256_of
     from dimctl.io.features import looks_like_features

@@ -20,7 +20,7 @@ import typer.core
 from dimctl import __version__
 from dimctl.cli import config_file, deprecations
 from dimctl.cli.common import ReaderGone
-from dimctl.errors import DimctlError
+from dimctl.errors import DimctlError, UsageError
 from dimctl.io.run_lock import release_run_locks
 
 # Every subcommand: name → (module, attribute, one-line help for `dimctl --help`). A module is imported
@@ -80,17 +80,88 @@ def load_command(name: str):
     with signals_held():
         target = getattr(importlib.import_module(module), attribute)
     if isinstance(target, typer.Typer):  # a group of subcommands, as app.add_typer would add it
+        _build_with_help_as_written(target)
         command = typer.main.get_group(target)
     else:  # a command function: a one-command Typer app converts to a plain command
         one = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-        one.command(name)(target)
+        one.command(name, cls=Command)(target)
         command = typer.main.get_command(one)
     command.name = name
+    for leaf_name, leaf in ([(name, command)] if not hasattr(command, "commands") else
+                            [(f"{name} {sub}", c) for sub, c in command.commands.items()]):
+        if leaf.callback is not None and not getattr(leaf.callback, "_with_threads", False):
+            leaf.callback = _with_threads_and_progress(leaf_name, leaf.callback)
     name_environment_variables(command, [name])
     from dimctl.cli.numbers import check_numbers  # here: `dimctl --version` imports no more than it needs
 
     check_numbers(command)
     return command
+
+
+# What run() learnt before the command was parsed: --threads, and the CPU sample begun at start-up.
+_startup: dict = {}
+
+
+def _with_threads_and_progress(name: str, callback):
+    """The command's function, run with its thread count applied (dimctl/threads.py) and its
+    progress shown (cli/progress.py). The count is chosen here, after the imports and the parsing,
+    so the start-up sample saw what else the machine was doing meanwhile; whatever a command
+    changed is put back afterwards, so commands called in one process (tests, the API) stay apart."""
+    import functools
+
+    @functools.wraps(callback)
+    def run_command(*args, **kwargs):
+        from dimctl import threads
+        from dimctl.cli.progress import CommandProgress
+
+        try:
+            choice = threads.choose(_startup.get("threads"), sample=_startup.get("sample"))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        saved = {k: os.environ.get(k) for k in threads.THREAD_VARIABLES}
+        torch = sys.modules.get("torch")
+        saved_torch = torch.get_num_threads() if torch is not None else None
+        threads.apply(choice)
+        try:
+            with CommandProgress(name, choice):
+                return callback(*args, **kwargs)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            if saved_torch is not None:
+                torch.set_num_threads(saved_torch)
+            threads.forget()
+
+    run_command._with_threads = True
+    return run_command
+
+
+def pop_threads_flag(args: list[str]) -> tuple[list[str], int | None]:
+    """Remove `--threads N` / `--threads=N` from anywhere in args (like --debug, it applies to every command)."""
+    from dimctl.threads import parse_threads
+
+    out, value, i = [], None, 0
+    while i < len(args):
+        a = args[i]
+        if a == "--threads" or a.startswith("--threads="):
+            if a == "--threads":
+                if i + 1 >= len(args):
+                    raise UsageError("--threads needs a number of threads")
+                text, i = args[i + 1], i + 2
+            else:
+                text, i = a.split("=", 1)[1], i + 1
+            if text != "auto":
+                try:
+                    value = parse_threads(text, "--threads")
+                except ValueError as e:
+                    raise UsageError(str(e)) from None
+            continue
+        out.append(a)
+        i += 1
+    return out, value
 
 
 def name_environment_variables(command, path: list[str]) -> None:
@@ -109,6 +180,65 @@ def name_environment_variables(command, path: list[str]) -> None:
         name_environment_variables(sub, [*path, sub_name])
 
 
+@contextlib.contextmanager
+def help_as_written(command, ctx):
+    """While ``command``'s help is written: every text (the command's, its options', its
+    subcommands' lines) shows as written, not read as Rich markup, which took `[tensorboard]` for
+    a style and printed `pip install 'dimctl'`; and a flag shows no value label (typer labels it
+    <bool>, but `--resume true` is refused: a flag takes no value). All is put back after."""
+    changed = []
+
+    def change(obj, attr: str, value) -> None:
+        changed.append((obj, attr, getattr(obj, attr)))
+        setattr(obj, attr, value)
+
+    escape = None
+    if getattr(command, "rich_markup_mode", None) == "rich" and getattr(typer.core, "HAS_RICH", True):
+        from rich.markup import escape  # what the help is rendered with anyway
+    group = isinstance(command, typer.core.TyperGroup)
+    subcommands = [command.get_command(ctx, name) for name in command.list_commands(ctx)] if group else []
+    try:
+        for obj in [command, *command.get_params(ctx), *filter(None, subcommands)]:
+            for attr in ("help", "short_help", "epilog"):
+                if escape is not None and isinstance(getattr(obj, attr, None), str):
+                    change(obj, attr, escape(getattr(obj, attr)))
+            if getattr(obj, "is_flag", False) and not getattr(obj, "count", False) and obj.metavar is None:
+                change(obj, "metavar", "")
+        yield
+    finally:
+        for obj, attr, value in reversed(changed):
+            setattr(obj, attr, value)
+
+
+class HelpAsWritten:
+    """Of every dimctl command and group: ``--help`` as ``help_as_written`` says. Typer's Rich help
+    is kept for its panels (pretrain's options in groups) and its keeping of the docstrings' lines."""
+
+    def format_help(self, ctx, formatter) -> None:
+        with help_as_written(self, ctx):
+            super().format_help(ctx, formatter)
+
+
+class Command(HelpAsWritten, typer.core.TyperCommand):
+    """A dimctl command (load_command builds every command function as one)."""
+
+
+class Group(HelpAsWritten, typer.core.TyperGroup):
+    """A dimctl group of subcommands (`dimctl generate`)."""
+
+
+def _build_with_help_as_written(app: typer.Typer) -> None:
+    """Have typer build ``app``'s group and commands (and any nested group's) from Group and Command."""
+    def ours(cls, plain, own):  # typer's own class (or none yet, maybe as a Default placeholder): ours instead
+        return own if getattr(cls, "value", cls) in (None, plain) else cls
+
+    app.info.cls = ours(app.info.cls, typer.core.TyperGroup, Group)
+    for info in app.registered_commands:
+        info.cls = ours(info.cls, typer.core.TyperCommand, Command)
+    for info in app.registered_groups:
+        _build_with_help_as_written(info.typer_instance)
+
+
 def _unset_stays_none(process_value):
     """An option that was not given (None) stays None without typer's coercion, whose first use
     imports pydantic (~0.1 s): otherwise the group's own options would make `dimctl probe --help` pay."""
@@ -117,7 +247,7 @@ def _unset_stays_none(process_value):
     return process
 
 
-class LazyGroup(typer.core.TyperGroup):
+class LazyGroup(Group):
     """A group whose subcommands (COMMANDS) are imported when used, not when the group is built.
 
     Its own help lists every command from the table, with nothing imported."""
@@ -140,8 +270,9 @@ class LazyGroup(typer.core.TyperGroup):
             return self.commands[name]
         if name not in COMMANDS:
             return None
-        if self._listing:
-            return typer.core.TyperCommand(name, help=COMMANDS[name][2])
+        if self._listing:  # one entry per name, so that help_as_written changes the one the help lists
+            entries = self.__dict__.setdefault("_entries", {})
+            return entries.setdefault(name, typer.core.TyperCommand(name, help=COMMANDS[name][2]))
         command = self.commands[name] = load_command(name)
         return command
 
@@ -170,8 +301,9 @@ app = typer.Typer(
     cls=LazyGroup,
     name="dimctl",
     help="Deep InfoMax as composable steps: pretrain an encoder, extract features, probe them.\n\n"
-         "Example: dimctl pretrain --out runs/demo && "
-         "dimctl extract runs/demo/encoder.safetensors | dimctl probe",
+         "Example:\n\n"
+         "  dimctl pretrain --out runs/demo\n"
+         "  dimctl extract runs/demo/encoder.safetensors | dimctl probe",
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
@@ -189,6 +321,9 @@ def _version(value: bool):
 def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors (any position)."),
+    threads: str = typer.Option(None, "--threads", metavar="N",
+                                help="Threads to compute with (any position; also DIMCTL_THREADS). Default: the idle "
+                                     "share of the cores, 1 per job under make -jN; OMP_NUM_THREADS is honoured."),
     config: str = typer.Option(None, "--config", metavar="FILE.toml",
                                help="Option defaults from a TOML file, under flags and DIMCTL_<COMMAND>_<OPTION> variables."),
 ):
@@ -219,6 +354,10 @@ def _terminate(signum, frame):
 
 
 def run(argv: list[str]) -> int:
+    from dimctl.threads import CpuSample
+
+    _startup.clear()
+    _startup["sample"] = CpuSample()  # what the machine does while this command starts (dimctl/threads.py)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return _run(argv)
@@ -249,6 +388,7 @@ def _run(argv: list[str]) -> int:
     command = typer.main.get_command(app)
     try:
         args, config_path = config_file.pop_config_flag(args)
+        args, _startup["threads"] = pop_threads_flag(args)
         args, warnings = deprecations.rewrite(args)
         for warning in warnings:
             print(f"dimctl: warning: {warning}", file=sys.stderr, flush=True)

@@ -5,6 +5,7 @@ from typing import Annotated
 import typer
 
 from dimctl.cli.common import Pace, ResultsDirOpt, Tenths, check_results_dir, emit, note, save_results, result_line
+from dimctl.cli.progress import announce, interval, seconds_since_last_line
 from dimctl.cli.deprecations import warn
 from dimctl.cli.sources import feature_layer, open_features
 from dimctl.errors import DimctlError, UsageError
@@ -40,7 +41,8 @@ def mi(
 
       dimctl mi features.h5 --layer y,labels
 
-      dimctl extract runs/demo/encoder.safetensors | dimctl mi - --layer conv,y --estimator infonce
+      dimctl extract runs/demo/encoder.safetensors \\
+          | dimctl mi - --layer conv,y --estimator infonce
 
       dimctl mi --selftest --steps 1000
     """
@@ -112,7 +114,8 @@ def _progress(label: str, total: int):
     pace, due = Pace(start_step=0), Tenths(total, first=max(total // 10, 1))
 
     def report(step: int, value: float) -> None:
-        if due(step):
+        if due(step) or seconds_since_last_line() >= interval():
+            announce()
             note(f"{label} step {step}/{total} train estimate {value:.4g} {pace(step, total)}")
 
     return report

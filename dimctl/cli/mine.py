@@ -9,7 +9,7 @@ import typer
 from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ReplaceOpt, SkipBadImagesOpt, emit,
                                refuse_to_replace, result_line)
 from dimctl.cli.mi import _progress
-from dimctl.cli.sources import encoder_and_dataset, encoder_layer, pick_device
+from dimctl.cli.sources import encoder_and_dataset, encoder_argument, encoder_layer, pick_device
 from dimctl.errors import UsageError
 from dimctl.evaluate.heldout import standardise
 from dimctl.evaluate.mine import MINEConfig, estimate_image_mi
@@ -17,7 +17,8 @@ from dimctl.io.atomic import write_text
 
 
 def mine(
-    encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain`.")],
+    encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain`, or its run folder.",
+                                            callback=encoder_argument)],
     dataset: EncoderDatasetOpt = None,
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
@@ -37,7 +38,9 @@ def mine(
     the DV bound and MINE's moving-average gradient; negatives pair an image with another image's Y.
     The estimate is the DV bound on the test split. The curve goes to OUT/metrics.jsonl.
 
-    Example: dimctl mine runs/demo/encoder.safetensors --dataset digits --steps 2000
+    Example:
+
+      dimctl mine runs/demo/encoder.safetensors --dataset digits --steps 2000
     """
     if steps < 1 or batch_size < 2:
         raise UsageError("--steps must be ≥ 1 and --batch-size ≥ 2")

@@ -8,7 +8,8 @@ import typer
 from dimctl.cli.common import (DataRootOpt, DownloadOpt, EncoderDatasetOpt, ResultsDirOpt, SkipBadImagesOpt,
                                check_results_dir, emit, save_results, result_line)
 from dimctl.cli.mi import _progress
-from dimctl.cli.sources import encoder_and_dataset, encoder_layer, feature_layer, open_features, pick_device
+from dimctl.cli.sources import (ENCODER_FILE, encoder_and_dataset, encoder_file, encoder_layer, feature_layer,
+                                open_features, pick_device)
 from dimctl.errors import UsageError
 from dimctl.evaluate.heldout import standardise
 from dimctl.io.features import looks_like_features
@@ -16,7 +17,7 @@ from dimctl.evaluate.ndm import NDMConfig, neural_dependency
 
 
 def ndm(
-    source: Annotated[str, typer.Argument(help="A feature file (or - for stdin; another tool's HDF5, .npz or VISSL folder, unverified) or an encoder.safetensors.")] = "-",
+    source: Annotated[str, typer.Argument(help="A feature file (or - for stdin; another tool's HDF5, .npz or VISSL folder, unverified) or an encoder.safetensors (or its run folder).")] = "-",
     layer: Annotated[str, typer.Option(help="The representation to measure.")] = "y",
     dataset: EncoderDatasetOpt = None,
     data_root: DataRootOpt = None,
@@ -46,6 +47,8 @@ def ndm(
     if steps < 1 or batch_size < 2:
         raise UsageError("--steps must be ≥ 1 and --batch-size ≥ 2")
     check_results_dir(results_dir)
+    if source != "-" and (Path(source) / ENCODER_FILE).is_file():  # a run folder: its encoder, not VISSL's .npy
+        source = str(encoder_file(Path(source)))
     if source != "-" and not Path(source).exists():
         raise UsageError(f"{source}: no such file")
     if source == "-" or Path(source).is_dir() or looks_like_features(Path(source)):  # a folder: VISSL's .npy

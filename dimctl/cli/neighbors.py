@@ -6,9 +6,10 @@ from typing import Annotated
 import torch
 import typer
 
+from dimctl import progress
 from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ForwardBatchOpt, ReplaceOpt,
                                SkipBadImagesOpt, emit, refuse_to_replace, result_line)
-from dimctl.cli.sources import encoder_and_dataset, pick_device
+from dimctl.cli.sources import encoder_and_dataset, encoder_argument, pick_device
 from dimctl.data.transforms import normalise
 from dimctl.errors import UsageError
 from dimctl.evaluate.extract import extract_layer
@@ -20,7 +21,8 @@ LAYERS = ("y", "fc", "conv", "pixels")
 
 
 def neighbors(
-    encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain`.")],
+    encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain`, or its run folder.",
+                                            callback=encoder_argument)],
     dataset: EncoderDatasetOpt = None,
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
@@ -47,7 +49,8 @@ def neighbors(
 
       dimctl neighbors runs/dim-l/encoder.safetensors --dataset digits
 
-      dimctl neighbors runs/dim-l/encoder.safetensors --layer conv --distance cosine -n 8 --out runs/nn-conv
+      dimctl neighbors runs/dim-l/encoder.safetensors --layer conv \\
+          --distance cosine -n 8 --out runs/nn-conv
     """
     if layer not in LAYERS:
         raise UsageError(f"--layer: unknown layer {layer!r}; choose from {', '.join(LAYERS)}")
@@ -67,7 +70,8 @@ def neighbors(
     squashed = squash and layer == "y"
     if squashed:
         features = torch.sigmoid(torch.from_numpy(features)).numpy()
-    found = nearest_neighbors(features, labels.numpy(), n, distance, seed)
+    with progress.activity(f"neighbors: the {n} nearest of {len(features)} test images"):
+        found = nearest_neighbors(features, labels.numpy(), n, distance, seed)
 
     grid = save_image_rows(run_dir / "neighbors.png",
                            [normalise(images[[q.query, *q.neighbors]]) for q in found])

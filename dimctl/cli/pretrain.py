@@ -33,17 +33,19 @@ def pretrain(
 
     Examples:
 
-      dimctl pretrain --out runs/dim-l                       # DIM(L), JSD, digits
+      dimctl pretrain --out runs/dim-l                  # DIM(L), JSD, digits
 
-      dimctl pretrain --preset dim-g --estimator infonce --dataset cifar10 --data-root data --out runs/c10-g
+      dimctl pretrain --preset dim-g --estimator infonce --dataset cifar10 \\
+          --out runs/c10-g
 
-      dimctl pretrain --arch alexnet --dataset stl10 --image-size 96 --crop-size 64 --hflip --out runs/stl
+      dimctl pretrain --arch alexnet --dataset stl10 --image-size 96 \\
+          --crop-size 64 --hflip --out runs/stl
 
-      dimctl pretrain --method vae --out runs/vae                 # a comparison method of the paper
+      dimctl pretrain --method vae --out runs/vae       # a baseline of the paper
 
       dimctl pretrain --method cpc --arch folded-resnet --out runs/cpc
 
-      accelerate launch -m dimctl pretrain --dataset cifar10 --data-root data --out runs/c10
+      accelerate launch -m dimctl pretrain --dataset cifar10 --out runs/c10
     """
     method, preset, estimator, dataset = settings["method"], settings["preset"], settings["estimator"], settings["dataset"]
     weights = resolve_weights(method, preset, *(settings[k] for k in ("alpha", "beta", "gamma")))
@@ -65,7 +67,8 @@ def pretrain(
     else:  # unlabelled images (STL-10's) join the training split: pretraining needs no labels
         data = load_dataset(source.dataset, source.data_root, source.download, image_size=config.load_size(),
                             skip_bad_images=skip_bad_images).pretraining_pool()
-    progress = TrainingProgress("pretrain", ("loss", "local_mi", "global_mi", "images_per_s"))
+    progress = TrainingProgress("pretrain", ("loss", "local_mi", "global_mi", "images_per_s"),
+                                hint="--mi-units 256 (narrower MI heads) or fewer --epochs (e.g. --epochs 1) make it shorter")
     result = run_until_stopped(
         lambda stop: run_pretrain(config, data, run_dir, resume=resume, on_progress=progress, should_stop=stop),
         f"dimctl pretrain --out {run_dir} --resume", progress)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import (ResultsDirOpt, check_results_dir, emit, note, note_unverified, progress_enabled,
+from dimctl.cli.common import (ResultsDirOpt, check_results_dir, emit, note, note_unverified,
                                read_stdin_bytes, save_results, split_list, result_line)
 from dimctl.errors import UsageError
 from dimctl.evaluate.probe_names import CLASSIFIER_NAMES
@@ -30,6 +30,9 @@ def probe(
                                                   "weighted exp(cosine / --knn-temperature), the protocol of "
                                                   "InstDisc, solo-learn and lightly; with --knn-k 200).")] = "uniform",
     knn_temperature: Annotated[float, typer.Option(help="Temperature of the distance-weighted knn vote.")] = 0.07,
+    knn_bank: Annotated[int, typer.Option(help="Only the first N training samples as the knn bank (0: all). With "
+                                               "--knn-weights distance --knn-k 200 and N = pretrain's --eval-images "
+                                               "(10,000), the bank its online kNN uses.")] = 0,
     results_dir: ResultsDirOpt = None,
 ):
     """Train classifiers on the train split's features and report test accuracy.
@@ -39,7 +42,8 @@ def probe(
     units, dropout 0.1, BN, ReLU) trained by Adam 1e-3 (the paper's optimiser: 1e-4 with step
     decay over a longer run, which reads Y 1.4 points worse at these 50 epochs; --mlp-lr 1e-4 for
     it). logreg: logistic regression. knn: cosine k-nearest neighbours (--knn-weights distance
-    --knn-k 200: the weighted kNN that self-supervised papers report, and pretrain --eval-every logs).
+    --knn-k 200: the weighted kNN that self-supervised papers report; with --knn-bank 10000, what
+    pretrain --eval-every logs).
     --json rows name the solver and its iterations and say whether it converged.
 
     Multi-label files (CelebA's 40 attributes) get one binary classifier per attribute; the
@@ -51,10 +55,12 @@ def probe(
 
       dimctl extract runs/demo/encoder.safetensors | dimctl probe --json
 
-      dimctl probe features.h5 --results-dir runs/demo && dimctl report runs/demo -o report.html
+      dimctl probe features.h5 --results-dir runs/demo \\
+          && dimctl report runs/demo -o report.html
     """
     import numpy as np
 
+    from dimctl import progress
     from dimctl.evaluate.knn import WEIGHTS
     from dimctl.evaluate.probes import CLASSIFIERS, ProbeConfig, probe_attribute_results, probe_result
     from dimctl.io.feature_reader import read_features
@@ -65,59 +71,64 @@ def probe(
         raise UsageError("--knn-k must be at least 1 and --knn-temperature positive")
     classifiers = list(CLASSIFIERS) if classifier == "all" else split_list(classifier, list(CLASSIFIERS), "--classifier")
     config = ProbeConfig(seed=seed, svm_c=svm_c, svm_tol=svm_tol, svm_max_iter=svm_max_iter, knn_k=knn_k,
-                         knn_weights=knn_weights, knn_temperature=knn_temperature, mlp_epochs=mlp_epochs, mlp_lr=mlp_lr)
+                         knn_weights=knn_weights, knn_temperature=knn_temperature, mlp_epochs=mlp_epochs, mlp_lr=mlp_lr,
+                         knn_bank=knn_bank)
     check_results_dir(results_dir)
     sources = features or ["-"]
     if sources.count("-") > 1:
         raise UsageError("stdin (-) can be read only once")
-    rows = []
-    for source in sources:
-        def wanted(available: list[str], name: str = "<stdin>" if source == "-" else source) -> list[str]:
-            return available if layer == "all" else split_list(layer, available, f"--layer (in {name})")
+    rows, runs = [], {}  # runs: each source's encoder run, which names a piped file's column
+    try:  # an interrupted or failed call keeps the lines it completed (they were printed already)
+        for source in sources:
+            def wanted(available: list[str], name: str = "<stdin>" if source == "-" else source) -> list[str]:
+                return available if layer == "all" else split_list(layer, available, f"--layer (in {name})")
 
-        # Only the layers asked for are read from the file.
-        feats = read_features(read_stdin_bytes() if source == "-" else Path(source), select=wanted)
-        note_unverified(feats)
-        layers = feats.layers
-        train_y, test_y = feats.layer("train", "labels"), feats.layer("test", "labels")
-        multi_label = train_y.ndim == 2
-        if multi_label and not (np.isin(train_y, (0, 1)).all() and np.isin(test_y, (0, 1)).all()):
-            raise UsageError(f"{feats.name} has (N, K) labels that are not all 0/1 attributes; nothing to probe")
-        if (train_y < 0).any() or (test_y < 0).any():
-            raise UsageError(f"{feats.name} has no class labels for every image (an unlabelled folder?); nothing to probe")
-        for name in layers:
-            for clf in classifiers:
-                if progress_enabled():
-                    note(f"probe {feats.name}: {name} with {clf} ({feats.layer('train', name).shape[0]} training samples)")
-                arrays = (feats.layer("train", name), train_y, feats.layer("test", name), test_y)
-                extra = {}
-                if multi_label:  # one binary classifier per attribute; their mean accuracy leads
-                    results = probe_attribute_results(*arrays, clf, config)
-                    per_attribute = [r.accuracy for r in results]
-                    accuracy = sum(per_attribute) / len(per_attribute)
-                    names = feats.dataset.get("attributes") or [str(k) for k in range(len(per_attribute))]
-                    extra = {"multi_label": True, "n_attributes": len(per_attribute),
-                             "attribute_accuracy": {n: round(a, 6) for n, a in zip(names, per_attribute)},
-                             **_solver_summary([r.info for r in results])}
-                else:
-                    result = probe_result(*arrays, clf, config)
-                    accuracy, extra = result.accuracy, dict(result.info)
-                if extra.get("solver_converged") is False:  # the library reports; the command warns
-                    hint = "; raise --svm-max-iter or --svm-tol" if "admm" in extra["solver"] else ""
-                    note(f"probe {feats.name}: {name} with {clf}: {extra['solver']} stopped at its iteration cap "
-                         f"({extra['solver_iterations']}) before its tolerance{hint}")
-                row = {
-                    "command": "probe", "features": feats.name, "layer": name, "classifier": clf,
-                    "accuracy": round(accuracy, 6), "encoder": feats.encoder.get("sha256"),
-                    "dataset": feats.dataset.get("name"), "n_train": int(train_y.shape[0]),
-                    "n_test": int(test_y.shape[0]), "dim": int(feats.layer("train", name)[0].size), **extra,
-                }
-                if as_json:
-                    emit(result_line(row, feats.name))
-                rows.append(row)
-    save_results(results_dir, "probe", rows)
+            # Only the layers asked for are read from the file.
+            feats = read_features(read_stdin_bytes() if source == "-" else Path(source), select=wanted)
+            note_unverified(feats)
+            runs[feats.name] = encoder_run(feats.encoder)
+            layers = feats.layers
+            train_y, test_y = feats.layer("train", "labels"), feats.layer("test", "labels")
+            multi_label = train_y.ndim == 2
+            if multi_label and not (np.isin(train_y, (0, 1)).all() and np.isin(test_y, (0, 1)).all()):
+                raise UsageError(f"{feats.name} has (N, K) labels that are not all 0/1 attributes; nothing to probe")
+            if (train_y < 0).any() or (test_y < 0).any():
+                raise UsageError(f"{feats.name} has no class labels for every image (an unlabelled folder?); nothing to probe")
+            for name in layers:
+                for clf in classifiers:
+                    arrays = (feats.layer("train", name), train_y, feats.layer("test", name), test_y)
+                    extra = {}
+                    label = f"probe {feats.name}: {name} with {clf} ({arrays[0].shape[0]} training samples)"
+                    with progress.activity(label):
+                        if multi_label:  # one binary classifier per attribute; their mean accuracy leads
+                            results = probe_attribute_results(*arrays, clf, config)
+                            per_attribute = [r.accuracy for r in results]
+                            accuracy = sum(per_attribute) / len(per_attribute)
+                            names = feats.dataset.get("attributes") or [str(k) for k in range(len(per_attribute))]
+                            extra = {"multi_label": True, "n_attributes": len(per_attribute),
+                                     "attribute_accuracy": {n: round(a, 6) for n, a in zip(names, per_attribute)},
+                                     **_solver_summary([r.info for r in results])}
+                        else:
+                            result = probe_result(*arrays, clf, config)
+                            accuracy, extra = result.accuracy, dict(result.info)
+                    if extra.get("solver_converged") is False:  # the library reports; the command warns
+                        hint = "; raise --svm-max-iter or --svm-tol" if "admm" in extra["solver"] else ""
+                        note(f"probe {feats.name}: {name} with {clf}: {extra['solver']} stopped at its iteration cap "
+                             f"({extra['solver_iterations']}) before its tolerance{hint}")
+                    row = {
+                        "command": "probe", "features": feats.name, "layer": name, "classifier": clf,
+                        "accuracy": round(accuracy, 6), "encoder": feats.encoder.get("sha256"),
+                        "dataset": feats.dataset.get("name"), "n_train": int(train_y.shape[0]),
+                        "n_test": int(test_y.shape[0]), "dim": int(feats.layer("train", name)[0].size), **extra,
+                    }
+                    if as_json:
+                        emit(result_line(row, feats.name))
+                    rows.append(row)
+    finally:
+        if rows:
+            save_results(results_dir, "probe", rows)
     if not as_json:
-        _table(rows)
+        _table(rows, runs)
 
 
 def _solver_summary(infos: list[dict]) -> dict:
@@ -132,11 +143,26 @@ def _solver_summary(infos: list[dict]) -> dict:
             "solver_converged": all(i["solver_converged"] for i in infos)}
 
 
-def _table(rows: list[dict]) -> None:
-    """Rows (layer, classifier); one accuracy column per feature file, so files sit side by side."""
+def encoder_run(encoder: dict) -> str | None:
+    """The run an encoder came from, as a feature file records it (`dimctl extract` writes the
+    encoder's path as given: RUN/encoder.safetensors is RUN's folder name, another file its stem);
+    None where nothing is recorded (another tool's file)."""
+    path = encoder.get("path")
+    if not isinstance(path, str) or not path.strip():
+        return None
+    path = Path(path)
+    return path.parent.name if path.stem == "encoder" and path.parent.name not in ("", ".", "..") else path.stem
+
+
+def _table(rows: list[dict], runs: dict[str, str | None] | None = None) -> None:
+    """Rows (layer, classifier); one accuracy column per feature file, so files sit side by side.
+    A column is named by its file's stem (its path where stems repeat); a piped file (<stdin>) by
+    its encoder's run in ``runs``, <stdin> only where the file records none."""
+    runs = runs or {}
     sources = list(dict.fromkeys(r["features"] for r in rows))
-    stems = [Path(s).stem for s in sources]
-    labels = stems if len(set(stems)) == len(stems) and "<stdin>" not in sources else sources
+    piped = {s: runs.get(s) or s for s in sources if s == "<stdin>"}
+    stems = [piped.get(s) or Path(s).stem for s in sources]
+    labels = stems if len(set(stems)) == len(stems) else [piped.get(s) or s for s in sources]
     keys = list(dict.fromkeys((r["layer"], r["classifier"]) for r in rows))
     cells = {(r["layer"], r["classifier"], r["features"]): f"{100 * r['accuracy']:.2f}" for r in rows}
     header = ("layer", "classifier", *labels)

@@ -8,7 +8,7 @@ import typer
 
 from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ReplaceOpt, SkipBadImagesOpt,
                                TrainingProgress, emit, refuse_to_replace, result_line)
-from dimctl.cli.sources import encoder_and_dataset, pick_device
+from dimctl.cli.sources import encoder_and_dataset, encoder_argument, pick_device
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.evaluate.msssim import describe_setting, ms_ssim_setting
 from dimctl.evaluate.reconstruct import DEFAULT_LR, SOURCE_LAYERS, train_decoder
@@ -21,7 +21,8 @@ OUTPUTS = ("decoder.safetensors", "reconstructions.png", "metrics.jsonl", "resul
 
 
 def reconstruct(
-    encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain`.")],
+    encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain`, or its run folder.",
+                                            callback=encoder_argument)],
     dataset: EncoderDatasetOpt = None,
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
@@ -67,7 +68,7 @@ def reconstruct(
             raise UsageError(f"{decoder} decodes {given.config.source_layer}, not {layer}; pass --layer {given.config.source_layer}")
         start = given.decoder
 
-    progress = TrainingProgress("reconstruct", ("train_mse",))
+    progress = TrainingProgress("reconstruct", ("train_mse",), hint="fewer --epochs make it shorter")
     try:
         result = train_decoder(artifact.encoder, data, layer, epochs=epochs, batch_size=batch_size, lr=lr,
                                seed=seed, device=device, samples=GRID_IMAGES, decoder=start, on_progress=progress)
@@ -106,9 +107,11 @@ Examples:
 
   dimctl reconstruct runs/dim-l/encoder.safetensors
 
-  dimctl reconstruct runs/dim-l/encoder.safetensors --layer conv --epochs 20 --out runs/rec-conv
+  dimctl reconstruct runs/dim-l/encoder.safetensors --layer conv \\
+      --epochs 20 --out runs/rec-conv
 
-  dimctl reconstruct runs/c10/encoder.safetensors --dataset cifar10 --data-root data
+  dimctl reconstruct runs/c10/encoder.safetensors --dataset cifar10
 
-  dimctl reconstruct runs/vae/encoder.safetensors --decoder runs/vae/decoder.safetensors   # the VAE's own decoder
+  dimctl reconstruct runs/vae/encoder.safetensors \\
+      --decoder runs/vae/decoder.safetensors          # the VAE's own decoder
 """

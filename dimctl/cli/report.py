@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from dimctl import progress
 from dimctl.cli.common import ReplaceOpt, emit, note, refuse_to_replace
 from dimctl.errors import UsageError
 from dimctl.report.document import ReportOptions, build
@@ -43,11 +44,13 @@ def report(
 
     Examples:
 
-      dimctl probe a.h5 b.h5 --json > probe.jsonl && dimctl report runs/a runs/b probe.jsonl -o report.html
+      dimctl probe a.h5 b.h5 --json > probe.jsonl \\
+          && dimctl report runs/a runs/b probe.jsonl -o report.html
 
       dimctl report runs/examples/digits -o report.md -o report.html --paper
 
-      dimctl extract runs/a/encoder.safetensors | dimctl probe --json | dimctl report runs/a -
+      dimctl extract runs/a/encoder.safetensors | dimctl probe --json \\
+          | dimctl report runs/a -
     """
     sources = inputs or []
     if not sources:
@@ -63,14 +66,18 @@ def report(
     if "-" in sources:
         if sys.stdin.isatty():
             raise UsageError("- reads result lines from stdin, but stdin is a terminal; pipe `dimctl probe --json` in")
-        piped = read_result_lines(bounded_lines(sys.stdin), "<stdin>")
-    collected = collect([Path(s) for s in sources if s != "-"], piped)
-    document = build(collected, ReportOptions(title=title, paper=paper, sweeps=sweeps, pool_seeds=not per_seed))
+        with progress.activity("report: reading result lines from stdin"):
+            piped = read_result_lines(bounded_lines(sys.stdin), "<stdin>")
+    with progress.activity("report: reading run folders and results"):
+        collected = collect([Path(s) for s in sources if s != "-"], piped)
+    with progress.activity("report: laying out tables and plots"):
+        document = build(collected, ReportOptions(title=title, paper=paper, sweeps=sweeps, pool_seeds=not per_seed))
     for target in outputs:
         if target == "-":
             for line in to_text(document).rstrip("\n").split("\n"):
                 emit(line)
             continue
-        written = write(document, Path(target))
+        with progress.activity(f"report: writing {target}"):
+            written = write(document, Path(target))
         note(f"report: {target} ({len(document.tables)} tables, {len(document.pictures)} pictures)")
         emit(str(written[0]))

@@ -12,10 +12,11 @@ from typing import Annotated
 import typer
 
 from dimctl.cli.common import note
-from dimctl.errors import UsageError
+from dimctl.errors import Interrupted, UsageError
 from dimctl.io.run_lock import lock_run_dir
 from dimctl.settings import flatten, updated
 from dimctl.train import checkpoint
+from dimctl.train.distributed import check_launch
 
 # The training commands' own options (their settings' options come from their configs: cli/settings_options.py).
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the run folder's newest checkpoint (start fresh if it has none).")]
@@ -31,6 +32,7 @@ def prepare_run_dir(run_dir: Path, config: dict, resume: bool, force: bool, run_
     from the run's record in the checkpoint it will load (config.json's for older checkpoints)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--out {run_dir} exists and is not a folder")
+    check_launch()  # a one-process `accelerate launch` meant as several: refused before the lock makes the folder
     lock_run_dir(run_dir)  # before anything in it is read or changed; the command's end gives it back
     existing = [name for name in run_files if (run_dir / name).exists()]
     if not existing or force:
@@ -87,21 +89,43 @@ class StopRequest:
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.received = signum
-        note(f"{signal.Signals(signum).name}: finishing this step and saving a checkpoint (Ctrl-C again to stop now)")
+        # Only a second Ctrl-C stops at once (a second SIGTERM changes nothing), so only SIGINT hears of it.
+        now = " (Ctrl-C again to stop now)" if signum == signal.SIGINT else ""
+        note(f"{signal.Signals(signum).name}: finishing this step and saving a checkpoint{now}")
 
     def __call__(self) -> bool:
         return self.received is not None
 
 
+class StoppedWithCheckpoint(Exception):
+    """A requested stop that checkpointed, already said on stderr: exit code 130 and nothing more.
+    It follows click's exception protocol (an exit code, an empty message), which the entry point
+    (cli/main.py) ends with that code and no further line, as when click has shown the help."""
+
+    exit_code = 130
+
+    def format_message(self) -> str:
+        return ""
+
+
 def run_until_stopped(train: Callable[[StopRequest], object], resume_command: str, progress=None):
-    """``train(stop)`` with SIGINT/SIGTERM turned into a stop request (a checkpoint, then exit 130);
-    a second Ctrl-C stops at once and says how to continue. Closes ``progress`` either way."""
+    """``train(stop)`` with SIGINT/SIGTERM turned into a stop request: the step finishes, a
+    checkpoint is written and the command ends with exit code 130 and one line, `dimctl: stopped at
+    step N/M by SIGTERM; checkpoint saved; continue with: …` (not an error: it was asked for). A
+    second Ctrl-C stops at once and says how to continue. Closes ``progress`` either way."""
     try:
         with StopRequest() as stop:
             return train(stop)
+    except Interrupted as e:  # said below, once the progress is closed
+        stopped = e
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, back to the last checkpoint
         note(f"interrupted; continue from the last checkpoint with: {resume_command}")
         raise
     finally:
         if progress is not None:
             progress.close()
+    # With several processes, those that received no signal stop because another did.
+    by = f"by {signal.Signals(stop.received).name}" if stop.received is not None else "on request"
+    at = f" at step {stopped.step}/{stopped.total}" if stopped.step is not None else ""
+    note(f"stopped{at} {by}; checkpoint saved; continue with: {resume_command}")
+    raise StoppedWithCheckpoint() from stopped

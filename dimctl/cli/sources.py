@@ -15,6 +15,7 @@ from dimctl.io.artifacts import EncoderArtifact, load_encoder
 from dimctl.io.feature_reader import Features, read_features
 
 LABELS = "labels"
+ENCODER_FILE = "encoder.safetensors"  # what pretrain and finetune publish in their run folder
 
 
 @dataclass
@@ -48,6 +49,23 @@ def feature_layer(feats: Features, layer: str) -> SplitArrays:
         raise UsageError(f"{feats.name} has no layer {layer!r}; it has {', '.join([*(feats.available or feats.layers), LABELS])}")
     return SplitArrays(train.reshape(train.shape[0], -1), test.reshape(test.shape[0], -1),
                        feats.encoder.get("sha256"), feats.dataset.get("name"))
+
+
+def encoder_file(path: Path) -> Path:
+    """A run folder stands for the encoder it publishes (`dimctl extract runs/fm`); any other path is itself."""
+    if path.is_dir():
+        if (path / ENCODER_FILE).is_file():
+            return path / ENCODER_FILE
+        raise UsageError(f"{path} is a folder without {ENCODER_FILE}; give an encoder .safetensors file, or the "
+                         f"run folder of `dimctl pretrain` or `finetune` once it has published its encoder")
+    return path
+
+
+def encoder_argument(value: Path | None) -> Path | None:
+    """Callback of the commands' encoder argument: a run folder becomes its encoder file while the
+    command line is parsed, so every path the command records, names its output after or prints
+    in a resume hint is the file's."""
+    return None if value is None else encoder_file(value)
 
 
 def dataset_for(artifact: EncoderArtifact, dataset: str | None, data_root: Path | None) -> tuple[str, Path | None]:

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dimctl import progress
 from dimctl.data.transforms import normalise
 
 # A pseudo-layer: the normalised input itself, so probes can compare against raw pixels.
@@ -22,14 +23,16 @@ def iter_features(encoder: nn.Module, images: torch.Tensor, layers: list[str], b
         raise ValueError(f"precision must be fp32 or bf16, not {precision!r}")
     encoder.eval()
     device_type = torch.device(device).type
-    for start in range(0, images.shape[0], batch_size):
-        with torch.inference_mode():
-            x = normalise(images[start:start + batch_size].to(device))
-            with (torch.autocast(device_type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()):
-                taps = encoder(x)
-            taps[PIXELS] = x
-            batch = {layer: _array(taps[layer]) for layer in layers}
-        yield start, batch
+    with progress.activity("encode", total=images.shape[0], unit="img") as task:
+        for start in range(0, images.shape[0], batch_size):
+            with torch.inference_mode():
+                x = normalise(images[start:start + batch_size].to(device))
+                with (torch.autocast(device_type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()):
+                    taps = encoder(x)
+                taps[PIXELS] = x
+                batch = {layer: _array(taps[layer]) for layer in layers}
+            yield start, batch
+            task.update(min(start + batch_size, images.shape[0]))
 
 
 def _array(t: torch.Tensor) -> np.ndarray:

@@ -5,13 +5,16 @@ neighbour votes for its class with weight exp(similarity / temperature) (``dista
 (``uniform``: a plain majority vote). The class with the largest total wins; ties go to the
 smallest class index.
 
-`dimctl probe --classifier knn --knn-weights distance --knn-k 200 --knn-temperature 0.07` and
-`dimctl pretrain --eval-every N` (train/online_eval.py) run this one function, so their numbers agree.
+`dimctl probe --classifier knn --knn-weights distance --knn-k 200 --knn-bank N` and
+`dimctl pretrain --eval-every N --eval-images N` (train/online_eval.py) run this one function on
+the same bank (the first N training images), so their numbers agree.
 """
 
 import numpy as np
 import torch
 from torch.nn import functional as F
+
+from dimctl import progress
 
 WEIGHTS = ("distance", "uniform")
 PAPER_K, PAPER_TEMPERATURE = 200, 0.07  # the weighted protocol's usual settings
@@ -33,12 +36,14 @@ def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Te
     num_classes = num_classes or int(bank_labels.max()) + 1
     k = min(k, bank.shape[0])
     predicted = []
-    for start in range(0, queries.shape[0], chunk):
-        similarity, index = (queries[start:start + chunk] @ bank.T).topk(k, dim=1)
-        votes = (similarity / temperature).exp() if weights == "distance" else torch.ones_like(similarity)
-        scores = torch.zeros(similarity.shape[0], num_classes, device=bank.device)
-        scores.scatter_add_(1, bank_labels[index], votes)
-        predicted.append(scores.argmax(1))
+    with progress.activity("knn", total=-(-queries.shape[0] // chunk), unit="batch") as task:
+        for start in range(0, queries.shape[0], chunk):
+            similarity, index = (queries[start:start + chunk] @ bank.T).topk(k, dim=1)
+            votes = (similarity / temperature).exp() if weights == "distance" else torch.ones_like(similarity)
+            scores = torch.zeros(similarity.shape[0], num_classes, device=bank.device)
+            scores.scatter_add_(1, bank_labels[index], votes)
+            predicted.append(scores.argmax(1))
+            task.update()
     return torch.cat(predicted) if predicted else torch.zeros(0, dtype=torch.long)
 
 
@@ -52,6 +57,8 @@ def knn_accuracy(train_x: np.ndarray | torch.Tensor, train_y, test_x, test_y, k:
     return float((predicted.cpu() == test_y.cpu()).float().mean())
 
 
-def protocol(k: int, weights: str, temperature: float) -> str:
-    """The protocol in words, for a result line: "cosine k=200 weights=distance T=0.07"."""
-    return f"cosine k={k} weights={weights}" + (f" T={temperature:g}" if weights == "distance" else "")
+def protocol(k: int, weights: str, temperature: float, bank: int | None = None) -> str:
+    """The protocol in words, for a result line: "cosine k=200 weights=distance T=0.07"; with
+    " bank=N" when only the first N training samples were the bank (online evaluation's)."""
+    return (f"cosine k={k} weights={weights}" + (f" T={temperature:g}" if weights == "distance" else "")
+            + (f" bank={bank}" if bank is not None else ""))

@@ -47,6 +47,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dimctl import progress
+
 from dimctl.errors import UsageError
 from dimctl.io.memory import usable_memory
 
@@ -240,20 +242,22 @@ def fit_linear_svm(x: torch.Tensor, y: torch.Tensor, num_classes: int, c: float 
     solver = _ADMM(x, t, c, rho, torch.zeros(d + 1, k, dtype=x.dtype, device=x.device), zeros, zeros.clone())
     grad0 = (2 * c * solver.ops.backward(t)).norm(dim=0).clamp_min(torch.finfo(x.dtype).tiny)
     iterations, converged, rel_grad = 0, False, 1.0
-    while True:
-        rhs = None
-        if iterations > 0 and (iterations % check_every == 0 or iterations == max_iter):
-            grad, rhs = solver.gradient(rhs_too=iterations < max_iter)
-            rel_grad = _rel_grad(grad, grad0)
-            if trace is not None:
-                trace.append({"iteration": iterations, "rel_grad": rel_grad, "objective": solver.objective()})
-            if rel_grad <= tol:
-                converged = True
+    with progress.activity("linear svm (admm)", total=max_iter, unit="iter") as task:
+        while True:
+            task.update(iterations)
+            rhs = None
+            if iterations > 0 and (iterations % check_every == 0 or iterations == max_iter):
+                grad, rhs = solver.gradient(rhs_too=iterations < max_iter)
+                rel_grad = _rel_grad(grad, grad0)
+                if trace is not None:
+                    trace.append({"iteration": iterations, "rel_grad": rel_grad, "objective": solver.objective()})
+                if rel_grad <= tol:
+                    converged = True
+                    break
+            if iterations >= max_iter:
                 break
-        if iterations >= max_iter:
-            break
-        solver.step(rhs)
-        iterations += 1
+            solver.step(rhs)
+            iterations += 1
     w = solver.w
     objective = solver.objective()
     return LinearSVMFit(weights=w[:d].contiguous(), bias=w[d].contiguous(), iterations=iterations, converged=converged,

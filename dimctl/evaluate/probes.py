@@ -13,7 +13,8 @@ accuracy plus, for iterative solvers, what the solver did (its name, iterations,
   Makefiles; it was a full-batch L-BFGS, 531 s at 50,000 × 4,096).
 - ``logreg``: multinomial logistic regression on standardised features.
 - ``knn``: k-nearest neighbours by cosine similarity (evaluate/knn.py): a majority vote of 10 by
-  default, or the weighted protocol of self-supervised papers (k=200, votes exp(cos / 0.07)).
+  default, or the weighted protocol of self-supervised papers (k=200, votes exp(cos / 0.07));
+  ``knn_bank`` N keeps the first N training samples as the bank, as `pretrain --eval-every` does.
 - ``mlp``: the paper's non-linear probe network (linear 200 → dropout 0.1 → BN → ReLU → linear,
   App. A.2), trained dimctl's way: Adam 1e-3 for 50 epochs, ×0.1 at half and three quarters. The
   paper trains it with 1e-4 and step decay over a longer run; at equal epochs 1e-3 reads as well
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dimctl import progress
 from dimctl.models.classifier import paper_classifier
 
 # scikit-learn is imported inside the functions that use it: it costs about a second at start-up,
@@ -48,6 +50,7 @@ class ProbeConfig:
     knn_k: int = 10
     knn_weights: str = "uniform"  # or "distance": votes weighted exp(cosine / knn_temperature) (evaluate/knn.py)
     knn_temperature: float = 0.07
+    knn_bank: int = 0             # the first N training samples as the knn bank, as online evaluation's; 0: all
     mlp_epochs: int = 50
     mlp_lr: float = 1e-3
     mlp_batch_size: int = 128
@@ -67,7 +70,9 @@ def _accuracy(predicted: np.ndarray, truth: np.ndarray) -> float:
 @dataclass(frozen=True)
 class ProbeResult:
     """Test accuracy and, for classifiers fitted by an iterative solver, what it did:
-    ``{"solver": name, "solver_iterations": n, "solver_converged": bool, ...}`` (JSON-ready)."""
+    ``{"solver": name, "solver_iterations": n, "solver_converged": bool, ...}`` (JSON-ready); and
+    the settings the accuracy depends on (``svm_c``, ``mlp_epochs``, ``probe_seed``, knn's
+    ``"knn"`` protocol, …), so that `dimctl report` pools only results of one protocol."""
     accuracy: float
     info: dict = field(default_factory=dict)
 
@@ -77,7 +82,8 @@ def _svm_admm(train_x, train_y, test_x, test_y, config: ProbeConfig) -> ProbeRes
 
     accuracy, fit = linear_svm_probe(train_x, train_y, test_x, test_y, config.svm_c, tol=config.svm_tol,
                                      max_iter=config.svm_max_iter)
-    return ProbeResult(accuracy, fit.info())
+    return ProbeResult(accuracy, {**fit.info(), "svm_c": config.svm_c, "svm_tol": config.svm_tol,
+                                  "svm_max_iter": config.svm_max_iter})
 
 
 def svm(train_x, train_y, test_x, test_y, config: ProbeConfig) -> ProbeResult:
@@ -90,7 +96,8 @@ def svm(train_x, train_y, test_x, test_y, config: ProbeConfig) -> ProbeResult:
     model = SVC(kernel="linear", C=config.svm_c).fit(train_x, train_y)
     iterations = int(np.max(getattr(model, "n_iter_", [0])))
     return ProbeResult(_accuracy(model.predict(test_x), test_y),
-                       {"solver": "libsvm", "solver_iterations": iterations, "solver_converged": True})
+                       {"solver": "libsvm", "solver_iterations": iterations, "solver_converged": True,
+                        "svm_c": config.svm_c})
 
 
 def logreg(train_x, train_y, test_x, test_y, config: ProbeConfig) -> ProbeResult:
@@ -110,8 +117,12 @@ def logreg(train_x, train_y, test_x, test_y, config: ProbeConfig) -> ProbeResult
 def knn(train_x, train_y, test_x, test_y, config: ProbeConfig) -> ProbeResult:
     from dimctl.evaluate.knn import knn_accuracy, protocol
 
+    # A bank as large as the split is the whole split: the same protocol, named the same way.
+    bank = config.knn_bank if 0 < config.knn_bank < train_x.shape[0] else None
+    if bank is not None:
+        train_x, train_y = train_x[:bank], train_y[:bank]
     accuracy = knn_accuracy(train_x, train_y, test_x, test_y, config.knn_k, config.knn_weights, config.knn_temperature)
-    return ProbeResult(accuracy, {"knn": protocol(config.knn_k, config.knn_weights, config.knn_temperature)})
+    return ProbeResult(accuracy, {"knn": protocol(config.knn_k, config.knn_weights, config.knn_temperature, bank)})
 
 
 def mlp(train_x, train_y, test_x, test_y, config: ProbeConfig) -> ProbeResult:
@@ -127,23 +138,28 @@ def mlp(train_x, train_y, test_x, test_y, config: ProbeConfig) -> ProbeResult:
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimiser, milestones=milestones, gamma=0.1)
     x, y = torch.from_numpy(train_x), torch.from_numpy(train_y.astype(np.int64))
     n = x.shape[0]
-    for _ in range(config.mlp_epochs):
-        model.train()
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n, config.mlp_batch_size):
-            batch = order[start:start + config.mlp_batch_size]
-            if batch.numel() < 2:  # BatchNorm needs two samples
-                continue
-            # index_select: the same rows as x[batch], by a kernel without advanced indexing's overhead
-            loss = nn.functional.cross_entropy(model(x.index_select(0, batch)), y[batch])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-        schedule.step()
+    with progress.activity("mlp", total=config.mlp_epochs, unit="epoch") as task:
+        for epoch in range(config.mlp_epochs):
+            task.update(epoch)
+            model.train()
+            order = torch.randperm(n, generator=generator)
+            for start in range(0, n, config.mlp_batch_size):
+                batch = order[start:start + config.mlp_batch_size]
+                if batch.numel() < 2:  # BatchNorm needs two samples
+                    continue
+                # index_select: the same rows as x[batch], by a kernel without advanced indexing's overhead
+                loss = nn.functional.cross_entropy(model(x.index_select(0, batch)), y[batch])
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            schedule.step()
+        task.update(config.mlp_epochs)
     model.eval()
     with torch.no_grad():
         predicted = model(torch.from_numpy(test_x)).argmax(1).numpy()
-    return ProbeResult(_accuracy(predicted, test_y))
+    return ProbeResult(_accuracy(predicted, test_y), {"mlp_epochs": config.mlp_epochs, "mlp_lr": config.mlp_lr,
+                                                      "mlp_batch_size": config.mlp_batch_size,
+                                                      "probe_seed": config.seed})
 
 
 def svm_torch(train_x, train_y, test_x, test_y, config: ProbeConfig) -> ProbeResult:

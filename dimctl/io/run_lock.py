@@ -4,7 +4,7 @@ Two `dimctl pretrain --out RUN` (or a `--resume` while the first still runs) wou
 same checkpoints and metrics. The training commands take the lock before they touch the folder
 and give it back when the command ends; the kernel drops it if the process dies, so a crash
 never leaves a folder locked (the stale file just names a PID that no longer holds it). Under
-`accelerate launch` only rank 0 takes it: the other ranks are the same run.
+torchrun, `accelerate launch` or mpirun only rank 0 takes it: the other ranks are the same run.
 """
 
 import fcntl
@@ -19,7 +19,7 @@ _held: dict[Path, tuple[int, bool]] = {}  # folder → (open lock file, whether 
 
 def lock_run_dir(run_dir: Path) -> None:
     """Take the folder's lock (making the folder if needed), or UsageError naming the holder."""
-    if os.environ.get("RANK", "0") != "0":
+    if _launched_rank() != 0:
         return
     run_dir = Path(run_dir).resolve()
     if run_dir in _held:
@@ -38,6 +38,16 @@ def lock_run_dir(run_dir: Path) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _held[run_dir] = (fd, created)
+
+
+def _launched_rank() -> int:
+    """This process's rank in a launched group, before any Accelerator exists: torchrun's RANK,
+    else mpirun's (the variables Accelerate reads, in its order); 0 when not launched."""
+    for name in ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit():
+            return int(value)
+    return 0
 
 
 def release_run_locks() -> None:

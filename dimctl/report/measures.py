@@ -4,10 +4,13 @@ A *model* is one encoder file, known by its sha256: its run folder (when given),
 measurements made on it (decoders, MINE curves, neighbour grids), and every result row that names it.
 """
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
 
+from dimctl.evaluate.knn import protocol as knn_protocol
+from dimctl.evaluate.probes import ProbeConfig
 from dimctl.methods import METHODS
 from dimctl.objectives.bounds import ESTIMATOR_NAMES
 from dimctl.objectives.dim import PRESETS
@@ -21,6 +24,14 @@ FAMILIES = {"dim-g": "DIM(G)", "dim-l": "DIM(L)", "dim-lg": "DIM(L+G)"}
 # DIM-family options (paper §4.3, Table 3) and their plain values: (value of the plain objective, how it is shown).
 EXTRAS = {"local_critic": ("dot", "+{} critic"), "occlude": (False, "+occlusion"), "coord": ("none", "+coord {}"),
           "globals": (0, "+{} globals")}
+# The settings a probe row records beside its classifier (evaluate/probes.py), as a column shows them
+# when off `dimctl probe`'s defaults; each is the ProbeConfig field of the same name (probe_seed: seed).
+PROBE_SETTINGS = {"svm": (("svm_c", "C"), ("svm_tol", "tol"), ("svm_max_iter", "max-iter")),
+                  "mlp": (("mlp_epochs", "epochs"), ("mlp_lr", "lr"), ("mlp_batch_size", "batch"),
+                          ("probe_seed", "probe-seed"))}
+PROBE_SETTINGS["svm-torch"] = PROBE_SETTINGS["svm"]
+DEFAULT_PROBE = ProbeConfig()
+DEFAULT_KNN = knn_protocol(DEFAULT_PROBE.knn_k, DEFAULT_PROBE.knn_weights, DEFAULT_PROBE.knn_temperature)
 # Settings that do not change what a run learns: runs that differ only in them are the same experiment.
 BOOKKEEPING = {"preset", "data_root", "download", "checkpoint_every", "keep_checkpoints", "log_every", "cpu",
                "workers", "nan_policy", "compile", "channels_last", "stream"}
@@ -186,17 +197,44 @@ def _weight(value) -> str:
 
 
 def ordered(values, order: tuple[str, ...]) -> list:
-    """Known names in their conventional order, then the rest alphabetically."""
-    values = set(values)
-    return [v for v in order if v in values] + sorted(values - set(order))
+    """Known names in their conventional order (a probe column "knn k=200 …" with its classifier,
+    after the plain one), then the rest alphabetically."""
+    def key(value: str) -> tuple:
+        head = value.split(" ", 1)[0]
+        return (order.index(head), value) if head in order else (len(order), value)
+    return sorted(set(values), key=key)
+
+
+def probe_classifier(row: dict) -> str:
+    """A probe row's classifier with every recorded setting off `dimctl probe`'s defaults:
+    "svm", "svm C=0.1", "knn k=200 weights=distance T=0.07", "mlp epochs=3 probe-seed=1". Results
+    share a cell only under one name, so two protocols (or two probe seeds) never read as one
+    number ± a spread. A row that records no settings (older dimctl) gets the bare name."""
+    name = str(row.get("classifier"))
+    shown = []
+    for key, label in PROBE_SETTINGS.get(name, ()):
+        default = getattr(DEFAULT_PROBE, "seed" if key == "probe_seed" else key)
+        if key in row and row[key] != default:
+            shown.append(f"{label}={_setting(row[key])}")
+    knn = row.get("knn")
+    if name == "knn" and knn is not None and knn != DEFAULT_KNN:
+        shown.append(knn.removeprefix("cosine ") if isinstance(knn, str) else _setting(knn))
+    return " ".join([name, *shown])
+
+
+def _setting(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def probe_accuracy(model: Model) -> dict[tuple[str, str, str], list[float]]:
-    """(dataset, layer, classifier) → test accuracies of every probe row (several: repeated probes)."""
+    """(dataset, layer, classifier) → test accuracies of every probe row (several: repeated probes,
+    or pooled seeds); the classifier is named with its protocol (``probe_classifier``)."""
     out: dict[tuple[str, str, str], list[float]] = {}
     for row in model.results("probe"):
         if isinstance(row.get("accuracy"), (int, float)):
-            out.setdefault((str(row.get("dataset")), str(row.get("layer")), str(row.get("classifier"))), []).append(
+            out.setdefault((str(row.get("dataset")), str(row.get("layer")), probe_classifier(row)), []).append(
                 float(row["accuracy"]))
     return out
 

@@ -4,6 +4,7 @@ import io
 import math
 
 import numpy as np
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from dimctl.io.images import GRID_PADDING  # the pixels between a grid's images
@@ -103,28 +104,52 @@ def mapped_metrics(sweep: Sweep) -> list[str]:
 
 
 def sweep_heatmaps(sweep: Sweep) -> bytes:
-    """One heat map per measurement made on two or more runs of the sweep, each cell annotated with its value."""
+    """``sweep_heatmap_figure`` as PNG bytes."""
+    return _png(sweep_heatmap_figure(sweep))
+
+
+def _scale(name: str) -> str:
+    """The colour scale a measurement shares: every accuracy one (they are all %), else its kind
+    (MS-SSIM of y and of conv), never two units on one scale."""
+    return "test accuracy (%)" if name.startswith("accuracy ") else name.split(" (")[0]
+
+
+def sweep_heatmap_figure(sweep: Sweep) -> Figure:
+    """One heat map per measurement made on two or more runs of the sweep, each cell annotated with
+    its value. Panels of one unit share one colour scale and one colour bar (a row of panels of
+    their own): scaled per panel, 98.6 against 98.9 would span the whole range and read as a gulf."""
     names = mapped_metrics(sweep)
-    fig, axes = _panels(len(names), columns=4)
-    for ax, name in zip(axes, names):
-        grid = sweep.metrics[name]
-        shown = np.ma.masked_invalid(grid)
-        image = ax.imshow(shown, cmap="viridis", origin="lower", aspect="auto")
-        ax.set_xticks(range(len(sweep.xs)), [f"{v:g}" for v in sweep.xs])
-        ax.set_yticks(range(len(sweep.ys)), [f"{v:g}" for v in sweep.ys])
-        ax.set_xlabel(SYMBOLS[sweep.x])
-        ax.set_ylabel(SYMBOLS[sweep.y])
-        ax.set_title(name, fontsize=9)
-        ax.tick_params(labelsize=7)
-        finite = grid[np.isfinite(grid)]
-        middle = (finite.min() + finite.max()) / 2 if finite.size else 0
-        for (row, col), value in np.ndenumerate(grid):
-            if np.isfinite(value):
-                ax.text(col, row, f"{value:.3g}", ha="center", va="center", fontsize=7,
-                        color="black" if value > middle else "white")
-        fig.colorbar(image, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
+    scales: dict[str, list[str]] = {}
+    for name in names:
+        scales.setdefault(_scale(name), []).append(name)
+    columns = min(4, max(len(group) for group in scales.values()))
+    rows = [math.ceil(len(group) / columns) for group in scales.values()]
+    fig = Figure(figsize=(PANEL[0] * columns + 0.6, PANEL[1] * sum(rows)), layout="constrained")
+    parts = fig.subfigures(len(scales), 1, height_ratios=rows, squeeze=False)[:, 0]
+    for part, height, (scale, group) in zip(parts, rows, scales.items()):
+        finite = np.concatenate([sweep.metrics[name][np.isfinite(sweep.metrics[name])] for name in group])
+        low, high = float(finite.min()), float(finite.max())
+        norm = Normalize(low, high)
+        middle = (low + high) / 2
+        axes = [part.add_subplot(height, columns, i + 1) for i in range(len(group))]
+        for ax, name in zip(axes, group):
+            grid = sweep.metrics[name]
+            image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", norm=norm, origin="lower", aspect="auto")
+            ax.set_xticks(range(len(sweep.xs)), [f"{v:g}" for v in sweep.xs])
+            ax.set_yticks(range(len(sweep.ys)), [f"{v:g}" for v in sweep.ys])
+            ax.set_xlabel(SYMBOLS[sweep.x])
+            ax.set_ylabel(SYMBOLS[sweep.y])
+            ax.set_title(name, fontsize=9)
+            ax.tick_params(labelsize=7)
+            for (row, col), value in np.ndenumerate(grid):
+                if np.isfinite(value):
+                    ax.text(col, row, f"{value:.3g}", ha="center", va="center", fontsize=7,
+                            color="black" if value > middle else "white")
+        bar = part.colorbar(image, ax=axes, shrink=0.8)
+        bar.set_label(f"{scale}: {low:.4g} to {high:.4g}", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
     fig.suptitle(sweep.title, fontsize=10)
-    return _png(fig)
+    return fig
 
 
 SHOWN_WIDTH = 640  # about how wide a grid is shown, in screen pixels: 32-pixel images are too small to judge

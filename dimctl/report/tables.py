@@ -71,7 +71,7 @@ def _paper_note(used: list[paper.PaperNumber]) -> list[str]:
     tables = ", ".join(sorted({p.table for p in used}))
     note = (f"(paper) columns: the published numbers of {paper.CITATION} ({tables}), not measurements; shown where "
             f"dataset, objective, estimator, architecture, layer and classifier match. Epochs, head and encoder "
-            f"widths may differ: see each run's configuration.")
+            f"widths and the probe's own settings may differ: see each run's configuration.")
     if any(p.status == "recalled" for p in used):
         note += f" {RECALLED_MARK}: recalled from the paper, not re-checked against a source."
     return [note, *dict.fromkeys(p.caveat for p in used if p.caveat)]
@@ -109,7 +109,8 @@ def classification_table(models: list[Model], with_paper: bool = False) -> Table
 
     def looked_up(model: Model, key) -> paper.PaperNumber | None:
         names = _paper_name(model)
-        return paper.classification(key[0], names[1], names[2], key[1], key[2]) if names else None
+        # by the classifier's name: the paper's probes ran their own settings (the note says so)
+        return paper.classification(key[0], names[1], names[2], key[1], key[2].split(" ")[0]) if names else None
 
     header, numeric, cells = ["run", "objective"], [False, False], {m.sha256: [m.label, objective(m)] for m in models}
     used = []
@@ -127,12 +128,32 @@ def classification_table(models: list[Model], with_paper: bool = False) -> Table
                 cells[m.sha256].append(paper_cell(published[m.sha256]))
             used += [p for p in published.values() if p]
     title = "Table 1 — classification accuracy (%)" + (f", {datasets[0]}" if len(datasets) == 1 else "")
+    return Table(title, header, [cells[m.sha256] for m in models], numeric,
+                 _classifier_notes([k[2] for k in columns], accuracy) + _paper_note(used))
+
+
+def _classifier_notes(classifiers: list[str], accuracy: dict) -> list[str]:
+    """What each classifier of the columns is, and that a cell holds one protocol only."""
+    names = {c.split(" ")[0] for c in classifiers}
+    described = {"svm": "svm = linear SVM (C=1)", "svm-torch": "svm-torch = linear SVM by ADMM (C=1)",
+                 "mlp": "mlp = the paper's non-linear probe network (trained by Adam 1e-3, not the paper's 1e-4; "
+                        "50 epochs, probe seed 0)",
+                 "logreg": "logreg = logistic regression",
+                 "knn": "knn = cosine k-nearest neighbours among the training split's features, a majority vote of "
+                        "the 10 nearest; `knn k=200 weights=distance T=0.07` weights each vote exp(cosine / T) (the "
+                        "protocol of self-supervised papers), `bank=N` keeps only the first N training samples as "
+                        "neighbours (pretrain's online kNN)"}
+    shown = [described[n] for n in described if n in names] + sorted(names - set(described))
     notes = ["Test accuracy of classifiers trained on the frozen features of each layer (`dimctl probe`): "
-             "svm = linear SVM, mlp = the paper's non-linear probe network (trained by Adam 1e-3, not the "
-             "paper's 1e-4)."]
+             + ", ".join(shown) + "."]
+    if any(" " in c for c in classifiers):
+        notes.append("A column name gives every probe setting off `dimctl probe`'s defaults (C, epochs, lr, "
+                     "probe-seed = `dimctl probe --seed`, knn's k, vote and bank).")
     if any(len(v) > 1 for a in accuracy.values() for v in a.values()):
-        notes.append("Cells with several results show mean ± standard deviation (n = results).")
-    return Table(title, header, [cells[m.sha256] for m in models], numeric, notes + _paper_note(used))
+        notes.append("Cells with several results show mean ± standard deviation (n = results). A cell pools only "
+                     "results of one probe protocol and probe seed: its spread is over pretrain seeds (or repeats of "
+                     "the same probe), never over probe settings.")
+    return notes
 
 
 # Table 4's columns: (header, command, layer, paper key, digits); probe columns use the svm classifier.

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
+from dimctl import threads
 from dimctl.errors import Interrupted, UsageError
 from dimctl.io.atomic import write_text
 from dimctl.train import checkpoint
@@ -92,6 +93,7 @@ def begin_run(accelerator: Accelerator, run_dir: Path, resume: bool, record: dic
     under a step header they are not at. A new run in a folder that holds another (``--force``)
     writes nothing yet: see RunFiles. ``outputs`` name what the trainer writes as it goes
     (samples/), which such a run removes with the old run's checkpoints."""
+    record = {**record, **threads.record()}  # how many threads computed it (a run on a shared machine)
     if resume and checkpoint.list_checkpoints(run_dir):
         check_same_world(run_dir, accelerator.num_processes)
     start_step = checkpoint.load_latest(accelerator, run_dir) if resume else 0
@@ -207,7 +209,7 @@ def run_steps(trainer: Trainer, accelerator: Accelerator, files: RunFiles, sched
         if stop_now and any_process(accelerator, should_stop()):
             files.save_checkpoint(done, schedule.keep_checkpoints)
             raise Interrupted(f"stopped at step {done}/{total} with a checkpoint; continue with "
-                              f"`{resume_command}` and the same settings")
+                              f"`{resume_command}` and the same settings", step=done, total=total)
     files.save_checkpoint(total, schedule.keep_checkpoints)
     return metrics
 

@@ -33,6 +33,7 @@ from dimctl.errors import UsageError
 from dimctl.models.classifier import PAPER_DROPOUT, PAPER_HIDDEN, paper_classifier
 from dimctl.models.encoders import Encoder
 from dimctl.settings import SHARED_HELP, declared, setting
+from dimctl.train.distributed import accelerator_cpu
 from dimctl.train.engine import Progress, Schedule, Trainer, begin_run, run_steps
 from dimctl.train.guard import NAN_POLICIES, checked_update, grad_norm
 from dimctl.train.trackers import TRACKERS, check_tracker, tracker_arguments, tracking
@@ -138,7 +139,7 @@ def finetune(encoder: Encoder, dataset: ImageDataset, config: FinetuneConfig, ru
     if (dataset.test_labels < 0).any():
         raise UsageError(f"{dataset.name}'s test split is not labelled throughout; finetune needs test labels")
     accelerator = accelerator or Accelerator(
-        cpu=config.cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        cpu=accelerator_cpu(config.cpu), kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         **tracker_arguments(config.log_with, run_dir))
     device, world = accelerator.device, accelerator.num_processes
     subset = balanced_subset(dataset.train_labels, config.labels_fraction, config.seed)

@@ -37,6 +37,7 @@ from dimctl.models.generators import DEFAULT_Z_DIM, IMAGE_SIZES, CriticConfig, G
 from dimctl.objectives.generative import DEFAULT_CRITIC_STEPS, DEFAULT_PENALTY, GENERATOR_METHODS, build_objective
 from dimctl.settings import SHARED_HELP, declared, setting
 from dimctl.train.config import DataSource
+from dimctl.train.distributed import accelerator_cpu
 from dimctl.train.engine import Progress, Schedule, Trainer, begin_run, run_steps
 from dimctl.train.guard import grad_norm
 from dimctl.train.loop import unwrap
@@ -182,7 +183,8 @@ def train_generator(config: GenerateConfig, dataset: ImageDataset, run_dir: Path
     if dataset.image_size != config.image_size:
         raise UsageError(f"{dataset.name} was loaded at {dataset.image_size}×{dataset.image_size}; "
                          f"the generator makes {config.image_size}×{config.image_size}")
-    accelerator = accelerator or Accelerator(cpu=config.cpu, **tracker_arguments(config.log_with, run_dir))
+    accelerator = accelerator or Accelerator(cpu=accelerator_cpu(config.cpu),
+                                             **tracker_arguments(config.log_with, run_dir))
     world = accelerator.num_processes
     n = dataset.train_images.shape[0]
     global_batch = config.batch_size * world

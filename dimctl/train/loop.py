@@ -33,7 +33,7 @@ from dimctl.methods import METHODS, build_method
 from dimctl.models.encoders import EncoderConfig, build_encoder
 from dimctl.precision import PRECISIONS
 from dimctl.train.config import PretrainConfig
-from dimctl.train.distributed import convert_sync_batchnorm
+from dimctl.train.distributed import accelerator_cpu, convert_sync_batchnorm
 from dimctl.train.engine import Progress, Schedule, Trainer, begin_run, run_steps
 from dimctl.train.guard import DeferredGuard, checked_update, defer_checks, grad_norm
 from dimctl.train.online_eval import OnlineKNN
@@ -72,7 +72,8 @@ def make_accelerator(config: PretrainConfig, run_dir: Path | None = None) -> Acc
         raise UsageError("--precision fp16 needs a GPU; on the CPU use --precision bf16")
     mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[config.run.precision]
     _forget_other_precision(mixed)
-    return Accelerator(cpu=config.run.cpu, mixed_precision=mixed, **tracker_arguments(config.run.log_with, run_dir))
+    return Accelerator(cpu=accelerator_cpu(config.run.cpu), mixed_precision=mixed,
+                       **tracker_arguments(config.run.log_with, run_dir))
 
 
 def _forget_other_precision(mixed: str) -> None:

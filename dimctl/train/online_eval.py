@@ -4,8 +4,9 @@ solo-learn and lightly log, so a user sees whether the representation still impr
 
 The bank is the first ``images`` training images, the queries the first ``images`` test images,
 unaugmented and normalised as `dimctl extract` does; the same encoder and split through
-`dimctl extract | dimctl probe --classifier knn --knn-weights distance --knn-k 200` give the same
-accuracy. The encoder runs in eval mode (BatchNorm's running statistics, nothing updated) and
+`dimctl extract | dimctl probe --classifier knn --knn-weights distance --knn-k 200 --knn-bank IMAGES`
+give the same accuracy when the test split has at most ``images`` images (every built-in labelled
+dataset's at the default 10,000; probe always scores the whole test split). The encoder runs in eval mode (BatchNorm's running statistics, nothing updated) and
 under no randomness, so a run's training, and its bit-exact resume, are unchanged by it.
 """
 

@@ -93,6 +93,27 @@ def test_extract_pipe_into_probe_and_head(encoder, tmp_path):
     assert len(head.stdout.decode().splitlines()) == 1
 
 
+def test_probe_table_names_a_piped_file_by_its_encoders_run(tmp_path):
+    # extract | probe, in-process: the bytes extract writes to stdout are what probe reads from stdin.
+    made = run_here("pretrain", "--epochs", "0", "--mi-units", "8", "--width", "0.125", "--fc-dim", "16",
+                    "--out", tmp_path / "runs" / "dim-demo")
+    assert made.returncode == 0, made.stderr.decode()
+    piped = run_here("extract", tmp_path / "runs" / "dim-demo" / "encoder.safetensors", "--layer", "y", "-o", "-")
+    assert piped.returncode == 0, piped.stderr.decode()
+    table = run_here("probe", "--classifier", "logreg", input=piped.stdout)
+    assert table.returncode == 0, table.stderr.decode()
+    header = table.stdout.decode().splitlines()[1].split()
+    assert header == ["layer", "classifier", "dim-demo"]  # not <stdin>
+    rows = run_here("probe", "--classifier", "logreg", "--json", input=piped.stdout).stdout
+    assert json.loads(rows)["features"] == "<stdin>"  # the result line names its source as it was
+
+    from dimctl.cli.probe import encoder_run
+
+    assert encoder_run({"path": "/abs/runs/ft/encoder.safetensors"}) == "ft"
+    assert encoder_run({"path": "my-encoder.safetensors"}) == "my-encoder"
+    assert encoder_run({}) is None  # another tool's file: its column stays <stdin>
+
+
 def test_inspect_and_version(encoder):
     info = json.loads(run("inspect", encoder).stdout)
     assert info["kind"] == "encoder" and info["config"]["arch"] == "dcgan" and info["parameters"] > 1_000_000
@@ -252,3 +273,44 @@ def test_no_arguments_is_a_short_usage_on_stderr():
     assert bare.returncode == 2 and bare.stdout == b""
     (line,) = bare.stderr.decode().splitlines()
     assert line.startswith("usage: dimctl COMMAND") and "--help" in line
+
+
+def test_a_run_folder_stands_for_its_encoder(tmp_path):
+    """`dimctl extract runs/fm` means runs/fm/encoder.safetensors, for every command taking an encoder."""
+    made = run_here("pretrain", "--epochs", "0", "--mi-units", "8", "--width", "0.125", "--fc-dim", "16",
+                    "--out", tmp_path / "run")
+    assert made.returncode == 0, made.stderr.decode()
+    file = tmp_path / "run" / "encoder.safetensors"
+    by_folder = run_here("extract", tmp_path / "run", "--layer", "y", "-o", "-")
+    assert by_folder.returncode == 0, by_folder.stderr.decode()
+    assert by_folder.stdout == run_here("extract", file, "--layer", "y", "-o", "-").stdout  # the file's path recorded too
+    ndm = run_here("ndm", tmp_path / "run", "--layer", "y", "--steps", "2")
+    assert ndm.returncode == 0, ndm.stderr.decode()
+    assert json.loads(ndm.stdout)["source"] == str(file)  # an encoder, not a folder of VISSL's .npy features
+    (tmp_path / "empty").mkdir()
+    empty = run_here("extract", tmp_path / "empty", "-o", tmp_path / "f.h5")
+    assert_one_line_error(empty, 2)
+    assert "is a folder without encoder.safetensors" in empty.stderr.decode()
+
+
+def test_a_runs_config_json_recreates_its_settings(tmp_path):
+    """`--config RUN/config.json` gives a new run the same resolved settings: with a preset (whose
+    recorded weights must not turn it into a custom run) and with weights of one's own."""
+    small = ["--epochs", "0", "--mi-units", "8", "--width", "0.125", "--fc-dim", "16", "--lr", "0.001", "--seed", "3"]
+    for name, flags in (("preset", ["--preset", "dim-g", "--estimator", "infonce", "--hflip"]),
+                        ("custom", ["--alpha", "0.5", "--beta", "1", "--gamma", "0", "--log-every", "7"])):
+        first = run_here("pretrain", *small, *flags, "--out", tmp_path / name)
+        assert first.returncode == 0, first.stderr.decode()
+        again = run_here("pretrain", "--config", tmp_path / name / "config.json", "--out", tmp_path / f"{name}-again")
+        assert again.returncode == 0, again.stderr.decode()
+        saved, recreated = (json.loads((tmp_path / n / "config.json").read_text())["config"]
+                            for n in (name, f"{name}-again"))
+        assert recreated == saved
+    assert saved["preset"] is None and saved["alpha"] == 0.5  # the custom run stayed custom
+    flag_wins = run_here("pretrain", "--config", tmp_path / "preset" / "config.json", "--seed", "4",
+                         "--out", tmp_path / "seed4")
+    assert flag_wins.returncode == 0, flag_wins.stderr.decode()
+    assert json.loads((tmp_path / "seed4" / "config.json").read_text())["config"]["seed"] == 4
+    wrong = run_here("probe", "--config", tmp_path / "preset" / "config.json", tmp_path / "x.h5")
+    assert_one_line_error(wrong, 2)
+    assert "settings of a `dimctl pretrain` run" in wrong.stderr.decode()

@@ -45,3 +45,36 @@ def test_bar_on_a_terminal_of_width_zero(monkeypatch):
     os.close(leader)
     terminal.close()
     assert "pretrain" in drawn and "5/5" in drawn and "100%" in drawn
+
+
+def test_a_long_run_is_announced_once_with_the_flags_that_shorten_it(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    monkeypatch.setattr(TrainingProgress, "WARN_AFTER", 0.02)
+    monkeypatch.setattr(TrainingProgress, "LONG_RUN", 60.0)
+    progress = TrainingProgress("pretrain", ("loss",), hint="--mi-units 256 or fewer --epochs make it shorter")
+    import time
+
+    for step in range(1, 6):  # ~10 ms a step over 100,000 steps: about 17 minutes left, over the minute
+        progress(Progress(step, 100_000, 0, {"loss": 1.0}, False, 10))
+        time.sleep(0.01)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "more" in line]
+    assert len(lines) == 1 and "this run needs about" in lines[0] and "--mi-units 256" in lines[0], lines
+
+    quick = TrainingProgress("pretrain", ("loss",), hint="never shown")
+    for step in range(1, 6):
+        quick(Progress(step, 6, 0, {"loss": 1.0}, False, 1))
+        time.sleep(0.01)
+    assert "never shown" not in capsys.readouterr().err
+
+
+def test_online_knn_and_quiet_spells_reach_the_log_line(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    monkeypatch.setenv("DIMCTL_PROGRESS_SECONDS", "0.05")
+    progress = TrainingProgress("pretrain", ("loss",))
+    import time
+
+    progress(Progress(1, 1000, 0, {"loss": 2.0}, False, 10))
+    time.sleep(0.06)  # no epoch ended, but the log has been quiet for the interval
+    progress(Progress(2, 1000, 0, {"loss": 1.5, "knn_top1": 0.75}, False, 10))
+    err = capsys.readouterr().err
+    assert "pretrain step 2/1000 loss 1.5 knn_top1 0.75 elapsed" in err, err

@@ -56,3 +56,20 @@ def test_per_seed_keeps_a_row_per_run(seeded):
     table = _table1(build(collect([root]), ReportOptions(pool_seeds=False)))
     assert sorted(table.column("run")) == ["s0", "s1", "s2", "wide"]
     assert table.cell("s1", "y logreg") == f"{100 * accuracy['s1']:.2f}"
+
+
+def test_a_pooled_cell_spreads_over_pretrain_seeds_never_probe_seeds(seeded, tmp_path):
+    """The mlp probed with --seed 0 on every pretrain seed and also with --seed 1 on seed 0: the pooled
+    row's cell is the spread over the three encoders; the probe seed 1 result stands alone."""
+    root, _ = seeded
+    mlp = ["--classifier", "mlp", "--mlp-epochs", "2", "--json"]
+    first = {name: lines(dimctl("probe", root / f"{name}.h5", *mlp))[0] for name in ("s0", "s1", "s2")}
+    again = lines(dimctl("probe", root / "s0.h5", *mlp, "--seed", "1"))[0]
+    rows = [*first.values(), again]
+    (tmp_path / "mlp.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = _table1(build(collect([root / n for n in ("s0", "s1", "s2")] + [tmp_path / "mlp.jsonl"])))
+    (pooled,) = table.column("run")
+    values = [100 * first[name]["accuracy"] for name in ("s0", "s1", "s2")]
+    assert table.cell(pooled, "y mlp epochs=2") == f"{mean(values):.2f} ± {stdev(values):.2f} (n=3)"
+    assert table.cell(pooled, "y mlp epochs=2 probe-seed=1") == f"{100 * again['accuracy']:.2f}"
+    assert again["accuracy"] != first["s0"]["accuracy"]  # the probe seed matters: pooled, it would widen the spread

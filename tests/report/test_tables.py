@@ -11,6 +11,7 @@ from dimctl.report.inputs import collect
 from dimctl.report.measures import group
 from dimctl.report.tables import (classification_table, config_table, neighbors_table, other_results_tables,
                                   representation_table, training_table)
+from tests.report.tiny import dimctl, lines
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +36,16 @@ def test_results_join_their_runs_by_the_encoder_sha256(made, models):
 
 def test_table1_cells_are_the_probe_accuracies(made, models):
     table = classification_table(models)
-    assert table.header == ["run", "objective", "conv svm", "conv mlp", "fc svm", "fc mlp", "y svm", "y mlp"]
+    # The fixture's mlp ran 3 epochs, not the default 50: its columns say so.
+    assert table.header == ["run", "objective", "conv svm", "conv mlp epochs=3", "fc svm", "fc mlp epochs=3", "y svm",
+                            "y mlp epochs=3"]
     assert table.column("run") == ["dim-g", "dim-l"]
     assert table.column("objective") == ["DIM(G) JSD", "DIM(L) JSD"]
     assert "digits" in table.title
     for row in made.probe:
         label = "dim-l" if row["features"].endswith("dim-l.h5") else "dim-g"
-        assert table.cell(label, f"{row['layer']} {row['classifier']}") == f"{100 * row['accuracy']:.2f}"
+        classifier = "mlp epochs=3" if row["classifier"] == "mlp" else row["classifier"]
+        assert table.cell(label, f"{row['layer']} {classifier}") == f"{100 * row['accuracy']:.2f}"
     assert len(made.probe) == 12  # 2 files × 3 layers × 2 classifiers: every one has its cell
 
 
@@ -139,14 +143,14 @@ def test_paper_columns_only_where_the_setting_matches(made, tmp_path):
 
     table = classification_table(models, with_paper=True)
     # The paper's probe is the mlp: DIM(L) JSD on CIFAR10 is 73.25 / 73.62 / 66.96 (Table 1, checked).
-    assert table.cell("dim-l", "conv mlp (paper)") == "73.25"
-    assert table.cell("dim-l", "y mlp (paper)") == "66.96"
+    assert table.cell("dim-l", "conv mlp epochs=3 (paper)") == "73.25"
+    assert table.cell("dim-l", "y mlp epochs=3 (paper)") == "66.96"
     assert "conv svm (paper)" not in table.header
     assert any("not measurements" in n for n in table.notes)
     t4 = representation_table(models, with_paper=True)
     assert t4.cell("dim-l", "NDM (paper)") == "9.38†"  # recalled, and marked so
     assert t4.cell("dim-l", "SVM y (paper)") == "49.62†"
-    assert classification_table(models).header.count("conv mlp") == 1  # no paper columns unless asked
+    assert classification_table(models).header.count("conv mlp epochs=3") == 1  # no paper columns unless asked
 
     # Untrained, or another architecture: no paper number applies.
     config = json.loads((run / "config.json").read_text())
@@ -158,3 +162,25 @@ def test_paper_columns_only_where_the_setting_matches(made, tmp_path):
     (run / "config.json").write_text(json.dumps(config))
     table = classification_table(group(collect([run, tmp_path / "rows.jsonl"])).models, with_paper=True)
     assert not any("paper" in h for h in table.header) and table.column("objective") == ["DIM(L) JSD +occlusion"]
+
+
+def test_probes_of_another_protocol_are_another_column_never_one_pooled_cell(made, tmp_path):
+    """k=10 majority and k=200 distance-weighted kNN on the same features are two numbers, not one
+    mean ± spread (issue 36); so are the mlp's probe seeds 0 and 1."""
+    features = made.root / "dim-l.h5"
+    knn = ["--layer", "y", "--classifier", "knn", "--json"]
+    rows = lines(dimctl("probe", features, *knn))
+    rows += lines(dimctl("probe", features, *knn, "--knn-k", "200", "--knn-weights", "distance"))
+    mlp = ["--layer", "y", "--classifier", "mlp", "--mlp-epochs", "2", "--json"]
+    rows += lines(dimctl("probe", features, *mlp)) + lines(dimctl("probe", features, *mlp, "--seed", "1"))
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = classification_table(group(collect([made.runs["dim-l"], tmp_path / "rows.jsonl"])).models)
+
+    columns = ["y knn", "y knn k=200 weights=distance T=0.07", "y mlp epochs=2", "y mlp epochs=2 probe-seed=1"]
+    assert table.header == ["run", "objective", *columns[2:], *columns[:2]]  # mlp before knn, as always
+    for column, row in zip(columns, rows):
+        assert table.cell("dim-l", column) == f"{100 * row['accuracy']:.2f}"
+    assert rows[0]["accuracy"] != rows[1]["accuracy"]  # the two knn protocols disagree: pooling them would show a spread
+    assert rows[2]["accuracy"] != rows[3]["accuracy"]
+    assert any("knn = cosine k-nearest neighbours" in n and "majority vote of the 10 nearest" in n for n in table.notes)
+    assert any("probe-seed = `dimctl probe --seed`" in n for n in table.notes)

@@ -30,7 +30,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 
 
 def _launch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "DIMCTL_NO_PROGRESS": "1",
+    env = {**{k: v for k, v in os.environ.items() if k != "DIMCTL_THREADS"}, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "DIMCTL_NO_PROGRESS": "1",
            "PYTHONWARNINGS": "ignore::FutureWarning"}
     done = subprocess.run(TORCHRUN + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -11,12 +11,16 @@ from tests.cli.test_cli import assert_one_line_error, run_here
 
 SMALL = ["--dataset", "digits", "--mi-units", "32", "--width", "0.25", "--fc-dim", "64", "--batch-size", "32",
          "--checkpoint-every", "0", "--epochs", "3"]
+BANK = "700"
 
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
     root = tmp_path_factory.mktemp("online")
-    result = run_here("pretrain", *SMALL, "--eval-every", "22", "--eval-layers", "y,fc", "--out", root / "eval")
+    # A bank of 700 of digits' 1,438 training images: the probe must cut its bank to match (all 359 test
+    # images are the queries either way).
+    result = run_here("pretrain", *SMALL, "--eval-every", "22", "--eval-layers", "y,fc", "--eval-images", BANK,
+                      "--out", root / "eval")
     assert result.returncode == 0, result.stderr.decode()
     return root
 
@@ -35,12 +39,17 @@ def test_online_knn_equals_the_probe_with_the_same_protocol(evaluated):
     last = [json.loads(line) for line in (evaluated / "eval" / "metrics.jsonl").read_text().splitlines()][-1]
     features = evaluated / "f.h5"
     assert run_here("extract", evaluated / "eval" / "encoder.safetensors", "--layer", "y,fc", "-o", features).returncode == 0
-    probed = run_here("probe", features, "--layer", "y,fc", "--classifier", "knn", "--knn-weights", "distance",
-                      "--knn-k", "200", "--knn-temperature", "0.07", "--json")
+    protocol = ["--classifier", "knn", "--knn-weights", "distance", "--knn-k", "200", "--knn-temperature", "0.07"]
+    probed = run_here("probe", features, "--layer", "y,fc", *protocol, "--knn-bank", BANK, "--json")
     rows = {r["layer"]: r for r in map(json.loads, probed.stdout.decode().splitlines())}
-    assert rows["y"]["knn"] == "cosine k=200 weights=distance T=0.07"
+    assert rows["y"]["knn"] == f"cosine k=200 weights=distance T=0.07 bank={BANK}"
     assert rows["y"]["accuracy"] == pytest.approx(last["knn_y"], abs=1e-6)
     assert rows["fc"]["accuracy"] == pytest.approx(last["knn_fc"], abs=1e-6)
+    # The whole training split as the bank is another protocol, with another number and name.
+    whole = run_here("probe", features, "--layer", "y,fc", *protocol, "--json")
+    whole_rows = {r["layer"]: r for r in map(json.loads, whole.stdout.decode().splitlines())}
+    assert whole_rows["y"]["knn"] == "cosine k=200 weights=distance T=0.07"
+    assert any(abs(whole_rows[layer]["accuracy"] - last[f"knn_{layer}"]) > 1e-3 for layer in ("y", "fc"))
 
 
 def test_online_evaluation_changes_nothing_in_training(evaluated, tmp_path):

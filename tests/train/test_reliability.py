@@ -43,10 +43,16 @@ def test_sigterm_finishes_the_step_checkpoints_and_exits_130(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err.decode()
-    assert "--resume" in err.decode().splitlines()[-1]
     (checkpoint,) = list_checkpoints(out)
     step = json.loads((checkpoint / "train_state.json").read_text())["step"]
     assert 3 <= step < 50 * 22 and not (out / "encoder.safetensors").exists()
+    # A stop that was asked for and checkpointed is said as such: not an error, and no Ctrl-C advice
+    # (a second SIGTERM does not stop at once; only a second Ctrl-C does).
+    lines = err.decode().splitlines()
+    assert "dimctl: SIGTERM: finishing this step and saving a checkpoint" in lines, err.decode()
+    assert lines[-1] == (f"dimctl: stopped at step {step}/{50 * 22} by SIGTERM; checkpoint saved; "
+                         f"continue with: dimctl pretrain --out {out} --resume"), err.decode()
+    assert "error:" not in err.decode() and "Ctrl-C" not in err.decode()
 
 
 def test_sigterm_on_other_commands_is_a_clean_130(tmp_path):

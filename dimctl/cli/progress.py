@@ -1,0 +1,186 @@
+"""What a running command shows of its progress on stderr.
+
+On a terminal: a bar per library activity (dimctl/progress.py) and per training run. Elsewhere (a
+log file, CI, make): a line at least every ``DIMCTL_PROGRESS_SECONDS`` seconds (30 by default),
+with the elapsed time and, where the work knows its size, the time left: a heartbeat thread writes
+one whenever nothing else was written for that long, so even one long call into a solver (libsvm
+fitting a conv layer for minutes) is seen to be alive. The first progress output of a command
+says how many threads it computes with (dimctl/threads.py).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from dimctl import progress
+from dimctl.threads import ThreadChoice
+
+DEFAULT_SECONDS = 30.0
+
+
+def interval() -> float:
+    """Seconds between progress lines off a terminal (DIMCTL_PROGRESS_SECONDS; tests shorten it)."""
+    try:
+        seconds = float(os.environ.get("DIMCTL_PROGRESS_SECONDS", DEFAULT_SECONDS))
+    except ValueError:
+        return DEFAULT_SECONDS
+    return seconds if seconds > 0 else DEFAULT_SECONDS
+
+
+_write_lock = threading.Lock()
+_last_line = time.monotonic()  # when a line was last written on stderr by note()
+_command: CommandProgress | None = None  # the command running in this process, if the CLI runs one
+
+
+def write_line(text: str) -> None:
+    """One whole line on stderr (one write: the heartbeat thread's lines never split another's)."""
+    global _last_line
+    with _write_lock:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+        _last_line = time.monotonic()
+
+
+def write_if_quiet(make_text: Callable[[], str]) -> None:
+    """A progress line, unless another was written within the interval (checked under the lock, so
+    the heartbeat and the work never both write one for the same quiet spell)."""
+    global _last_line
+    with _write_lock:
+        if time.monotonic() - _last_line < interval():
+            return
+        if _command is not None and not _command._announced:
+            _command._announced = True
+            if _command.threads is not None:
+                sys.stderr.write(f"dimctl: {_command.command}: {_command.threads.describe()}\n")
+        sys.stderr.write(make_text() + "\n")
+        sys.stderr.flush()
+        _last_line = time.monotonic()
+
+
+def seconds_since_last_line() -> float:
+    return time.monotonic() - _last_line
+
+
+def clock(seconds: float) -> str:
+    """1:02:03 or 2:03."""
+    minutes, s = divmod(int(round(seconds)), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}:{m:02d}:{s:02d}" if hours else f"{m}:{s:02d}"
+
+
+def announce() -> None:
+    """Before a command's first progress output: the threads it computes with (once per command)."""
+    if _command is not None:
+        _command.announce()
+
+
+def set_status(provider: Callable[[], str] | None) -> None:
+    """What the heartbeat says while no library activity runs (a training loop's latest step)."""
+    if _command is not None:
+        _command.status_provider = provider
+
+
+def activity_status(task: progress.Activity) -> str:
+    """The activity with those it runs inside: "probe f.h5: y with mlp · mlp 3/50 epoch elapsed … eta …"."""
+    outer = [t.label for t in progress.running() if t is not task]
+    elapsed = time.monotonic() - task.started
+    parts = [" · ".join([*outer, task.label])]
+    if task.total:
+        parts.append(f"{task.done}/{task.total} {task.unit}")
+        if task.done > 0:
+            parts.append(f"elapsed {clock(elapsed)} eta {clock(elapsed / task.done * max(task.total - task.done, 0))}")
+        else:
+            parts.append(f"elapsed {clock(elapsed)}")
+    else:
+        parts += [f"{task.done} {task.unit}"] if task.done else []
+        parts.append(f"elapsed {clock(elapsed)}")
+    parts += [f"{k} {v:.4g}" for k, v in task.values.items()]
+    return " ".join(parts)
+
+
+class CommandProgress:
+    """Progress of one command, from its start to its end (a context manager the CLI wraps around it)."""
+
+    def __init__(self, command: str, threads: ThreadChoice | None, terminal: bool | None = None):
+        from dimctl.cli.common import progress_enabled
+
+        self.command, self.threads = command, threads
+        self.terminal = progress_enabled() if terminal is None else terminal
+        self.started = time.monotonic()
+        self.status_provider: Callable[[], str] | None = None
+        self._announced = False
+        self._bars: dict[int, object] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._listening = None
+
+    def __enter__(self) -> CommandProgress:
+        global _command, _last_line
+        self._previous, _command = _command, self
+        _last_line = time.monotonic()  # the interval counts from the command's start
+        self._listening = progress.listening(self.on_event)
+        self._listening.__enter__()
+        self._thread = threading.Thread(target=self._beat, name="dimctl-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        global _command
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._listening.__exit__(*exc)
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
+        _command = self._previous
+
+    def announce(self) -> None:
+        if not self._announced and self.threads is not None:
+            self._announced = True
+            write_line(f"dimctl: {self.command}: {self.threads.describe()}")
+        self._announced = True
+
+    def on_event(self, kind: str, task: progress.Activity) -> None:
+        if not self.terminal:
+            if kind == "update" and seconds_since_last_line() >= interval():
+                write_if_quiet(lambda: f"dimctl: {activity_status(task)}")
+            return
+        from dimctl.cli.common import progress_bar
+
+        key = id(task)
+        if kind == "start":
+            self.announce()
+            self._bars[key] = progress_bar(total=task.total, unit=task.unit, desc=task.label, leave=False)
+        elif kind == "update" and key in self._bars:
+            bar = self._bars[key]
+            bar.update(task.done - bar.n)
+            if task.values:
+                bar.set_postfix({k: f"{v:.3g}" for k, v in task.values.items()}, refresh=False)
+        elif kind == "end" and key in self._bars:
+            self._bars.pop(key).close()
+
+    def status(self) -> str:
+        task = progress.current()
+        if task is not None:
+            return activity_status(task)
+        if self.status_provider is not None:
+            return self.status_provider()
+        return f"{self.command}: working, elapsed {clock(time.monotonic() - self.started)}"
+
+    def _beat(self) -> None:
+        """Off a terminal: a status line whenever stderr has been quiet for a whole interval. On a
+        terminal: the bars redrawn each second, so their elapsed time moves during a long call."""
+        while not self._stop.wait(min(1.0, interval() / 4)):
+            try:
+                if self.terminal:
+                    for bar in list(self._bars.values()):
+                        bar.refresh()
+                elif seconds_since_last_line() >= interval():
+                    write_if_quiet(lambda: f"dimctl: {self.status()}")
+            except Exception:  # a closed stderr (the reader went away): the command itself will say so
+                return
