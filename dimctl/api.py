@@ -61,7 +61,8 @@ class Encoder(nn.Module):
         Sizes are fitted as the encoder's dataset was: an image folder's PIL images resized
         bilinearly, tensor datasets zero-padded from 28 to 32 (MNIST's way) or resized."""
         size, channels = self.config.image_size, self.config.in_channels
-        from_folder = self.dataset.get("name") == "folder"
+        # A Hugging Face dataset's images are decoded as an image folder's files are (data/hf.py).
+        from_folder = self.dataset.get("name") == "folder" or str(self.dataset.get("name", "")).startswith("hf:")
         batch = _as_uint8_batch(images, channels, size if from_folder else None)
         if batch.shape[1] != channels:
             raise ValueError(f"the encoder takes {channels}-channel images; these have {batch.shape[1]}")

@@ -29,7 +29,7 @@ def __getattr__(name: str):
     if name == "DatasetOpt":  # built on first use: the registry that names the datasets imports torch
         from dimctl.data.registry import DATASETS
 
-        value = Annotated[str, typer.Option("--dataset", "-d", help=f"One of: {', '.join(DATASETS)}.")]
+        value = Annotated[str, typer.Option("--dataset", "-d", help=f"One of: {', '.join(DATASETS)}, {HF_HELP}")]
         globals()[name] = value
         return value
     if name == "EncoderDatasetOpt":  # the same, for commands that run an encoder: default, its own dataset
@@ -37,10 +37,21 @@ def __getattr__(name: str):
 
         value = Annotated[str | None, typer.Option(
             "--dataset", "-d", show_default=False,
-            help=f"One of: {', '.join(DATASETS)}. Default: the dataset the encoder was trained on (its header says).")]
+            help=f"One of: {', '.join(DATASETS)}, {HF_HELP} Default: the dataset the encoder was trained on (its header says).")]
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# Kept here, not in data/hf.py: `--help` of the feature-file commands imports no dataset code.
+HF_HELP = "or hf:DIR (a Hugging Face dataset saved with save_to_disk; columns other than image and label as hf:DIR?image=A&label=B)."
+
+
+def dataset_label(dataset: str) -> str:
+    """A dataset as part of a default run folder's name: hf:DIR?… holds slashes, so it is hf-<DIR's name>."""
+    if dataset.startswith("hf:"):
+        return "hf-" + (Path(dataset[3:].partition("?")[0]).name or "dataset")
+    return dataset
 
 
 DataRootOpt = Annotated[Path | None, typer.Option("--data-root", help=SHARED_HELP["data_root"])]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from dimctl.cli import deprecations
 from dimctl.errors import UsageError
+from dimctl.io.reading import open_regular
 
 
 def pop_config_flag(args: list[str]) -> tuple[list[str], Path | None]:
@@ -48,7 +49,8 @@ IMPLIED_BY = {"pretrain": {"preset": ("alpha", "beta", "gamma")}}
 def load_default_map(path: Path, group, args: list[str]) -> dict:
     as_json = path.suffix.lower() == ".json"
     try:
-        with open(path, "rb") as f:
+        # Never blocks: a FIFO or device (`mkfifo c.toml`) is refused before a byte is read.
+        with open_regular(path, f"--config {path}") as f:
             raw = f.read(CONFIG_LIMIT + 1)
         if len(raw) > CONFIG_LIMIT:
             raise UsageError(f"--config {path}: over {CONFIG_LIMIT >> 20} MB; a config file holds settings only")
@@ -80,6 +82,7 @@ def _run_config(path: Path, group, chain: list, data) -> dict:
     options = {p.name for p in chain[-1][1].params if getattr(p, "param_type_name", "") == "option"}
     # Settings with no option (only the library sets them) are left to the command, as in the run.
     values = {k: v for k, v in settings.items() if k in options and v is not None}
+    _refuse_switches(path, chain[-1][1], values)
     for setting, implied in IMPLIED_BY.get(command, {}).items():
         if values.get(setting) is not None:
             for name in implied:
@@ -150,7 +153,7 @@ def _check(path: Path, command, name: str, values: dict) -> dict:
         if getattr(p, "param_type_name", "") == "option":
             params[p.name] = p.name
             params.update({flag.lstrip("-").replace("-", "_"): p.name for flag in p.opts if flag.startswith("--")})
-    checked = {}
+    checked, written = {}, {}
     renamed = {old.lstrip("-").replace("-", "_"): new.lstrip("-").replace("-", "_")
                for old, new in deprecations.RENAMED.get(tuple(name.split()), {}).items() if old.startswith("--")}
     for key, value in values.items():
@@ -160,5 +163,20 @@ def _check(path: Path, command, name: str, values: dict) -> dict:
             norm = renamed[norm]
         if norm not in params:
             raise UsageError(f"--config {path}: unknown key {key!r} for `dimctl {name}`")
-        checked[params[norm]] = value
+        checked[params[norm]], written[params[norm]] = value, key
+    _refuse_switches(path, command, checked, written)
     return checked
+
+
+def _refuse_switches(path: Path, command, values: dict, keys: dict | None = None) -> None:
+    """A true/false value is refused for any option but an on/off flag: click would take it as a
+    number (`epochs = true` trained 1 epoch, `knn-k = true` gave k = 1) or as the string "True".
+    ``keys`` gives the key as written for a parameter name, to name it as the user wrote it."""
+    for p in command.params:
+        value = values.get(p.name)
+        if isinstance(value, bool) and getattr(p, "param_type_name", "") == "option" \
+                and not getattr(p, "is_bool_flag", False):
+            key = (keys or {}).get(p.name, p.name)
+            flag = next((o for o in p.opts if o.startswith("--")), p.name)
+            raise UsageError(f"--config {path}: key {key!r} is {str(value).lower()}, but {flag} takes "
+                             f"a value, not true/false")

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import (DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, TrainingProgress, emit,
-                               result_line)
+from dimctl.cli.common import (DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, TrainingProgress, dataset_label,
+                               emit, result_line)
 from dimctl.cli.run_folder import ForceOpt, ResumeOpt, prepare_run_dir, run_until_stopped, with_saved_settings
 from dimctl.cli.settings_options import with_settings
 from dimctl.cli.sources import encoder_and_dataset, encoder_argument
@@ -50,7 +50,7 @@ def finetune(
           --resume                                  # after Ctrl-C or a crash
     """
     config = FinetuneConfig(**settings).validate()
-    out_dir = out or Path("runs") / f"finetune-{encoder.resolve().parent.name}-{dataset}-{config.labels_fraction:g}"
+    out_dir = out or Path("runs") / f"finetune-{encoder.resolve().parent.name}-{dataset_label(dataset)}-{config.labels_fraction:g}"
     artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, "cpu", skip_bad_images)
     config = replace(config, encoder_sha256=artifact.sha256)  # so --resume refuses another encoder
     config = with_saved_settings(ctx, out_dir, config, resume).validate()

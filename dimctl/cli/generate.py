@@ -7,7 +7,7 @@ from typing import Annotated
 import torch
 import typer
 
-from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, ForwardBatchOpt, ReplaceOpt, TrainingProgress, emit,
+from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, ForwardBatchOpt, ReplaceOpt, TrainingProgress, dataset_label, emit,
                                read_stdin_bytes, refuse_to_replace, stdout_is_terminal, write_stdout_bytes, result_line)
 from dimctl.cli.run_folder import ForceOpt, ResumeOpt, prepare_run_dir, run_until_stopped, with_saved_settings
 from dimctl.cli.settings_options import with_settings
@@ -62,7 +62,7 @@ def train(
           --out runs/celeba
     """
     config = GenerateConfig(**settings).validate()
-    run_dir = out or Path("runs") / f"gen-{config.method}-{config.dataset}"
+    run_dir = out or Path("runs") / f"gen-{config.method}-{dataset_label(config.dataset)}"
     config = with_saved_settings(ctx, run_dir, config, resume).validate()
     _prepare_run_dir(run_dir, config.resolved(), resume, force)
     data = load_dataset(config.dataset, config.data_root, config.download, image_size=config.image_size)

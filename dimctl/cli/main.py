@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "extract": ("dimctl.cli.extract", "extract", "Extract features of the train and test splits into one HDF5 file."),
     "probe": ("dimctl.cli.probe", "probe", "Train classifiers on the train split's features and report test accuracy."),
     "inspect": ("dimctl.cli.inspect", "inspect", "Print an artifact's metadata, shapes and sha256 as one JSON object."),
+    "export": ("dimctl.cli.export", "export",
+               "Export an encoder as ONNX, TorchScript or a Hugging Face Hub folder, with its preprocessing."),
     "mi": ("dimctl.cli.mi", "mi", "Estimate I(X; Y) in nats between two arrays of a feature file; one JSON line."),
     "mine": ("dimctl.cli.mine", "mine",
              "Estimate I(X; Y) in nats between images X and the encoder's frozen Y, as MINE does; one JSON line."),

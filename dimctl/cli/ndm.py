@@ -13,6 +13,7 @@ from dimctl.cli.sources import (ENCODER_FILE, encoder_and_dataset, encoder_file,
 from dimctl.errors import UsageError
 from dimctl.evaluate.heldout import standardise
 from dimctl.io.features import looks_like_features
+from dimctl.io.reading import check_regular
 from dimctl.evaluate.ndm import NDMConfig, neural_dependency
 
 
@@ -51,6 +52,8 @@ def ndm(
         source = str(encoder_file(Path(source)))
     if source != "-" and not Path(source).exists():
         raise UsageError(f"{source}: no such file")
+    if source != "-" and not Path(source).is_dir():
+        check_regular(source)  # before its first bytes are read: a FIFO would block that read forever
     if source == "-" or Path(source).is_dir() or looks_like_features(Path(source)):  # a folder: VISSL's .npy
         feats = open_features(source, (layer,))
         arrays, name = feature_layer(feats, layer), feats.name

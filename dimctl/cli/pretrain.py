@@ -5,9 +5,10 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import SkipBadImagesOpt, TrainingProgress, emit
+from dimctl.cli.common import SkipBadImagesOpt, TrainingProgress, dataset_label, emit
 from dimctl.cli.run_folder import ForceOpt, ResumeOpt, prepare_run_dir, run_until_stopped, with_saved_settings
 from dimctl.cli.settings_options import with_settings
+from dimctl.data.hf import is_hf, open_streaming_hf
 from dimctl.data.registry import load_dataset
 from dimctl.data.streaming import open_streaming_folder
 from dimctl.errors import UsageError
@@ -54,13 +55,16 @@ def pretrain(
     estimator = estimator or ("infonce" if method == "cpc" else "jsd")
     # resolved: config.json and --resume's comparison hold what ran, not `auto`
     config = PretrainConfig.of(**{**settings, **weights, "preset": preset, "estimator": estimator}).validate().resolved()
-    name = f"{preset or 'custom'}-{estimator}-{dataset}" if method == "dim" else f"{method}-{dataset}"
+    label = dataset_label(dataset)
+    name = f"{preset or 'custom'}-{estimator}-{label}" if method == "dim" else f"{method}-{label}"
     run_dir = out or Path("runs") / name
     config = with_saved_settings(ctx, run_dir, config, resume).validate()
     _prepare_run_dir(run_dir, config, resume, force)
 
     source = config.data
-    if source.stream:
+    if source.stream and is_hf(source.dataset):  # a Hugging Face dataset's rows stream as a folder's files do
+        data = open_streaming_hf(source.dataset, config.load_size(), skip_bad_images, source.download)
+    elif source.stream:
         if source.data_root is None:
             raise UsageError("--dataset folder needs --data-root DIR (a folder of images, class sub-folders optional)")
         data = open_streaming_folder(Path(source.data_root).expanduser(), config.load_size(), skip_bad_images)

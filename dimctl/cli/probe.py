@@ -63,7 +63,7 @@ def probe(
     from dimctl import progress
     from dimctl.evaluate.knn import WEIGHTS
     from dimctl.evaluate.probes import CLASSIFIERS, ProbeConfig, probe_attribute_results, probe_result
-    from dimctl.io.feature_reader import read_features
+    from dimctl.io.feature_reader import read_features, require_classes, require_rows
 
     if knn_weights not in WEIGHTS:
         raise UsageError(f"--knn-weights must be one of {', '.join(WEIGHTS)}, not {knn_weights!r}")
@@ -85,7 +85,7 @@ def probe(
 
             # Only the layers asked for are read from the file.
             feats = read_features(read_stdin_bytes() if source == "-" else Path(source), select=wanted)
-            note_unverified(feats)
+            require_rows(feats, "a probe", train=2, test=1)  # two rows of two classes to fit, one to score
             runs[feats.name] = encoder_run(feats.encoder)
             layers = feats.layers
             train_y, test_y = feats.layer("train", "labels"), feats.layer("test", "labels")
@@ -94,6 +94,8 @@ def probe(
                 raise UsageError(f"{feats.name} has (N, K) labels that are not all 0/1 attributes; nothing to probe")
             if (train_y < 0).any() or (test_y < 0).any():
                 raise UsageError(f"{feats.name} has no class labels for every image (an unlabelled folder?); nothing to probe")
+            require_classes(feats)
+            note_unverified(feats)  # after the refusals: a refused file's one line is its error
             for name in layers:
                 for clf in classifiers:
                     arrays = (feats.layer("train", name), train_y, feats.layer("test", name), test_y)

@@ -12,7 +12,7 @@ from dimctl.data.registry import load_dataset
 from dimctl.errors import UsageError
 from dimctl.evaluate.extract import extract_layer
 from dimctl.io.artifacts import EncoderArtifact, load_encoder
-from dimctl.io.feature_reader import Features, read_features
+from dimctl.io.feature_reader import Features, read_features, require_rows
 
 LABELS = "labels"
 ENCODER_FILE = "encoder.safetensors"  # what pretrain and finetune publish in their run folder
@@ -27,9 +27,13 @@ class SplitArrays:
 
 
 def open_features(source: str, layers: tuple[str, ...] | None = None) -> Features:
-    """A feature file (path or - for stdin), reading only ``layers`` of it when given (labels always)."""
+    """A feature file (path or - for stdin), reading only ``layers`` of it when given (labels always),
+    for a critic trained on one split and evaluated on the other (mi, ndm): each split needs two rows
+    to standardise and shuffle (the reader has refused zero-width layers). Refused before the
+    unverified note, so a refusal is the command's one line."""
     select = None if layers is None else (lambda available: [name for name in available if name in layers])
     feats = read_features(read_stdin_bytes() if source == "-" else Path(source), select=select)
+    require_rows(feats, "an estimate", train=2, test=2)
     note_unverified(feats)
     return feats
 

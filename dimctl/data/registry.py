@@ -13,6 +13,7 @@ import torch
 from dimctl.data import celeba, cifar, idx, stl10, tiny_imagenet
 from dimctl.data.dataset import ImageDataset, seeded_split
 from dimctl.data.folder import load_folder
+from dimctl.data.hf import is_hf, load_hf
 from dimctl.data.transforms import pad_to, resize
 from dimctl.errors import DatasetNotFound, UsageError
 
@@ -183,7 +184,9 @@ DATASETS: dict[str, Callable[[Path | None, bool, int, bool], ImageDataset]] = {
 
 def load_dataset(name: str, data_root: str | Path | None = None, download: bool = False,
                  image_size: int = DEFAULT_IMAGE_SIZE, skip_bad_images: bool = False) -> ImageDataset:
-    if name not in DATASETS:
-        raise DatasetNotFound(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     root = Path(data_root).expanduser() if data_root else None
+    if is_hf(name):  # a spec, not a fixed name: hf:PATH?image=COLUMN&label=COLUMN (data/hf.py)
+        return load_hf(name, root, download, image_size, skip_bad_images)
+    if name not in DATASETS:
+        raise DatasetNotFound(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}, hf:PATH")
     return DATASETS[name](root, download, image_size, skip_bad_images)

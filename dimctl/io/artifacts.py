@@ -108,7 +108,24 @@ def _save(path: str | Path, module: nn.Module, kind: str, config: dict, dataset:
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
+        canonical_header(tmp)
     return Path(path)
+
+
+def canonical_header(path: str | Path) -> None:
+    """Rewrite a safetensors file's JSON header in place with its keys sorted. safetensors writes
+    the header from a Rust HashMap, whose order is random per process: two bit-identical runs
+    gave encoder.safetensors files with different bytes (and sha256). The entries are the same,
+    only reordered, and both serialisers write compact JSON with the same escapes, so the sorted
+    header has the header's length and the tensor bytes after it stay where they are."""
+    with open(path, "r+b") as f:
+        length = int.from_bytes(f.read(8), "little")
+        header = f.read(length)
+        text = json.dumps(json.loads(header), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        # Never longer in practice; if a future serialiser ever differs, the valid file stays as written.
+        if len(text) <= length:
+            f.seek(8)
+            f.write(text.ljust(length))  # safetensors pads its header with spaces too
 
 
 def save_encoder(path: str | Path, encoder: nn.Module, config: EncoderConfig, dataset: dict,
@@ -188,7 +205,14 @@ def _load_weights(path: Path, module: nn.Module, device: str | torch.device, des
 
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> EncoderArtifact:
+    """An encoder file, or a Hugging Face Hub folder of `dimctl export --format hf` (its
+    model.safetensors is the encoder file itself, header included)."""
     path = Path(path)
+    if path.is_dir():
+        if not (path / "model.safetensors").is_file():
+            raise UsageError(f"{path} is a folder without model.safetensors; give an encoder .safetensors file "
+                             f"or a folder of `dimctl export --format hf`")
+        path = path / "model.safetensors"
     metadata, shapes = _read_checked(path, "encoder")
     try:
         config = EncoderConfig.from_dict(json.loads(metadata["dimctl.config"]))

@@ -17,8 +17,12 @@ attributes, sized by the file itself.
 
 import io
 import json
+import lzma
+import os
 import re
+import stat
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,9 +177,16 @@ def _read_npz(path: Path, name: str, select: Select | None) -> Features:
             # A deflated member of zeros shrinks 1000×, and numpy allocates what its header says.
             check_declared_sizes([_npz_member_declared(archive.zip, key) for key in wanted], path.stat().st_size, name)
             splits = {split: {key: archive[f"{split}_{key}"] for key in [*layers, "labels"]} for split in SPLITS}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, *ZIP_MEMBER_ERRORS) as e:
         raise ArtifactError(f"{name} is not a readable .npz of features ({type(e).__name__}: {e})") from e
     return _checked(Features(layers, splits, {}, {}, name, verified=False, available=available))
+
+
+# What zipfile raises for a member it cannot open or inflate, beside BadZipFile: an encrypted one
+# (RuntimeError: a password is required), an unknown compression method (NotImplementedError), a
+# damaged deflate or lzma stream (zlib.error, LZMAError; bz2 raises OSError). Here they can only
+# mean a damaged archive, so the caller turns them into ArtifactError.
+ZIP_MEMBER_ERRORS = (RuntimeError, NotImplementedError, zlib.error, lzma.LZMAError)
 
 
 def _npz_member_declared(archive: zipfile.ZipFile, key: str) -> DeclaredArray:
@@ -197,16 +208,50 @@ def _npy_header(stream) -> tuple[tuple[int, ...], np.dtype]:
     return shape, dtype
 
 
-def _load_npy(path: Path, name: str) -> np.ndarray:
-    """One .npy file, its header checked against its size first: np.load allocates what the header says."""
+VISSL_FEATURES = re.compile(r"(.+)_(train|test)_(.+)_features\.npy")
+VISSL_KINDS = ("features", "targets", "inds")
+
+
+@dataclass(frozen=True)
+class _Shard:
+    """One VISSL .npy file, as its header declares it (nothing of its data read yet)."""
+    path: Path
+    array: DeclaredArray  # stored_as: its inode, so a file hard-linked under many names counts once
+    size: int
+
+
+def _vissl_shard(path: Path, root: Path, name: str) -> _Shard:
+    """A shard that is a regular file inside ``root`` once links are resolved (the rule of
+    report/inputs.py: a folder given is read, never what its links point to), checked by stat
+    before it is opened (opening a FIFO blocks), its .npy header against its own size."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ArtifactError(f"{name}: {path.name} is missing; each VISSL features file needs its targets and inds") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ArtifactError(f"{name}: {path.name} is not a regular file (a FIFO, device or folder); refused")
+    if not path.resolve().is_relative_to(root):
+        raise ArtifactError(f"{name}: {path.name} links to a file outside the folder; refused")
     with open(path, "rb") as stream:
         shape, dtype = _npy_header(stream)
-    as_declared = DeclaredArray(path.name, shape, dtype, compressed=False, stored_as=path)
-    check_declared_sizes([as_declared], path.stat().st_size, name)
-    return np.load(path, allow_pickle=False)
+    shard = _Shard(path, DeclaredArray(path.name, shape, dtype, compressed=False, stored_as=(info.st_dev, info.st_ino)),
+                   info.st_size)
+    check_declared_sizes([shard.array], shard.size, name)
+    return shard
 
 
-VISSL_FEATURES = re.compile(r"(.+)_(train|test)_(.+)_features\.npy")
+def _check_vissl_shapes(features: _Shard, targets: _Shard, inds: _Shard, name: str) -> None:
+    """From the headers: features (N, …), targets (N,) or (N, K), integer indices (N,) or (N, 1)
+    (a NaN or fractional index cannot order rows)."""
+    f, t, i = features.array, targets.array, inds.array
+    if len(f.shape) < 2 or len(t.shape) not in (1, 2) or not (len(i.shape) == 1 or i.shape[1:] == (1,)):
+        raise ArtifactError(f"{name}: {f.label}, {t.label} and {i.label} must be (N, …), (N,) or (N, K) and (N,) "
+                            f"arrays, got {f.shape}, {t.shape} and {i.shape}")
+    if i.dtype.kind not in "iu":
+        raise ArtifactError(f"{name}: {i.label} holds {i.dtype} indices; VISSL's are integers")
+    if not (f.shape[0] == t.shape[0] == i.shape[0]):
+        raise ArtifactError(f"{name}: {f.label} has {f.shape[0]} rows, {t.label} {t.shape[0]} and "
+                            f"{i.label} {i.shape[0]}")
 
 
 def _read_vissl(folder: Path, name: str, select: Select | None) -> Features:
@@ -224,16 +269,24 @@ def _read_vissl(folder: Path, name: str, select: Select | None) -> Features:
                          f"PREFIX_test_LAYER_features.npy); give a feature file")
     available, layers = layers, _pick(select, layers)
     splits: dict[str, dict[str, np.ndarray]] = {}
+    root = folder.resolve()
     try:
+        found = {(split, layer): [[_vissl_shard(folder / f"{prefix}_{split}_{layer}_{kind}.npy", root, name)
+                                   for kind in VISSL_KINDS] for prefix in shards[(split, layer)]]
+                 for split in SPLITS for layer in layers}
+        for parts in found.values():
+            for part in parts:
+                _check_vissl_shapes(*part, name)
+        # The folder is one file to the size rule (io/hdf5_contained.py): its distinct files' bytes
+        # are the budget, each inode counted once, so one shard hard-linked under many names is
+        # refused as one HDF5 dataset under many names is, before any of it is read.
+        every = [shard for parts in found.values() for part in parts for shard in part]
+        budget = sum({shard.array.stored_as: shard.size for shard in every}.values())
+        check_declared_sizes([shard.array for shard in every], budget, name)
         for split in SPLITS:
             arrays, labels = {}, None
             for layer in layers:
-                parts = [[_load_npy(folder / f"{prefix}_{split}_{layer}_{kind}.npy", name)
-                          for kind in ("features", "targets", "inds")] for prefix in shards[(split, layer)]]
-                for features, targets, inds in parts:
-                    if not (len(features) == len(targets) == len(inds)):
-                        raise ArtifactError(f"{name}: a {split} shard of {layer} has {len(features)} features, "
-                                            f"{len(targets)} targets and {len(inds)} indices")
+                parts = [[np.load(shard.path, allow_pickle=False) for shard in part] for part in found[(split, layer)]]
                 inds = np.concatenate([p[2] for p in parts]).reshape(-1)
                 _, first = np.unique(inds, return_index=True)  # index order; the first copy of a padded index
                 arrays[layer] = np.concatenate([p[0] for p in parts])[first]
@@ -251,12 +304,20 @@ def _read_vissl(folder: Path, name: str, select: Select | None) -> Features:
 
 def _checked(feats: Features) -> Features:
     """Labels are integers (N,) or (N, K); each layer is finite floats (N, …) with train and test
-    alike; another tool's floats are converted to float32, dimctl's must be float32 already."""
+    alike; another tool's floats are converted to float32, dimctl's must be float32 already.
+    A file nothing could be computed from is refused here, once for every reader and command: one
+    without layers, a layer of zero width (each row an empty array), (N, 0) labels (no
+    attributes). Too few rows or classes depend on the command (``require_rows``, ``require_classes``):
+    an empty test split is a valid file (`dimctl extract` writes one for a dataset without one)."""
     name = feats.name
+    if not (feats.available or feats.layers):
+        raise ArtifactError(f"{name} holds no layers of features, only labels; nothing to read")
     for split, arrays in feats.splits.items():
         labels = arrays["labels"]
         if labels.dtype.kind not in "iu" or labels.ndim not in (1, 2):
             raise ArtifactError(f"{name}: /{split}/labels must be integers of shape (N,) or (N, K), got {labels.dtype} {labels.shape}")
+        if labels.ndim == 2 and labels.shape[1] == 0:
+            raise ArtifactError(f"{name}: /{split}/labels has zero columns (shape {labels.shape}): no attributes to read")
         n = labels.shape[0]
         for layer in feats.layers:
             a = arrays[layer]
@@ -264,6 +325,8 @@ def _checked(feats: Features) -> Features:
                 a = arrays[layer] = a.astype(np.float32)
             if a.dtype != np.float32 or a.ndim < 2 or a.shape[0] != n:
                 raise ArtifactError(f"{name}: /{split}/{layer} must be float32 (N, …) with N = {n}, got {a.dtype} {a.shape}")
+            if 0 in a.shape[1:]:
+                raise ArtifactError(f"{name}: /{split}/{layer} has zero width (shape {a.shape}): no features to read")
             if not np.isfinite(a).all():
                 raise ArtifactError(f"{name}: /{split}/{layer} holds NaN or infinite values")
     for layer in feats.layers:
@@ -286,3 +349,24 @@ def _check_class_count(feats: Features) -> None:
             raise ArtifactError(f"{feats.name}: /{split}/labels holds class {top}, more classes than the file's "
                                 f"{rows} labelled rows can have (at most {limit} accepted); refused before a "
                                 f"probe sizes per-class arrays by it")
+
+
+def require_rows(feats: Features, who: str, train: int, test: int) -> None:
+    """Refuse (ArtifactError) a file with fewer rows than ``train`` and ``test`` in those splits:
+    ``who`` ("a probe", "mi") cannot train or evaluate on it (an empty split divides by zero, a
+    single row has no spread to standardise by or shuffle)."""
+    for split, least in (("train", train), ("test", test)):
+        n = feats.splits[split]["labels"].shape[0]
+        if n < least:
+            raise ArtifactError(f"{feats.name}: the {split} split has {n} row{'' if n == 1 else 's'}; "
+                                f"{who} needs at least {least} there")
+
+
+def require_classes(feats: Features) -> None:
+    """Refuse (ArtifactError) single-label training data of one class: no classifier can be fitted
+    to it (libsvm and the solvers fail with their own errors). (N, K) attributes constant in training
+    are predicted as that constant instead (evaluate/probes.py)."""
+    labels = feats.splits["train"]["labels"]
+    if labels.ndim == 1 and np.unique(labels).size < 2:
+        raise ArtifactError(f"{feats.name}: the train split has only one class ({int(labels[0])}); "
+                            f"a probe needs at least two classes in the training split")

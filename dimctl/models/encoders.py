@@ -55,13 +55,24 @@ class EncoderConfig:
     y_dim: int = 64
     fc_dim: int | None = None  # None: the architecture's paper width (its class's ``fc_default``)
     width: float = 1.0  # multiplier of every conv layer's channels; 1.0 = the paper's
+    # torchvision backbones only (models/backbones.py): the ResNet stem, the stage read as the local
+    # map (resolved to a name here, so the header rebuilds the same cut) and torchvision's version.
+    stem: str | None = None
+    local_layer: str | None = None
+    library_version: str | None = None
 
     def __post_init__(self):
         if self.fc_dim is None:  # resolved here, so headers and config.json always hold the number
             object.__setattr__(self, "fc_dim", ENCODERS[self.arch].fc_default if self.arch in ENCODERS else 1024)
+        if self.arch.startswith(("torchvision:", "timm:")):
+            from dimctl.models import backbones
+
+            backbones.resolve_config(self)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # The paper's encoders keep the header they always had: the backbone fields only where used.
+        return {k: v for k, v in asdict(self).items()
+                if v is not None or k not in ("stem", "local_layer", "library_version")}
 
     @classmethod
     def from_dict(cls, d: dict) -> "EncoderConfig":
@@ -251,7 +262,9 @@ GRID = 7  # crops per side: a crop of 1/4 of the side at a stride of 1/8 fits 7 
 def crop_grid(x: torch.Tensor) -> torch.Tensor:
     """(N, C, S, S) → (N·49, C, S/4, S/4): the overlapping crops at stride S/8, row by row."""
     n, c, size, _ = x.shape
-    crop, stride = size // 4, size // 8
+    # int(): under torch.jit.trace the shape is traced tensors, which F.unfold cannot take as sizes
+    # (`dimctl export --format torchscript`); the image size is fixed per encoder anyway.
+    crop, stride = int(size) // 4, int(size) // 8
     patches = F.unfold(x, kernel_size=crop, stride=stride)  # (N, C·crop·crop, 49), row-major positions
     return patches.transpose(1, 2).reshape(n * GRID * GRID, c, crop, crop)
 
@@ -314,6 +327,10 @@ INPUT_SIZES: dict[str, int] = {name: cls.input_size for name, cls in ENCODERS.it
 
 
 def build_encoder(config: EncoderConfig) -> Encoder:
+    if config.arch.startswith(("torchvision:", "timm:")):
+        from dimctl.models.backbones import BackboneEncoder
+
+        return BackboneEncoder(config)
     if config.arch not in ENCODERS:
         raise ValueError(f"unknown encoder architecture {config.arch!r}; known: {', '.join(ENCODERS)}")
     return ENCODERS[config.arch](config)

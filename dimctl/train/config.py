@@ -6,10 +6,12 @@ resolved, to the run folder's config.json; ``PretrainConfig.from_dict`` reads th
 """
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dimctl.data.registry import DATASETS
 from dimctl.errors import UsageError
 from dimctl.methods import METHODS
+from dimctl.models.backbones import MIN_INPUT, STEMS, check_stage, is_backbone
 from dimctl.models.encoders import ENCODERS, INPUT_SIZES
 from dimctl.objectives.dim import PRESETS, DIMConfig
 from dimctl.objectives.prior import PENALTY_ON
@@ -21,7 +23,12 @@ from dimctl.train.trackers import TRACKERS, check_tracker
 PRESET_HELP = "Objective weights: " + ", ".join(f"{name} (α={w['alpha']:g}, β={w['beta']:g}, γ={w['gamma']:g})"
                                               for name, w in PRESETS.items()) + ". Default dim-l."
 ARCH_HELP = ("Encoder: " + ", ".join(f"{name} ({size}×{size})" for name, size in INPUT_SIZES.items()
-                                     if name in ENCODERS) + ". Smaller images are resized up to the encoder's size (digits to 64 for alexnet).")
+                                     if name in ENCODERS) + ". Smaller images are resized up to the encoder's size "
+             "(digits to 64 for alexnet). Or torchvision:NAME, any torchvision convolutional classifier (resnet18, "
+             "wide_resnet50_2, resnext50_32x4d, regnet_y_400mf, mobilenet_v3_small, efficientnet_b0, convnext_tiny "
+             "and more) built untrained, at --image-size 32 or more (default 32): local = --local-layer, conv = its last "
+             "stage, fc = pooling + --fc-dim, y = --y-dim. timm:NAME the same for a timm model (pip install "
+             "'dimctl[timm]').")
 METHOD_HELP = ("What trains the encoder: " + ", ".join(m.help for m in METHODS.values())
                + ". ae/vae/beta-vae/aae also publish RUN/decoder.safetensors, bigan RUN/generator.safetensors.")
 PRECISION_HELP = ("auto, fp32, bf16 or fp16 (autocast; fp16 adds loss scaling and needs a GPU). auto: bf16 on a CUDA "
@@ -36,7 +43,8 @@ class DataSource:
 
     PANEL = "Data"  # the --help heading of the settings declared here
 
-    dataset: str = setting("digits", f"One of: {', '.join(DATASETS)}.", flags=("--dataset", "-d"))
+    dataset: str = setting("digits", f"One of: {', '.join(DATASETS)}, or hf:DIR (a Hugging Face dataset saved with "
+                                     f"save_to_disk; columns other than image and label as hf:DIR?image=A&label=B).", flags=("--dataset", "-d"))
     data_root: str | None = setting(None, SHARED_HELP["data_root"], resumable=True)
     download: bool = setting(False, SHARED_HELP["download"], flags=("--download",), resumable=True)
 
@@ -49,7 +57,7 @@ class DataSettings(DataSource):
                                 "as in the paper: --image-size 96 --crop-size 64 --hflip). 0: off.")
     crop_padding: int = setting(0, "Random-crop augmentation padding in pixels (0: off, as in the paper for CIFAR).")
     hflip: bool = setting(False, "Random horizontal flips.", flags=("--hflip/--no-hflip",))
-    stream: bool = setting(False, "--dataset folder only: decode images batch by batch in worker processes instead of "
+    stream: bool = setting(False, "--dataset folder and hf:DIR only: decode images batch by batch in worker processes instead of "
                                   "loading the folder into memory (for folders larger than RAM).", flags=("--stream",))
     workers: int = setting(4, "Decoding worker processes with --stream.", resumable=True)
 
@@ -63,6 +71,15 @@ class EncoderSettings:
     fc_dim: int | None = setting(None, "Width of the encoder's fully connected layers (default: the paper's, 1024 or "
                                        "4096 for AlexNet).")
     y_dim: int = setting(64, "Size of the representation Y.")
+    stem: str = setting("imagenet", "torchvision ResNets only: cifar swaps the ImageNet stem (7×7/2 conv, max-pool) "
+                                    "for a 3×3/1 conv and no pool, as solo-learn does for 32-px images.",
+                        choices=STEMS)
+    local_layer: str | None = setting(None, "torchvision/timm backbones only: the stage read as the local map "
+                                            "(e.g. layer2, features.3; a wrong name lists them). Default: the stage whose map is nearest 8×8 at "
+                                            "the input size (ResNet-18: layer3 with --stem cifar at 32 px).")
+    backbone_weights: str | None = setting(None, "torchvision backbones only: start from a local state dict of the "
+                                                 "classifier (.safetensors, or .pth read as tensors only), e.g. "
+                                                 "ImageNet weights; refused by name when its keys do not fit.")
 
 
 @dataclass(frozen=True)
@@ -169,10 +186,14 @@ class PretrainConfig:
 
     def input_size(self) -> int:
         """The side of the images the encoder takes: the crop, or the architecture's input size."""
+        if is_backbone(self.encoder.arch):  # any size from 32 up
+            return self.data.crop_size or self.data.image_size or MIN_INPUT
         return self.data.crop_size or INPUT_SIZES[self.encoder.arch]
 
     def load_size(self) -> int:
         """The side the dataset's images are loaded at (then cropped to ``crop_size``, if set)."""
+        if is_backbone(self.encoder.arch):
+            return self.data.image_size or MIN_INPUT
         return self.data.image_size or INPUT_SIZES[self.encoder.arch]
 
     def validate(self) -> "PretrainConfig":
@@ -199,8 +220,8 @@ class PretrainConfig:
         wrong_layers = [name for name in run.eval_layers.split(",") if name not in EVAL_LAYERS]
         if run.eval_every and wrong_layers:
             raise UsageError(f"--eval-layers {wrong_layers[0]!r} is not one of: {', '.join(EVAL_LAYERS)}")
-        if data.stream and data.dataset != "folder":
-            raise UsageError(f"--stream reads image folders (--dataset folder); {data.dataset} loads into memory")
+        if data.stream and data.dataset != "folder" and not data.dataset.startswith("hf:"):
+            raise UsageError(f"--stream reads image folders (--dataset folder) and hf:DIR; {data.dataset} loads into memory")
         if min(objective.coord_abs_weight, objective.coord_rel_weight) < 0 or objective.globals < 0:
             raise UsageError("--coord-abs-weight, --coord-rel-weight and --globals must be ≥ 0")
         self._validate_encoder()
@@ -229,6 +250,15 @@ class PretrainConfig:
     def _validate_encoder(self) -> None:
         arch, width, fc_dim = self.encoder.arch, self.encoder.width, self.encoder.fc_dim
         crop_size, image_size = self.data.crop_size, self.data.image_size
+        if is_backbone(arch):
+            self._validate_backbone()
+            return
+        for option in ("local_layer", "backbone_weights"):
+            if getattr(self.encoder, option) is not None:
+                raise UsageError(f"--{option.replace('_', '-')} is for torchvision and timm backbones "
+                                 f"(--arch torchvision:NAME, timm:NAME)")
+        if self.encoder.stem != "imagenet":
+            raise UsageError("--stem is for torchvision ResNets (--arch torchvision:resnet18, …)")
         if arch not in ENCODERS:
             raise UsageError(f"--arch {arch!r} is not one of: {', '.join(ENCODERS)}")
         if width <= 0 or (fc_dim is not None and fc_dim < 1) or crop_size < 0:
@@ -243,6 +273,31 @@ class PretrainConfig:
         if not crop_size and image_size is not None and image_size != size:
             raise UsageError(f"--arch {arch} takes {size}×{size} images, not --image-size {image_size} "
                              f"(or add --crop-size {size} for random {size}-px crops of larger images)")
+
+
+    def _validate_backbone(self) -> None:
+        """A torchvision backbone: it exists, cuts at --local-layer, and what it cannot do is refused now."""
+        arch, objective = self.encoder.arch, self.objective
+        size = self.input_size()
+        if size < MIN_INPUT:
+            raise UsageError(f"--arch {arch} takes images of {MIN_INPUT} px or more, not {size}")
+        if self.encoder.width != 1:
+            raise UsageError(f"--width scales the paper's encoders; {arch} keeps torchvision's widths (drop --width)")
+        if self.data.crop_size and (self.data.image_size or 0) <= self.data.crop_size:
+            raise UsageError(f"--crop-size {self.data.crop_size} needs --image-size larger than the crop")
+        if objective.occlude:
+            raise UsageError(f"--occlude sizes its blocks by the paper encoders' receptive fields; not with {arch}")
+        if self.encoder.backbone_weights is not None and arch.startswith("timm:"):
+            raise UsageError(f"--backbone-weights loads torchvision state dicts; with {arch} it is not supported yet")
+        if self.encoder.backbone_weights is not None and not Path(self.encoder.backbone_weights).is_file():
+            raise UsageError(f"--backbone-weights {self.encoder.backbone_weights}: no such file")
+        try:
+            from dimctl.models.encoders import EncoderConfig
+
+            EncoderConfig(arch=arch, image_size=size, stem=self.encoder.stem, local_layer=self.encoder.local_layer)
+            check_stage(arch, self.encoder.stem, self.encoder.local_layer, size)
+        except ValueError as e:
+            raise UsageError(f"--arch {arch}: {e}") from None
 
 
 RESUMABLE = frozenset(f.name for f in declared(PretrainConfig) if f.metadata["resumable"])  # --resume may change these

@@ -30,6 +30,7 @@ from dimctl.data.transforms import augment, normalise
 from dimctl.errors import UsageError
 from dimctl.io.artifacts import save_decoder, save_encoder, save_generator, sha256_of
 from dimctl.methods import METHODS, build_method
+from dimctl.models.backbones import is_backbone, load_backbone_weights
 from dimctl.models.encoders import EncoderConfig, build_encoder
 from dimctl.precision import PRECISIONS
 from dimctl.train.config import PretrainConfig
@@ -55,9 +56,16 @@ def build_models(config: PretrainConfig, channels: int, image_size: int, num_tra
     set_seed(config.run.seed)
     # With --crop-size the encoder takes the crops, not the images as loaded.
     arch = config.encoder
+    backbone = is_backbone(arch.arch)
     encoder_config = EncoderConfig(arch=arch.arch, in_channels=channels, image_size=config.data.crop_size or image_size,
-                                   y_dim=arch.y_dim, width=arch.width, fc_dim=arch.fc_dim)
+                                   y_dim=arch.y_dim, width=arch.width, fc_dim=arch.fc_dim,
+                                   stem=arch.stem if backbone else None, local_layer=arch.local_layer)
     encoder = build_encoder(encoder_config)
+    if arch.backbone_weights is not None:
+        try:
+            load_backbone_weights(encoder, arch.backbone_weights)
+        except (ValueError, OSError, RuntimeError) as e:
+            raise UsageError(f"--backbone-weights: {e}") from None
     model, discriminator = build_method(config, encoder, encoder_config, num_train)
     return encoder_config, model, discriminator
 

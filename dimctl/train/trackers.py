@@ -15,6 +15,8 @@ nothing: a long-format table beside metrics.jsonl.
 
 import csv
 import importlib.util
+import os
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -67,7 +69,22 @@ def log_with(name: str, run_dir: Path | None) -> list | None:
     check_tracker(name)
     if name == "none":
         return None
+    if name == "csv" and run_dir is not None:
+        _check_csv_target(Path(run_dir) / "metrics.csv")
     return [CSVTracker(run_dir)] if name == "csv" else [name]
+
+
+def _check_csv_target(path: Path) -> None:
+    """RUN/metrics.csv is appended to by name, so it must be absent or a regular file, checked
+    before training: opening a FIFO there blocked the run at its first log line, and a link there
+    had the rows written through it into whatever file it points at."""
+    try:
+        mode = os.lstat(path).st_mode  # lstat: the link itself, never what it points at
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        what = "a link" if stat.S_ISLNK(mode) else "not a regular file"
+        raise UsageError(f"--log-with csv: {path} is {what}; remove it (the run appends its rows to that name)")
 
 
 def tracker_arguments(name: str, run_dir: Path | None) -> dict:

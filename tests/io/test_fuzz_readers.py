@@ -2,17 +2,21 @@
 load — never another exception, a hang or a crash."""
 
 import io
+import struct
+import zipfile
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dimctl import load_features
 from dimctl.errors import ArtifactError
 from dimctl.io.artifacts import load_encoder, save_encoder
 from dimctl.io.feature_reader import read_features
 from dimctl.io.features import create_feature_file, init_feature_file, seal_bytes
 from dimctl.models.encoders import EncoderConfig, build_encoder
+from tests.cli.test_cli import assert_one_line_error, run_here
 
 FUZZ = settings(max_examples=400, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -78,3 +82,53 @@ def test_damaged_feature_files_are_artifact_errors_or_valid(feature_bytes, data)
     for split in ("train", "test"):
         for layer in feats.layers:
             assert np.isfinite(feats.layer(split, layer)).all()
+
+
+# --- .npz archives damaged at the zip level (issue 40) -----------------------------------------
+# zipfile raises its own errors for these, not BadZipFile; each is "not a readable .npz".
+
+LOCAL, CENTRAL = b"PK\x03\x04", b"PK\x01\x02"
+
+
+def _patch_headers(data: bytearray, local_at: int, central_at: int) -> bytearray:
+    """Patch a field of every member's local and central directory headers (offsets from each signature)."""
+    for signature, at in ((LOCAL, local_at), (CENTRAL, central_at)):
+        start = data.find(signature)
+        while start != -1:
+            yield start + at
+            start = data.find(signature, start + 4)
+
+
+def _encrypted(data: bytearray) -> None:
+    for at in _patch_headers(data, 6, 8):  # general-purpose flag bit 0: encrypted
+        data[at] |= 1
+
+
+def _unknown_method(data: bytearray) -> None:
+    for at in _patch_headers(data, 8, 10):  # compression method 99 (AES in WinZip's extension)
+        data[at:at + 2] = (99).to_bytes(2, "little")
+
+
+def _corrupt_deflate(data: bytearray) -> None:
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        info = archive.infolist()[0]
+    name_length, extra_length = struct.unpack_from("<HH", data, info.header_offset + 26)
+    start = info.header_offset + 30 + name_length + extra_length
+    data[start] = 0xFF  # a final block of the reserved type 3: "invalid block type"
+
+
+@pytest.mark.parametrize("damage", [_encrypted, _unknown_method, _corrupt_deflate],
+                         ids=["encrypted", "compression-method-99", "corrupt-deflate"])
+def test_npz_damaged_at_the_zip_level_is_not_a_readable_npz(tmp_path, damage):
+    path = tmp_path / "damaged.npz"
+    labels = np.arange(6) % 2
+    np.savez_compressed(path, train_labels=labels, test_labels=labels,
+                        train_y=np.ones((6, 4), np.float32), test_y=np.ones((6, 4), np.float32))
+    data = bytearray(path.read_bytes())
+    damage(data)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="is not a readable .npz of features"):
+        load_features(path)
+    result = run_here("probe", path, "--classifier", "logreg")
+    assert_one_line_error(result, 3)
+    assert f"{path} is not a readable .npz" in result.stderr.decode()

@@ -97,3 +97,61 @@ def test_external_storage_on_a_fifo_is_refused_not_waited_on(sealed, tmp_path):
                             timeout=120)
     assert_one_line_error(result, 3)
     assert "keeps its data in another file" in result.stderr.decode()
+
+
+# --- VISSL folders (issue 40): a shard read is a regular file inside the folder given ----------
+
+
+def vissl_with(folder, shard):
+    """A VISSL folder whose r0_train_res5_features.npy is made by ``shard(path)`` instead."""
+    from tests.io.test_hostile_sizes import vissl_folder
+
+    vissl_folder(folder)
+    target = folder / "r0_train_res5_features.npy"
+    target.unlink()
+    shard(target)
+    return folder
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_shard_in_a_vissl_folder_is_refused_not_waited_on(tmp_path):
+    """A real process for the CLI, a thread for the API: a reader that opened the FIFO would block."""
+    import threading
+
+    from dimctl import load_features
+    from dimctl.errors import ArtifactError
+
+    folder = vissl_with(tmp_path / "vissl", os.mkfifo)
+    result = subprocess.run([sys.executable, "-m", "dimctl", "probe", str(folder)], capture_output=True, env=ENV,
+                            timeout=120)
+    assert_one_line_error(result, 3)
+    assert "r0_train_res5_features.npy is not a regular file" in result.stderr.decode()
+    raised = []
+
+    def load():
+        try:
+            load_features(folder)
+        except ArtifactError as e:
+            raised.append(e)
+
+    reader = threading.Thread(target=load, daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    assert not reader.is_alive() and "is not a regular file" in str(raised[0])
+
+
+def test_a_vissl_shard_linking_outside_the_folder_is_refused(tmp_path):
+    from dimctl import load_features
+    from dimctl.errors import ArtifactError
+
+    outside = tmp_path / "outside.npy"
+    np.save(outside, np.ones((4, 4), np.float32))
+    folder = vissl_with(tmp_path / "vissl", lambda target: target.symlink_to(outside))
+    with pytest.raises(ArtifactError, match="r0_train_res5_features.npy links to a file outside the folder"):
+        load_features(folder)
+    result = run_here("probe", folder, "--classifier", "logreg")
+    assert_one_line_error(result, 3)
+    assert "links to a file outside the folder" in result.stderr.decode()
+    # A link that stays inside (a shard shared by two names) is read as its target.
+    inside = vissl_with(tmp_path / "inside", lambda target: target.symlink_to(target.parent / "r0_test_res5_features.npy"))
+    assert load_features(inside)["train"]["res5"].shape == (4, 4)

@@ -8,6 +8,8 @@ where it is honest (compressed features, many classes in many rows) still load."
 
 import io
 import json
+import os
+import re
 import struct
 import tracemalloc
 import zipfile
@@ -380,3 +382,129 @@ def test_sample_files_that_declare_more_than_they_hold_are_refused_unread():
     refused_unread(read_samples, sample_file(uncompressed), "uncompressed data to read to")
     images = torch.randint(0, 256, (3, 1, 32, 32), dtype=torch.uint8)
     assert torch.equal(read_samples(samples_bytes(images, {}, {}, seed=0)).images, images)  # honest ones load
+
+
+# --- degenerate files (issue 40) --------------------------------------------------------------
+# Well-formed files nothing can be computed from: refused with exit 3 naming the file and what is
+# degenerate, by the reader (no layers, zero width, zero label columns) or before a command uses a
+# layer (rows and classes, which depend on the command), never an "unexpected" error or an estimate
+# of 0 from an empty layer.
+
+
+def npz_arrays(path, train_labels, test_labels, train_emb=None, test_emb=None):
+    """An .npz of features; ``emb`` layers only where given."""
+    arrays = {"train_labels": np.asarray(train_labels), "test_labels": np.asarray(test_labels)}
+    if train_emb is not None:
+        arrays.update(train_emb=np.asarray(train_emb, np.float32), test_emb=np.asarray(test_emb, np.float32))
+    np.savez(path, **arrays)
+    return path
+
+
+def rows(n, width=4):
+    return np.random.default_rng(n).normal(size=(n, width))
+
+
+DEGENERATE = {  # case → (its file, the refusal)
+    "zero-rows": (lambda p: npz_arrays(p, np.zeros(0, int), np.zeros(0, int), rows(0), rows(0)),
+                  "the train split has 0 rows"),
+    "zero-width-layer": (lambda p: npz_arrays(p, np.arange(6) % 2, np.arange(4) % 2, rows(6, 0), rows(4, 0)),
+                         r"/train/emb has zero width \(shape \(6, 0\)\)"),
+    "no-layers": (lambda p: npz_arrays(p, np.arange(6) % 2, np.arange(4) % 2), "holds no layers of features"),
+    "zero-label-columns": (lambda p: npz_arrays(p, np.zeros((6, 0), int), np.zeros((4, 0), int), rows(6), rows(4)),
+                           r"/train/labels has zero columns"),
+    "one-training-row": (lambda p: npz_arrays(p, [0], np.arange(4) % 2, rows(1), rows(4)),
+                         "the train split has 1 row; .* needs at least 2"),
+}
+REFUSED_BY_READER = ("zero-width-layer", "no-layers", "zero-label-columns")
+COMMANDS = {  # tiny runs: a refusal comes before any training
+    "probe": ["probe", "--classifier", "logreg"],
+    "mi": ["mi", "--layer", "emb,labels", "--steps", "1"],
+    "ndm": ["ndm", "--layer", "emb", "--steps", "1"],
+}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("case", list(DEGENERATE))
+def test_degenerate_feature_files_are_refused_naming_the_file_and_the_degeneracy(tmp_path, case, command):
+    make, message = DEGENERATE[case]
+    path = make(tmp_path / f"{case}.npz")
+    result = run_here(*COMMANDS[command][:1], path, *COMMANDS[command][1:])
+    assert_one_line_error(result, 3)
+    assert re.search(message, result.stderr.decode()), result.stderr.decode()
+    assert str(path) in result.stderr.decode()
+    if case in REFUSED_BY_READER:  # the API too: a typed error, whatever the command
+        with pytest.raises(ArtifactError, match=message):
+            read_features(path)
+
+
+def test_a_probe_needs_two_classes_in_the_training_split(tmp_path):
+    path = npz_arrays(tmp_path / "one-class.npz", np.full(6, 3), np.arange(4) % 2, rows(6), rows(4))
+    result = run_here("probe", path, "--classifier", "logreg")
+    assert_one_line_error(result, 3)
+    assert "only one class (3); a probe needs at least two classes in the training split" in result.stderr.decode()
+    # mi and ndm estimate from one class as well as from many; multi-label attributes constant in
+    # training are predicted as that constant (evaluate/probes.py), so neither is refused.
+    assert read_features(path).layers == ["emb"]
+
+
+def test_an_empty_test_split_still_loads(tmp_path):
+    """`dimctl extract` writes one for a dataset without a test split: only a command refuses it."""
+    feats = read_features(npz_arrays(tmp_path / "no-test.npz", np.arange(6) % 2, np.zeros(0, int), rows(6), rows(0)))
+    assert feats["test"]["emb"].shape == (0, 4)
+
+
+def vissl_folder(folder, features=None, targets=None, inds=None, splits=SPLITS, prefix="r0"):
+    """VISSL's extract_features output for layer res5; each array replaced where given."""
+    folder.mkdir(exist_ok=True)
+    for split in splits:
+        for kind, default, given in (("features", rows(4).astype(np.float32), features),
+                                     ("targets", np.arange(4) % 2, targets), ("inds", np.arange(4), inds)):
+            np.save(folder / f"{prefix}_{split}_res5_{kind}.npy", default if given is None else np.asarray(given))
+    return folder
+
+
+VISSL_SHAPES = {  # case → (the arrays given, the refusal)
+    "2-d-indices": ({"inds": np.arange(8).reshape(4, 2)}, r"must be .* got \(4, 4\), \(4,\) and \(4, 2\)"),
+    "0-d-indices": ({"inds": np.int64(3)}, r"must be .* got \(4, 4\), \(4,\) and \(\)"),
+    "0-d-targets": ({"targets": np.int64(1)}, r"must be .* got \(4, 4\), \(\) and \(4,\)"),
+    "0-d-features": ({"features": np.float32(1)}, r"must be .* got \(\), \(4,\) and \(4,\)"),
+    "nan-indices": ({"inds": [0.0, np.nan, 2.0, 3.0]}, "r0_train_res5_inds.npy holds float64 indices"),
+}
+
+
+@pytest.mark.parametrize("case", list(VISSL_SHAPES))
+def test_vissl_shards_of_the_wrong_shape_are_refused_from_their_headers(tmp_path, case):
+    given, message = VISSL_SHAPES[case]
+    folder = vissl_folder(tmp_path / "vissl", **given)
+    with pytest.raises(ArtifactError, match=message):
+        read_features(folder)
+    result = run_here("probe", folder, "--classifier", "logreg")
+    assert_one_line_error(result, 3)
+    assert str(folder) in result.stderr.decode()
+
+
+def test_vissl_indices_of_shape_n_by_1_still_load(tmp_path):
+    feats = read_features(vissl_folder(tmp_path / "vissl", inds=np.arange(4).reshape(4, 1)))
+    assert feats["train"]["res5"].shape == (4, 4)
+
+
+def test_one_vissl_shard_hard_linked_under_many_names_is_refused_unread(tmp_path):
+    """One 40 MB shard under 150 names would be read 150 times (6 GB): each inode counts once
+    against the folder's size, as one HDF5 dataset under many names does."""
+    source = tmp_path / "shard"
+    source.mkdir()
+    n, width = 1000, 10_000  # 40 MB of float32, sparse on disk
+    with open(source / "features.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (n, width)})
+        f.truncate(f.tell() + n * width * 4)
+    np.save(source / "targets.npy", np.arange(n) % 2)
+    np.save(source / "inds.npy", np.arange(n))
+    folder = tmp_path / "vissl"
+    folder.mkdir()
+    for rank in range(75):
+        for split in SPLITS:
+            for kind in ("features", "targets", "inds"):
+                os.link(source / f"{kind}.npy", folder / f"r{rank}_{split}_res5_{kind}.npy")
+    refused_unread(read_features, folder, r"r\d+_\w+_res5_features.npy declares \(1000, 10000\) float32, .*; refused")
+    result = run_here("probe", folder)
+    assert_one_line_error(result, 3)
