@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dimctl.models.encoders import Encoder
+
 PREFIX, TIMM = "torchvision:", "timm:"
 STEMS = ("imagenet", "cifar")
 MIN_INPUT = 32  # the smallest side every family keeps a map at, through its last stage
@@ -185,19 +187,18 @@ def resolve_config(config) -> None:
         object.__setattr__(config, "library_version", library(config.arch).__version__)
 
 
-class BackboneEncoder(nn.Module):
-    """The Encoder contract (models/encoders.py) over a torchvision classifier's stages.
+class BackboneEncoder(Encoder):
+    """The Encoder contract (models/encoders.py) over a torchvision or timm model's stages.
 
-    Built from an EncoderConfig whose ``arch`` is ``torchvision:NAME`` (with ``stem`` and
-    ``local_layer`` recorded in it), so an artifact's header rebuilds it offline."""
+    Built from an EncoderConfig whose ``arch`` is ``torchvision:NAME`` or ``timm:NAME`` (with
+    ``stem`` and ``local_layer`` recorded in it), so an artifact's header rebuilds it offline."""
 
-    taps = ("local", "conv", "fc", "y")
+    input_size = None  # any side from MIN_INPUT up
 
     def __init__(self, config):
-        super().__init__()
         if config.image_size < MIN_INPUT:
             raise ValueError(f"{config.arch} takes images of {MIN_INPUT} px or more, not {config.image_size}")
-        self.config = config
+        super().__init__(config)
         model = build_trunk(config.arch, config.in_channels, config.stem or "imagenet")
         names = [name for name, _ in stages(model)]
         shapes = dict(stage_shapes(model, config.in_channels, config.image_size))
@@ -225,17 +226,8 @@ class BackboneEncoder(nn.Module):
     def conv_from_local(self, local: torch.Tensor) -> torch.Tensor:
         return self._run(self._upper, local)
 
-    def summarise(self, local: torch.Tensor) -> dict[str, torch.Tensor]:
-        conv = self.conv_from_local(local)
-        fc = self.fc(conv)  # pooled first: the last map's size follows the input size
-        return {"conv": conv, "fc": fc, "y": self.head(fc)}
-
-    def encode_conv(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv_from_local(self.encode_local(x))
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        local = self.encode_local(x)
-        return {"local": local, **self.summarise(local)}
+    def fc_input(self, conv: torch.Tensor) -> torch.Tensor:
+        return conv  # self.fc pools first: the last map's size follows the input size
 
 
 def load_backbone_weights(encoder: BackboneEncoder, path) -> None:

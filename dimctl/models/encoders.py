@@ -93,7 +93,7 @@ class Encoder(nn.Module, ABC):
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
-        if config.image_size != self.input_size:
+        if self.input_size is not None and config.image_size != self.input_size:  # None: any size (backbones)
             raise ValueError(f"the {config.arch} encoder takes {self.input_size}×{self.input_size} images, "
                              f"not {config.image_size}×{config.image_size}")
         self.config = config
@@ -106,9 +106,13 @@ class Encoder(nn.Module, ABC):
     def conv_from_local(self, local: torch.Tensor) -> torch.Tensor:
         """The ``conv`` tap from the local map (the first step of ``summarise``)."""
 
+    def fc_input(self, conv: torch.Tensor) -> torch.Tensor:
+        """What the fully connected layers read of the conv map: all of it, flattened."""
+        return conv.flatten(1)
+
     def summarise(self, local: torch.Tensor) -> dict[str, torch.Tensor]:
         conv = self.conv_from_local(local)
-        fc = self.fc(conv.flatten(1))
+        fc = self.fc(self.fc_input(conv))
         return {"conv": conv, "fc": fc, "y": self.head(fc)}
 
     def encode_conv(self, x: torch.Tensor) -> torch.Tensor:
