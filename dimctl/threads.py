@@ -188,10 +188,11 @@ def parse_threads(value: str, name: str) -> int:
     return threads
 
 
-def apply(choice: ThreadChoice) -> None:
+def apply(choice: ThreadChoice):
     """Make every thread pool of this process use ``choice.threads``: torch's intra-op and
     inter-op pools, and the BLAS and OpenMP libraries already loaded (threadpoolctl); the
-    variables for libraries loaded later and for child processes."""
+    variables for libraries loaded later and for child processes. Returns threadpoolctl's limits
+    (``restore_original_limits()`` undoes them), or None without threadpoolctl."""
     global _chosen
     n = choice.threads
     for name in THREAD_VARIABLES:
@@ -203,10 +204,9 @@ def apply(choice: ThreadChoice) -> None:
             torch.set_num_interop_threads(n)
         except RuntimeError:  # only once per process, before any inter-op work (a second in-process command)
             pass
+    _chosen = choice
     try:
         from threadpoolctl import threadpool_limits
-
-        threadpool_limits(n)
     except ImportError:  # threadpoolctl comes with scikit-learn; without it the variables above still apply
-        pass
-    _chosen = choice
+        return None
+    return threadpool_limits(n)

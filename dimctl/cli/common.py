@@ -19,6 +19,7 @@ import typer
 from dimctl.cli.progress import announce, clock, interval, seconds_since_last_line, set_status
 from dimctl.errors import ArtifactError, DimctlError, UsageError
 from dimctl.settings import SHARED_HELP
+from dimctl.text import one_line
 
 if TYPE_CHECKING:
     from dimctl.data.dataset import ImageDataset
@@ -361,7 +362,7 @@ class TrainingProgress:
         if left > self.LONG_RUN:
             message = f"{self.desc}: at the pace of its first {done} steps this run needs about {clock(left)} more"
             if progress_enabled() and self.bar is not None:
-                self.bar.write(f"dimctl: {message}{'; ' + self.hint if self.hint else ''}", file=sys.stderr)
+                self.bar.write(one_line(f"dimctl: {message}{'; ' + self.hint if self.hint else ''}"), file=sys.stderr)
             else:
                 note(f"{message}{'; ' + self.hint if self.hint else ''}")
 

@@ -9,6 +9,8 @@ one, which `mi` itself folds, with `warn`.)
 
 import sys
 
+from dimctl.text import one_line
+
 FOLDER_COMMANDS = (("pretrain",), ("finetune",), ("mine",), ("neighbors",), ("reconstruct",), ("generate", "train"))
 
 # command words -> {old flag: current flag}
@@ -53,4 +55,4 @@ def message(old: str, new: str, why: str = "") -> str:
 
 def warn(old: str, new: str, why: str = "") -> None:
     """The warning for a deprecated spelling a command folds itself (the library never prints; this is the CLI)."""
-    print(f"dimctl: warning: {message(old, new, why)}", file=sys.stderr, flush=True)
+    print(f"dimctl: warning: {one_line(message(old, new, why))}", file=sys.stderr, flush=True)

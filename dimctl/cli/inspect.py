@@ -38,7 +38,7 @@ def _safetensors(file: Path) -> dict:
     if "dimctl.kind" not in metadata:
         raise ArtifactError(f"{file} is a safetensors file without dimctl metadata")
     info = {"format": "safetensors"}
-    info.update(describe_metadata(metadata))
+    info.update(describe_metadata(metadata, str(file)))
     info["parameters"] = sum(math.prod(s) for s in shapes.values())
     info["tensors"] = shapes
     return info
@@ -57,7 +57,7 @@ def _hdf5(file: Path) -> dict:
         with h5py.File(io.BytesIO(data), "r") as f:
             check_contained(f, str(file))  # inspect lists shapes only, but never follows a file outward
             attrs = describe_metadata({k: v if isinstance(v, str) else json.dumps(_plain(v))
-                                       for k, v in f.attrs.items()})
+                                       for k, v in f.attrs.items()}, str(file))
             if "kind" not in attrs:
                 raise ArtifactError(f"{file} is HDF5 but not a dimctl file")
             splits = {name: {k: list(d.shape) for k, d in group.items()}

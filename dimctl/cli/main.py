@@ -22,6 +22,7 @@ from dimctl.cli import config_file, deprecations
 from dimctl.cli.common import ReaderGone
 from dimctl.errors import DimctlError, UsageError
 from dimctl.io.run_lock import release_run_locks
+from dimctl.text import one_line
 
 # Every subcommand: name → (module, attribute, one-line help for `dimctl --help`). A module is imported
 # only when its command runs or shows its own help, so `dimctl --version` and `dimctl probe --help`
@@ -123,7 +124,7 @@ def _with_threads_and_progress(name: str, callback):
         saved = {k: os.environ.get(k) for k in threads.THREAD_VARIABLES}
         torch = sys.modules.get("torch")
         saved_torch = torch.get_num_threads() if torch is not None else None
-        threads.apply(choice)
+        limits = threads.apply(choice)
         try:
             with CommandProgress(name, choice):
                 return callback(*args, **kwargs)
@@ -135,6 +136,8 @@ def _with_threads_and_progress(name: str, callback):
                     os.environ[k] = v
             if saved_torch is not None:
                 torch.set_num_threads(saved_torch)
+            if limits is not None:
+                limits.restore_original_limits()
             threads.forget()
 
     run_command._with_threads = True
@@ -345,7 +348,9 @@ def _quiet_exit() -> int:
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"dimctl: error: {message}", file=sys.stderr, flush=True)
+    # Names in messages come from outside: escaped, a newline or an escape sequence in one cannot
+    # split the line, forge another, or reach the terminal (dimctl/text.py).
+    print(f"dimctl: error: {one_line(message)}", file=sys.stderr, flush=True)
     return code
 
 
@@ -393,7 +398,7 @@ def _run(argv: list[str]) -> int:
         args, _startup["threads"] = pop_threads_flag(args)
         args, warnings = deprecations.rewrite(args)
         for warning in warnings:
-            print(f"dimctl: warning: {warning}", file=sys.stderr, flush=True)
+            print(f"dimctl: warning: {one_line(warning)}", file=sys.stderr, flush=True)
         config_path = config_path or os.environ.get("DIMCTL_CONFIG") or None
         default_map = config_file.load_default_map(Path(config_path), command, args) if config_path else None
         rv = command.main(args=args, prog_name="dimctl", standalone_mode=False,

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from dimctl import progress
+from dimctl.text import one_line
 from dimctl.threads import ThreadChoice
 
 DEFAULT_SECONDS = 30.0
@@ -37,10 +38,11 @@ _command: CommandProgress | None = None  # the command running in this process, 
 
 
 def write_line(text: str) -> None:
-    """One whole line on stderr (one write: the heartbeat thread's lines never split another's)."""
+    """One whole line on stderr (one write: the heartbeat thread's lines never split another's), its
+    control characters escaped (dimctl/text.py): a name in it cannot split it or reach the terminal."""
     global _last_line
     with _write_lock:
-        sys.stderr.write(text + "\n")
+        sys.stderr.write(one_line(text) + "\n")
         sys.stderr.flush()
         _last_line = time.monotonic()
 
@@ -56,7 +58,7 @@ def write_if_quiet(make_text: Callable[[], str]) -> None:
             _command._announced = True
             if _command.threads is not None:
                 sys.stderr.write(f"dimctl: {_command.command}: {_command.threads.describe()}\n")
-        sys.stderr.write(make_text() + "\n")
+        sys.stderr.write(one_line(make_text()) + "\n")
         sys.stderr.flush()
         _last_line = time.monotonic()
 

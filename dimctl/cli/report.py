@@ -70,6 +70,8 @@ def report(
             piped = read_result_lines(bounded_lines(sys.stdin), "<stdin>")
     with progress.activity("report: reading run folders and results"):
         collected = collect([Path(s) for s in sources if s != "-"], piped)
+    for why in collected.skipped:  # the report goes on without them; each is said once
+        note(f"report: skipped {why}")
     with progress.activity("report: laying out tables and plots"):
         document = build(collected, ReportOptions(title=title, paper=paper, sweeps=sweeps, pool_seeds=not per_seed))
     for target in outputs:

@@ -71,14 +71,75 @@ class DecoderArtifact:
         return json.loads(self.metadata["dimctl.encoder"])
 
 
-def describe_metadata(metadata: dict[str, str]) -> dict:
-    """The dimctl.* header entries with their JSON values decoded, keys without the prefix."""
+# A header entry is a few levels deep (the run settings: two). A deeper one is crafted: it would
+# overflow the stack of whatever walks it later (json.dumps in inspect, extract), so it is refused here.
+HEADER_DEPTH = 32
+# The JSON type each dimctl.* entry holds, and the types of the dataset fields commands read
+# (preprocess, export, dataset_for): a header of the wrong shape is refused once, where it is read.
+HEADER_SHAPES = {"dimctl.config": dict, "dimctl.dataset": dict, "dimctl.training": dict, "dimctl.encoder": dict,
+                 "dimctl.layers": list}
+DATASET_FIELDS = {"name": str, "source": (str, type(None)), "normalisation": (dict, type(None)), "attributes": list,
+                  "multi_label": bool, "channels": int, "image_size": (int, type(None)), "image_shape": list,
+                  "num_train": int, "num_test": int, "num_classes": int}
+
+
+def nesting(value) -> int:
+    """How many levels of lists and objects ``value`` holds (iterative: it never recurses itself)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return deepest
+
+
+def bounded_json(text: str, depth: int = HEADER_DEPTH):
+    """json.loads, refusing (ValueError) nesting past ``depth`` levels or past Python's stack."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if nesting(value) > depth:
+        raise ValueError(f"nested more than {depth} levels deep")
+    return value
+
+
+def checked_entry(name: str, key: str, text: str):
+    """One dimctl.* header entry decoded and of its expected shape, or ArtifactError naming file and key."""
+    shape = HEADER_SHAPES[key]
+    try:
+        value = bounded_json(text)
+    except ValueError as e:
+        raise ArtifactError(f"{name}: {key} is not a readable JSON entry ({e})") from None
+    if not isinstance(value, shape):
+        raise ArtifactError(f"{name}: {key} is a JSON {json_type(value)}, not {_with_article(json_type(shape()))}")
+    if key == "dimctl.dataset":
+        for field, kind in DATASET_FIELDS.items():
+            if field in value and (not isinstance(value[field], kind)
+                                   or isinstance(value[field], bool) and kind is not bool):
+                raise ArtifactError(f"{name}: {key} field {field!r} is a JSON {json_type(value[field])}, "
+                                    f"not what dimctl writes")
+    return value
+
+
+def json_type(value) -> str:
+    """A value's type in JSON's words (object, array, string, …), as a message names it."""
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
+
+
+def describe_metadata(metadata: dict[str, str], name: str = "the header") -> dict:
+    """The dimctl.* header entries with their JSON values decoded, keys without the prefix; an
+    entry of the wrong shape or depth (HEADER_SHAPES) is an ArtifactError naming ``name`` and it."""
     out = {}
     for key, value in metadata.items():
-        if key.startswith("dimctl."):
+        if key in HEADER_SHAPES:
+            out[key.removeprefix("dimctl.")] = checked_entry(name, key, value)
+        elif key.startswith("dimctl."):
             try:
-                out[key.removeprefix("dimctl.")] = json.loads(value)
-            except ValueError:
+                out[key.removeprefix("dimctl.")] = bounded_json(value)
+            except ValueError:  # a plain string (kind, version) or one nested too deeply: shown as written
                 out[key.removeprefix("dimctl.")] = value
     return out
 
@@ -158,6 +219,7 @@ def _read_checked(path: Path, kind: str) -> tuple[dict[str, str], dict[str, list
         raise ArtifactError(f"{path} holds a dimctl {found}, not {_with_article(kind)}")
     if metadata.get("dimctl.schema") != str(SCHEMA):
         raise ArtifactError(f"{path} has {kind} schema {metadata.get('dimctl.schema')!r}; this dimctl reads schema {SCHEMA}")
+    describe_metadata(metadata, str(path))  # every JSON entry of the right shape, before anything reads one
     return metadata, shapes
 
 

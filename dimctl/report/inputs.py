@@ -8,6 +8,7 @@ sha256 of an encoder file: a result row names it under ``"encoder"``, a run fold
 """
 
 import json
+import math
 import os
 import re
 import stat
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dimctl.errors import ArtifactError, UsageError
-from dimctl.io.artifacts import MADE_BY, read_metadata, sha256_of
+from dimctl.io.artifacts import MADE_BY, bounded_json, json_type, nesting, read_metadata, sha256_of
 
 RUN_MARKERS = ("config.json", "metrics.jsonl")
 NOT_RESULTS = {"config.json", "metrics.jsonl"}  # a run's settings and training curve, not result rows
@@ -28,6 +29,18 @@ FIELD_TYPES = {"command": str, "encoder": (str, type(None)), "dataset": (str, ty
                "classifier": str, "features": (str, type(None)), "accuracy": (int, float), "estimate": (int, float),
                "stderr": (int, float, type(None)), "ndm": (int, float), "ms_ssim": (int, float),
                "same_class": (int, float), "neighbors": list, "value": (int, float, str, type(None))}
+# dimctl writes strict JSON (a non-finite result is refused, an undefined stderr is null), so an
+# Infinity or NaN in a number field was not written by it, and the tables' means cannot take one.
+FINITE_FIELDS = ("accuracy", "estimate", "stderr", "ndm", "ms_ssim", "same_class")
+NUMBER = (int, float)
+# The shape of config.json that the report reads: top-level entries, then a pretrain run's settings
+# (under "config") that name its objective, sweep and budget. Another shape is skipped, noted.
+CONFIG_TYPES = {"command": str, "config": dict}
+SETTING_TYPES = {"method": str, "preset": (str, type(None)), "estimator": str, "local_critic": str, "coord": str,
+                 "dataset": str, "arch": str, "alpha": NUMBER, "beta": NUMBER, "gamma": NUMBER, "epochs": int,
+                 "seed": int, "globals": int, "occlude": bool, "cpc_rows": int}
+CONFIG_DEPTH = 16  # config.json is three levels deep; a deeper one would overflow the configuration table's walk
+FOLDER_DEPTH = 32  # folders below a given one that are searched: run folders sit a few levels down
 
 
 @dataclass
@@ -46,6 +59,7 @@ class RunFolder:
     about: str | None = None  # sha256 of the encoder whose measurements this folder holds (decoders, mine, …)
     about_path: str | None = None  # that encoder's path, when the folder names it
     rows: list[dict] = field(default_factory=list)  # result rows found in the folder's files
+    skipped: list[str] = field(default_factory=list)  # "FILE: why" for each file left out of the report
 
     @property
     def command(self) -> str | None:
@@ -63,6 +77,7 @@ class RunFolder:
 class Inputs:
     runs: list[RunFolder]
     rows: list[dict]  # every result row once, in the order first read
+    skipped: list[str] = field(default_factory=list)  # "FILE: why" for each file or folder left out; the CLI notes them
 
 
 def parse_result_lines(text: str, name: str) -> list[dict]:
@@ -94,6 +109,10 @@ def read_result_lines(lines, name: str) -> list[dict]:
                 if key in value and (not isinstance(value[key], kind) or isinstance(value[key], bool) and kind != str):
                     raise ArtifactError(f"{name}: line {number}: {key!r} is {type(value[key]).__name__}, not what "
                                         f"`dimctl {value['command']}` writes")
+            for key in FINITE_FIELDS:
+                if isinstance(value.get(key), float) and not math.isfinite(value[key]):
+                    raise ArtifactError(f"{name}: line {number}: {key!r} is {value[key]}, not a finite number "
+                                        f"`dimctl {value['command']}` writes")
             rows.append(value)
     return rows
 
@@ -124,19 +143,24 @@ def read_run_folder(path: Path) -> RunFolder:
     if _regular_inside(config, path):
         try:
             run.config = json.loads(config.read_text())
+        except RecursionError:
+            run.skipped.append(f"{_shown(config)}: nested too deeply to be a run's settings")
         except ValueError as e:
             raise UsageError(f"{config} is not JSON ({e})") from None
+        if run.config is not None and (why := _bad_config(run.config)):
+            run.config = None
+            run.skipped.append(f"{_shown(config)}: {why}")
     metrics = path / "metrics.jsonl"
     if _regular_inside(metrics, path):
         for line in metrics.read_text().splitlines():
             try:
-                value = json.loads(line)
-            except ValueError:
+                value = bounded_json(line, CONFIG_DEPTH)
+            except ValueError:  # not JSON, or nested too deeply (RecursionError is caught there)
                 run.bad_metric_lines += 1
                 continue
             if isinstance(value, dict):
                 run.metrics.append(value)
-    run.pictures, run.pictures_left_out = _pictures(path)
+    run.pictures, run.pictures_left_out = _pictures(path, run.skipped)
     for artifact in sorted(a for a in path.glob("*.safetensors") if _regular_inside(a, path)):
         metadata, _ = read_metadata(artifact)
         run.artifacts[artifact.name] = artifact
@@ -160,25 +184,50 @@ def read_run_folder(path: Path) -> RunFolder:
     return run
 
 
+def _bad_config(config) -> str | None:
+    """Why a run's config.json is not of the shape the report reads (CONFIG_TYPES, SETTING_TYPES), or None."""
+    if not isinstance(config, dict):
+        return f"holds a JSON {json_type(config)}, not the object of settings dimctl writes"
+    settings = config.get("config", {}) if config.get("command") == "pretrain" else {}  # only pretrain's are read
+    for where, value, types in (("", config, CONFIG_TYPES), ("config.", settings, SETTING_TYPES)):
+        for key, kind in types.items():
+            if key in value and (not isinstance(value[key], kind) or isinstance(value[key], bool) and kind is not bool):
+                return f"{where}{key} is a JSON {json_type(value[key])}, not what dimctl writes"
+    if nesting(config) > CONFIG_DEPTH:
+        return f"nested more than {CONFIG_DEPTH} levels deep, not a run's settings"
+    return None
+
+
+def _shown(path: Path) -> str:
+    """A path as a note prints it: quoted with escapes when it holds a newline (one note stays one line)."""
+    name = str(path)
+    return name if name.isprintable() else repr(name)
+
+
 def _natural(path: Path) -> list:
     """step_20.png before step_100.png."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
 
 
-def _pictures(run_dir: Path) -> tuple[list[Path], int]:
+def _pictures(run_dir: Path, skipped: list[str]) -> tuple[list[Path], int]:
     """The run's own PNGs, then those of its sub-folders that are not runs themselves (a generator's
-    samples/step_N.png); of a long series, the first and the last few."""
-    pictures = [p for p in sorted(run_dir.glob("*.png"), key=_natural) if _regular_inside(p, run_dir) and _is_png(p)]
+    samples/step_N.png); of a long series, the first and the last few. A picture too large to
+    decode is left out, its reason added to ``skipped``."""
+    def shown(p: Path) -> bool:
+        return _regular_inside(p, run_dir) and _is_png(p) and _small_enough(p, skipped)
+
+    pictures = [p for p in sorted(run_dir.glob("*.png"), key=_natural) if shown(p)]
     left_out = 0
     for here, subfolders, names in os.walk(run_dir):
         subfolders[:] = sorted(d for d in subfolders if d not in SKIP_FOLDERS and not d.startswith("."))
+        _bound_depth(run_dir, here, subfolders, skipped)
         here = Path(here)
         if here == run_dir:
             continue
         if is_run_folder(here):
             subfolders[:] = []
             continue
-        series = [p for p in sorted(here.glob("*.png"), key=_natural) if _regular_inside(p, run_dir) and _is_png(p)]
+        series = [p for p in sorted(here.glob("*.png"), key=_natural) if shown(p)]
         if len(series) > SERIES_SHOWN:
             left_out += len(series) - SERIES_SHOWN
             series = series[:1] + series[1 - SERIES_SHOWN:]
@@ -202,11 +251,41 @@ def _is_png(path: Path) -> bool:
         return f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE
 
 
-def _walk(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Run folders and loose result files below ``folder`` (itself included)."""
+def _small_enough(path: Path, skipped: list[str]) -> bool:
+    """Whether a PNG's header (IHDR, its first chunk) claims no more pixels than Pillow's limit, the
+    one image readers use (data/decode.py): a 30,000 × 30,000 picture of a few kB is a
+    decompression bomb, refused before anything decodes it."""
+    from PIL import Image
+
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[12:16] != b"IHDR":
+        return True  # not a well-formed PNG: Pillow refuses it unread, and the report embeds its bytes as they are
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        skipped.append(f"{_shown(path)}: its header claims {width}×{height} pixels, over the {limit} an image may "
+                       f"have (a decompression bomb?)")
+        return False
+    return True
+
+
+def _bound_depth(root: Path, here: str, subfolders: list[str], skipped: list[str]) -> None:
+    """Stop os.walk FOLDER_DEPTH levels below ``root``: a deeper tree (1,500 levels) would overflow
+    its recursion, and no command writes runs that deep. Noted once per folder cut off."""
+    if subfolders and len(Path(here).relative_to(root).parts) >= FOLDER_DEPTH:
+        skipped.append(f"{_shown(Path(here))}: more than {FOLDER_DEPTH} folder levels below {_shown(root)}; "
+                       f"its sub-folders are not searched")
+        subfolders[:] = []
+
+
+def _walk(folder: Path, skipped: list[str]) -> tuple[list[Path], list[Path]]:
+    """Run folders and loose result files below ``folder`` (itself included); folders left
+    unsearched are added to ``skipped``."""
     runs, files = [], []
     for here, subfolders, names in os.walk(folder):
         subfolders[:] = sorted(d for d in subfolders if d not in SKIP_FOLDERS and not d.startswith("."))
+        _bound_depth(folder, here, subfolders, skipped)
         here = Path(here)
         if is_run_folder(here):
             runs.append(here)  # its result files are read with it
@@ -220,9 +299,10 @@ def collect(paths: list[Path], extra_rows: list[dict] | None = None) -> Inputs:
     """Read every run folder and result file under ``paths``; result rows read elsewhere join them."""
     run_paths: list[Path] = []
     files: list[Path] = []
+    skipped: list[str] = []
     for path in paths:
         if path.is_dir():
-            found_runs, found_files = _walk(path)
+            found_runs, found_files = _walk(path, skipped)
             run_paths += found_runs
             files += found_files
         elif path.is_file() and path.suffix == ".safetensors":
@@ -256,7 +336,7 @@ def collect(paths: list[Path], extra_rows: list[dict] | None = None) -> Inputs:
             add(row)
     if not runs and not rows:
         raise UsageError(f"found no run folders and no result lines in {', '.join(map(str, paths)) or 'the input'}")
-    return Inputs(runs, rows)
+    return Inputs(runs, rows, skipped + [why for run in runs for why in run.skipped])
 
 
 def _name_runs(runs: list[RunFolder]) -> None:

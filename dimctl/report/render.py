@@ -2,6 +2,7 @@
 or plain text (the results tables only)."""
 
 import base64
+import dataclasses
 import html
 import re
 from pathlib import Path
@@ -11,6 +12,7 @@ from dimctl.errors import UsageError
 from dimctl.io.atomic import atomic_folder, atomic_path, check_folder_target, owned_names, write_bytes, write_text
 from dimctl.report.document import Document, Heading, Picture, Text
 from dimctl.report.tables import Table
+from dimctl.text import one_line
 
 FORMATS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text"}
 CODE = re.compile(r"`([^`]+)`")
@@ -38,17 +40,34 @@ def check_target(path: str) -> None:
 
 # --- Markdown -----------------------------------------------------------------------------------
 
-def _md_text(text: str) -> str:
-    """Text for Markdown with HTML's special characters as entities outside code spans: many
-    renderers pass raw HTML through, so a run folder named <script>… must not become a script.
-    Inside code spans nothing is HTML, and entities would show literally."""
-    parts = re.split(r"(`[^`]+`)", text)
-    return "".join(p if p.startswith("`") and p.endswith("`") and len(p) > 1 else html.escape(p, quote=False)
-                   for p in parts)
+# What starts inline markup in some renderer: emphasis, links and images, escapes. A backtick is an
+# entity, not \`: an escaped backtick beside a code span's own is read differently by different
+# renderers (CommonMark, Python-Markdown), and that disagreement is how a name opens live HTML.
+_MD_PUNCTUATION = re.compile(r"[\\`*_\[\]!#]")
+
+
+def _md_literal(text: str) -> str:
+    """Text that every Markdown renderer shows as the same characters: no markup, no HTML (a run
+    folder named <img onerror=…> or [x](javascript:…) is a name, not a picture or a link), no
+    control characters (dimctl/text.py)."""
+    return _MD_PUNCTUATION.sub(lambda m: "&#96;" if m.group() == "`" else "\\" + m.group(),
+                               html.escape(one_line(text), quote=False))
+
+
+def _md_text(text: str, in_html: bool = False) -> str:
+    """Text for Markdown whose only markup is the code spans dimctl writes (`dimctl probe`, a
+    folder's path): everything else is literal (``_md_literal``). A code span holds no backtick
+    (CODE), so it ends where dimctl's does whatever the name inside holds, and inside it nothing
+    is markup or HTML. ``in_html``: text inside a <details> block, which some renderers (Python-
+    Markdown) pass through as raw HTML, code spans included: there code is HTML too, escaped."""
+    parts = CODE.split(text)  # text, code, text, code, ..., text
+    code = (lambda p: f"<code>{html.escape(one_line(p))}</code>") if in_html else (lambda p: f"`{one_line(p)}`")
+    return "".join(code(p) if i % 2 else _md_literal(p) for i, p in enumerate(parts))
 
 
 def _md_cell(text: str) -> str:
-    return _md_text(text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").strip()) or " "
+    # A cell is data (a run's or layer's name), never markup: no code spans, as in the HTML table.
+    return _md_literal(text.strip()).replace("|", "\\|") or " "
 
 
 def markdown_table(table: Table) -> str:
@@ -70,8 +89,8 @@ def to_markdown(doc: Document, assets: str) -> str:
             body = f"**{_md_text(block.title)}**\n\n{markdown_table(block)}"
             body += "".join(f"\n\n{_md_text(note)}" for note in block.notes)
             if not block.main:  # run details fold away
-                notes = "".join(f"{_md_text(note)}\n\n" for note in block.notes)
-                body = (f"<details><summary>{_html_text(block.title)}</summary>\n\n{markdown_table(block)}\n\n"
+                notes = "".join(f"{_md_text(note, in_html=True)}\n\n" for note in block.notes)
+                body = (f"<details><summary>{_html_text(one_line(block.title))}</summary>\n\n{markdown_table(block)}\n\n"
                         f"{notes}</details>")
             parts.append(body)
         elif isinstance(block, Picture):
@@ -137,6 +156,10 @@ def to_html(doc: Document) -> str:
 # --- plain text ---------------------------------------------------------------------------------
 
 def text_table(table: Table) -> str:
+    # `report -o -` writes to a terminal: a name's escape sequence must not reach it (dimctl/text.py).
+    table = dataclasses.replace(table, title=one_line(table.title), header=[one_line(h) for h in table.header],
+                                rows=[[one_line(c) for c in row] for row in table.rows],
+                                notes=[one_line(n) for n in table.notes])
     widths = [max(len(h), *(len(r[i]) for r in table.rows)) if table.rows else len(h) for i, h in enumerate(table.header)]
 
     def line(cells):

@@ -6,6 +6,7 @@ instead of hanging the suite."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -122,3 +123,33 @@ def test_safetensors_header_is_canonical_across_processes(tmp_path):
     length = int.from_bytes(outputs[0][:8], "little")
     header = json.loads(outputs[0][8:8 + length])
     assert list(header["__metadata__"]) == sorted(header["__metadata__"])
+
+
+
+# Names that would split a message, forge a line, or drive the terminal if printed raw → as shown.
+CONTROL_NAMES = {"a\nb.h5": r"a\nb.h5", "\r dimctl: error: forged.h5": r"\r dimctl: error: forged.h5",
+                 "\x1b]0;title\x07.h5": r"\x1b]0;title\x07.h5", "\x1b[2J.h5": r"\x1b[2J.h5",
+                 "\x9b2J\x7f\u2028\u202e.h5": r"\x9b2J\x7f\u2028\u202e.h5"}
+RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+@pytest.mark.parametrize("command", ["probe", "inspect", "extract"])
+@pytest.mark.parametrize("name", CONTROL_NAMES, ids=ascii)
+def test_control_characters_in_names_stay_escaped_on_one_line(tmp_path, command, name):
+    result = run_here(command, tmp_path / name)  # missing: the message names it
+    err = result.stderr.decode()
+    assert_one_line_error(result, 2)
+    assert err.count("\n") == 1 and not RAW_CONTROL.search(err), ascii(err)
+    assert CONTROL_NAMES[name] in err, ascii(err)
+
+
+@pytest.mark.parametrize("name", CONTROL_NAMES, ids=ascii)
+def test_notes_escape_control_characters(name):
+    import io
+    from unittest import mock
+
+    from dimctl.cli.common import note
+
+    with mock.patch.object(sys, "stderr", io.StringIO()) as err:
+        note(f"read {name}")
+    assert err.getvalue() == f"dimctl: read {CONTROL_NAMES[name]}\n", ascii(err.getvalue())

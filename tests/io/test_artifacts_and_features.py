@@ -127,3 +127,35 @@ def test_bad_feature_files_are_artifact_errors(tmp_path):
         f["x"] = np.zeros(3)
     with pytest.raises(ArtifactError, match="no /train and /test groups"):
         read_features(plain)  # plain HDF5 that is no feature file of any tool
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # past Python's recursion limit: json.loads raises RecursionError
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("dimctl.dataset", "[]", "dimctl.dataset is a JSON array, not an object"),
+    ("dimctl.dataset", json.dumps({"name": 5}), "dimctl.dataset field 'name' is a JSON number"),
+    ("dimctl.dataset", json.dumps({**DATASET, "normalisation": "x/255"}), "dimctl.dataset field 'normalisation' is a JSON string"),
+    ("dimctl.config", "[1]", "dimctl.config is a JSON array, not an object"),
+    ("dimctl.training", "5", "dimctl.training is a JSON number, not an object"),
+    ("dimctl.training", DEEP, r"dimctl.training is not a readable JSON entry \(nested too deeply\)"),
+    ("dimctl.training", '{"a":' * 900 + "1" + "}" * 900, "dimctl.training .*nested more than 32 levels deep"),
+])
+def test_header_entries_of_the_wrong_shape_or_depth_are_artifact_errors(tmp_path, key, value, message):
+    # Each was an AttributeError or RecursionError later: in extract, inspect, or Encoder.preprocess.
+    import dimctl
+    from tests.cli.test_cli import assert_one_line_error, run_here
+
+    config = EncoderConfig(y_dim=4, width=0.125, fc_dim=8)
+    path = save_encoder(tmp_path / "enc.safetensors", build_encoder(config), config, DATASET, step=0,
+                        training={"lr": 1e-4})
+    metadata, _ = read_metadata(path)
+    bad = tmp_path / "bad.safetensors"
+    save_file(build_encoder(config).state_dict(), str(bad), metadata={**metadata, key: value})
+    for load in (load_encoder, dimctl.load_encoder):
+        with pytest.raises(ArtifactError, match=f"^{bad}: {message}"):
+            load(bad)
+    for command in (["inspect", bad], ["extract", bad, "-o", tmp_path / "f.h5"]):
+        result = run_here(*command)
+        assert_one_line_error(result, 3)
+        assert f"{bad}: {key}" in result.stderr.decode()
