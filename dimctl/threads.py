@@ -49,10 +49,6 @@ class ThreadChoice:
 _chosen: ThreadChoice | None = None  # the choice applied in this process, if any
 
 
-def chosen() -> ThreadChoice | None:
-    return _chosen
-
-
 def record() -> dict:
     """This process's threads for a run's config.json: the choice the CLI applied, or what torch
     uses where a program called the library itself."""

@@ -339,16 +339,16 @@ class TrainingProgress:
                                      refresh=False)
             return
         text = " ".join(f"{k} {v:.4g}" for k, v in shown.items()) if getattr(p, "logged", True) else ""
-        quiet = seconds_since_last_line() >= interval()
+        head = f"{self.desc} step {p.step}/{p.total_steps}"
         if self.per_epoch and p.epoch_done:
-            note(" ".join(filter(None, [f"{self.desc} step {p.step}/{p.total_steps} epoch {p.epoch + 1}/{p.epochs}",
-                                        text, pace])))
+            due, head = True, f"{head} epoch {p.epoch + 1}/{p.epochs}"
         elif not self.per_epoch and (getattr(p, "logged", True) or p.step == p.total_steps):
             self.tenths = self.tenths or Tenths(p.total_steps)
-            if self.tenths(p.step) or quiet:
-                note(" ".join(filter(None, [f"{self.desc} step {p.step}/{p.total_steps}", text, pace])))
-        elif quiet:
-            note(" ".join(filter(None, [f"{self.desc} step {p.step}/{p.total_steps}", text, pace])))
+            due = self.tenths(p.step) or seconds_since_last_line() >= interval()
+        else:
+            due = seconds_since_last_line() >= interval()
+        if due:
+            note(" ".join(filter(None, [head, text, pace])))
 
     def _warn_if_long(self, p) -> None:
         """One line, once, when the first trusted estimate of the time left is over LONG_RUN."""

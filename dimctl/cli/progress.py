@@ -37,30 +37,40 @@ _last_line = time.monotonic()  # when a line was last written on stderr by note(
 _command: CommandProgress | None = None  # the command running in this process, if the CLI runs one
 
 
-def write_line(text: str) -> None:
-    """One whole line on stderr (one write: the heartbeat thread's lines never split another's), its
-    control characters escaped (dimctl/text.py): a name in it cannot split it or reach the terminal."""
+def _write(text: str) -> None:
+    """One whole line on stderr (one write call), its control characters escaped (dimctl/text.py):
+    a name in it cannot split it or reach the terminal. Callers hold ``_write_lock``."""
     global _last_line
+    sys.stderr.write(one_line(text) + "\n")
+    sys.stderr.flush()
+    _last_line = time.monotonic()
+
+
+def _threads_line() -> str | None:
+    """The running command's threads line, the first time it is asked for (then None)."""
+    if _command is None or _command._announced:
+        return None
+    _command._announced = True
+    return None if _command.threads is None else f"dimctl: {_command.command}: {_command.threads.describe()}"
+
+
+def write_line(text: str) -> None:
+    """One whole line on stderr: the heartbeat thread's lines never split another's."""
     with _write_lock:
-        sys.stderr.write(one_line(text) + "\n")
-        sys.stderr.flush()
-        _last_line = time.monotonic()
+        _write(text)
 
 
 def write_if_quiet(make_text: Callable[[], str]) -> None:
     """A progress line, unless another was written within the interval (checked under the lock, so
-    the heartbeat and the work never both write one for the same quiet spell)."""
-    global _last_line
+    the heartbeat and the work never both write one for the same quiet spell); the threads line
+    first, if not yet written."""
     with _write_lock:
         if time.monotonic() - _last_line < interval():
             return
-        if _command is not None and not _command._announced:
-            _command._announced = True
-            if _command.threads is not None:
-                sys.stderr.write(f"dimctl: {_command.command}: {_command.threads.describe()}\n")
-        sys.stderr.write(one_line(make_text()) + "\n")
-        sys.stderr.flush()
-        _last_line = time.monotonic()
+        threads_line = _threads_line()
+        if threads_line is not None:
+            _write(threads_line)
+        _write(make_text())
 
 
 def seconds_since_last_line() -> float:
@@ -76,8 +86,10 @@ def clock(seconds: float) -> str:
 
 def announce() -> None:
     """Before a command's first progress output: the threads it computes with (once per command)."""
-    if _command is not None:
-        _command.announce()
+    with _write_lock:
+        threads_line = _threads_line()
+        if threads_line is not None:
+            _write(threads_line)
 
 
 def set_status(provider: Callable[[], str] | None) -> None:
@@ -141,12 +153,6 @@ class CommandProgress:
         self._bars.clear()
         _command = self._previous
 
-    def announce(self) -> None:
-        if not self._announced and self.threads is not None:
-            self._announced = True
-            write_line(f"dimctl: {self.command}: {self.threads.describe()}")
-        self._announced = True
-
     def on_event(self, kind: str, task: progress.Activity) -> None:
         if not self.terminal:
             if kind == "update" and seconds_since_last_line() >= interval():
@@ -156,7 +162,7 @@ class CommandProgress:
 
         key = id(task)
         if kind == "start":
-            self.announce()
+            announce()
             self._bars[key] = progress_bar(total=task.total, unit=task.unit, desc=task.label, leave=False)
         elif kind == "update" and key in self._bars:
             bar = self._bars[key]

@@ -136,21 +136,17 @@ def read_probe_rows(path: str | Path, sha256: str) -> list[dict]:
     """The probe results of one encoder from a JSON-lines file of `dimctl probe --json` rows.
     Other commands' lines are skipped; a probe of another encoder is refused (its numbers would
     describe a different model)."""
+    from dimctl.report.inputs import read_result_file  # the one reader of result lines (bounded, typed)
+
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"--results {path}: no such file")
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise UsageError(f"--results {path} line {number} is not JSON") from None
-        if not isinstance(row, dict) or row.get("command") != "probe":
+    for number, row in enumerate(read_result_file(path), 1):
+        if row.get("command") != "probe":
             continue
         if row.get("encoder") not in (None, sha256):
-            raise UsageError(f"--results {path} line {number} is a probe of encoder {str(row['encoder'])[:12]}…, "
+            raise UsageError(f"--results {path}: row {number} is a probe of encoder {str(row['encoder'])[:12]}…, "
                              f"not of this one ({sha256[:12]}…)")
         rows.append(row)
     if not rows:

@@ -200,14 +200,15 @@ class BackboneEncoder(Encoder):
             raise ValueError(f"{config.arch} takes images of {MIN_INPUT} px or more, not {config.image_size}")
         super().__init__(config)
         model = build_trunk(config.arch, config.in_channels, config.stem or "imagenet")
-        names = [name for name, _ in stages(model)]
+        cut = stages(model)
+        names = [name for name, _ in cut]
         shapes = dict(stage_shapes(model, config.in_channels, config.image_size))
         if config.local_layer not in names:
             raise ValueError(f"--local-layer {config.local_layer!r} is not a stage of {config.arch}; its stages: "
                              f"{', '.join(names)}")
         split = names.index(config.local_layer) + 1
         self.trunk = nn.ModuleDict()  # torchvision's module names (dots as "/", which ModuleDict refuses)
-        for name, stage in stages(model):
+        for name, stage in cut:
             self.trunk[name.replace(".", "/")] = stage
         self._lower, self._upper = names[:split], names[split:]
         channels = shapes[names[-1]][0]
@@ -242,7 +243,7 @@ def load_backbone_weights(encoder: BackboneEncoder, path) -> None:
         state = load_file(str(path))
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only: never runs pickled code
-    own = {f"{stage.replace('/', '.')}.{key}" if key else stage.replace('/', '.'): value
+    own = {f"{stage.replace('/', '.')}.{key}": value
            for stage, module in encoder.trunk.items() for key, value in module.state_dict().items()}
     prefixes = tuple(stage.replace("/", ".") + "." for stage in encoder.trunk)
     missing = [k for k in own if k not in state]

@@ -291,10 +291,7 @@ class PretrainConfig:
             raise UsageError(f"--backbone-weights loads torchvision state dicts; with {arch} it is not supported yet")
         if self.encoder.backbone_weights is not None and not Path(self.encoder.backbone_weights).is_file():
             raise UsageError(f"--backbone-weights {self.encoder.backbone_weights}: no such file")
-        try:
-            from dimctl.models.encoders import EncoderConfig
-
-            EncoderConfig(arch=arch, image_size=size, stem=self.encoder.stem, local_layer=self.encoder.local_layer)
+        try:  # builds the untrained model once: its name, family, stem and stages are checked together
             check_stage(arch, self.encoder.stem, self.encoder.local_layer, size)
         except ValueError as e:
             raise UsageError(f"--arch {arch}: {e}") from None
