@@ -8,12 +8,18 @@ import typer
 
 from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ReplaceOpt, SkipBadImagesOpt, emit,
                                refuse_to_replace, result_line)
-from dimctl.cli.mi import _progress
+from dimctl.cli.mi import PatienceOpt, ValidationOpt, _progress, early_stopping, fit_fields
 from dimctl.cli.sources import encoder_and_dataset, encoder_argument, encoder_layer, pick_device
 from dimctl.errors import UsageError
-from dimctl.evaluate.heldout import standardise
+from dimctl.evaluate.marginals import standardise
+from dimctl.evaluate.heldout import EarlyStopping
 from dimctl.evaluate.mine import MINEConfig, estimate_image_mi
-from dimctl.io.atomic import write_text
+from dimctl.io.atomic import atomic_folder, check_folder_target, owned_names, write_text
+
+OUTPUTS = ("metrics.jsonl", "result.json")
+# The run folder is made whole beside itself and renamed into place (a full disk leaves no empty
+# or half-written folder), so it may hold only these files: any other is refused.
+_is_output = owned_names(r"metrics\.jsonl|result\.json")
 
 
 def mine(
@@ -24,11 +30,13 @@ def mine(
     download: DownloadOpt = False,
     skip_bad_images: SkipBadImagesOpt = False,
     layer: Annotated[str, typer.Option(help="The representation Y (y, fc or conv).")] = "y",
-    steps: Annotated[int, typer.Option(help="Statistics-network training steps.")] = 2000,
+    steps: Annotated[int, typer.Option(help="Most statistics-network training steps; training stops earlier when the validation estimate stops rising.")] = MINEConfig.steps,
     batch_size: Annotated[int, typer.Option(help="Image/representation pairs per step.")] = 64,
     lr: Annotated[float, typer.Option(help="Initial Adam learning rate (decays to 0 on a cosine).")] = 1e-4,
+    validation: ValidationOpt = EarlyStopping.fraction,
+    patience: PatienceOpt = EarlyStopping.patience,
     seed: Annotated[int, typer.Option(help="Seed of the network and the batches.")] = 0,
-    out: Annotated[Path | None, typer.Option("--out", help="Folder for the training curve. Default runs/mine-<encoder's folder>-<layer>.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for the training curve and result, made beside itself and renamed into place whole (so it may hold only those). Default runs/mine-<encoder's folder>-<layer>.")] = None,
     cpu: CpuOpt = False,
     force: ReplaceOpt = False,
 ):
@@ -44,24 +52,24 @@ def mine(
     """
     if steps < 1 or batch_size < 2:
         raise UsageError("--steps must be ≥ 1 and --batch-size ≥ 2")
+    stopping = early_stopping(validation, patience)
     run_dir = out or Path("runs") / f"mine-{encoder.resolve().parent.name}-{layer}"
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"--out {run_dir} exists and is not a folder")
-    refuse_to_replace([run_dir / "metrics.jsonl", run_dir / "result.json"], force, "--out: ")
+    check_folder_target(run_dir, _is_output, "--out: ")
+    refuse_to_replace([run_dir / name for name in OUTPUTS], force, "--out: ")
     device = pick_device(cpu)
     artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, device, skip_bad_images)
     arrays = encoder_layer(artifact, data, layer, device)
     train_y, test_y = standardise(arrays.train, arrays.test)
-    config = MINEConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    config = MINEConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, early_stopping=stopping)
     result = estimate_image_mi(data.train_images.to(device), train_y.to(device), data.test_images.to(device),
                                test_y.to(device), config, on_step=_progress("mine", steps), device=device)
     row = {
         "command": "mine", "layer": layer, "estimate": round(result.estimate, 6), "stderr": round(result.stderr, 6),
-        "unit": "nats", "steps": steps, "batch_size": batch_size, "eval_batches": result.eval_batches,
-        "encoder": artifact.sha256, "dataset": data.name, "run": str(run_dir),
+        "unit": "nats", **fit_fields(result), "batch_size": batch_size,
+        "eval_batches": result.eval_batches, "encoder": artifact.sha256, "dataset": data.name, "run": str(run_dir),
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in result.curve))
     line = result_line(row, str(encoder))
-    write_text(run_dir / "result.json", line + "\n")
+    with atomic_folder(run_dir, _is_output) as folder:
+        write_text(folder / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in result.curve))
+        write_text(folder / "result.json", line + "\n")
     emit(line)

@@ -7,13 +7,14 @@ import typer
 
 from dimctl.cli.common import (DataRootOpt, DownloadOpt, EncoderDatasetOpt, ResultsDirOpt, SkipBadImagesOpt,
                                check_results_dir, emit, save_results, result_line)
-from dimctl.cli.mi import _progress
+from dimctl.cli.mi import PatienceOpt, ValidationOpt, _progress, early_stopping, fit_fields
 from dimctl.cli.sources import (ENCODER_FILE, encoder_and_dataset, encoder_file, encoder_layer, feature_layer,
                                 open_features, pick_device)
 from dimctl.errors import UsageError
-from dimctl.evaluate.heldout import standardise
+from dimctl.evaluate.marginals import standardise
 from dimctl.io.features import looks_like_features
 from dimctl.io.reading import check_regular
+from dimctl.evaluate.heldout import EarlyStopping
 from dimctl.evaluate.ndm import NDMConfig, neural_dependency
 
 
@@ -24,9 +25,11 @@ def ndm(
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
     skip_bad_images: SkipBadImagesOpt = False,
-    steps: Annotated[int, typer.Option(help="Discriminator training steps.")] = 2000,
+    steps: Annotated[int, typer.Option(help="Most discriminator training steps; training stops earlier when the validation estimate stops rising.")] = NDMConfig.steps,
     batch_size: Annotated[int, typer.Option(help="Samples per step (each shuffled per dimension for the negatives).")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate of the discriminator.")] = 1e-4,
+    validation: ValidationOpt = EarlyStopping.fraction,
+    patience: PatienceOpt = EarlyStopping.patience,
     seed: Annotated[int, typer.Option(help="Seed of the discriminator and the shuffles.")] = 0,
     cpu: Annotated[bool, typer.Option("--cpu", help="Run the encoder on the CPU even when a GPU is present.")] = False,
     results_dir: ResultsDirOpt = None,
@@ -47,6 +50,7 @@ def ndm(
     """
     if steps < 1 or batch_size < 2:
         raise UsageError("--steps must be ≥ 1 and --batch-size ≥ 2")
+    stopping = early_stopping(validation, patience)
     check_results_dir(results_dir)
     if source != "-" and (Path(source) / ENCODER_FILE).is_file():  # a run folder: its encoder, not VISSL's .npy
         source = str(encoder_file(Path(source)))
@@ -62,11 +66,11 @@ def ndm(
         artifact, data = encoder_and_dataset(Path(source), dataset, data_root, download, device, skip_bad_images)
         arrays, name = encoder_layer(artifact, data, layer, device), source
     train, test = standardise(arrays.train, arrays.test)
-    config = NDMConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    config = NDMConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, early_stopping=stopping)
     result = neural_dependency(train, test, config, on_step=_progress("ndm", steps))
     row = {
         "command": "ndm", "layer": layer, "ndm": round(result.ndm, 6), "stderr": round(result.stderr, 6),
-        "unit": "nats", "steps": steps, "batch_size": batch_size, "eval_batches": result.eval_batches,
+        "unit": "nats", **fit_fields(result), "batch_size": batch_size, "eval_batches": result.eval_batches,
         "source": name, "encoder": arrays.encoder, "dataset": arrays.dataset,
     }
     save_results(results_dir, "ndm", [row])

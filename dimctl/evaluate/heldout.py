@@ -5,6 +5,7 @@ its sampler and its bound; the random draws happen in the same order as when eac
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,25 +33,59 @@ def mean_and_stderr(values: list[float]) -> tuple[float, float]:
     return float(array.mean()), stderr
 
 
-def standardise(train: np.ndarray, test: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flatten, then scale by the train split's mean and std (constant columns are left at 0)."""
-    train = train.reshape(train.shape[0], -1).astype(np.float64)
-    test = test.reshape(test.shape[0], -1).astype(np.float64)
-    mean, std = train.mean(0), train.std(0)
-    std[std == 0] = 1.0
-    return (torch.from_numpy((train - mean) / std).float(), torch.from_numpy((test - mean) / std).float())
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Fit against a validation split: a ``fraction`` of the training pairs is held out, the bound on
+    it is measured every CURVE_EVERY steps, the best critic is kept, and training stops after
+    ``patience`` measurements without a gain (the maximum steps being only a ceiling)."""
+    fraction: float = 0.2
+    patience: int = 5
 
 
-def fit_critic(parameters, critic_step: CriticStep, steps: int, lr: float, cosine_lr: bool = False,
-               on_step: Callable[[int, float], None] | None = None) -> list[dict]:
-    """Adam on ``parameters`` for ``steps`` steps of ``critic_step`` (with the learning rate decayed
-    to zero on a cosine when ``cosine_lr``). Returns the training curve: every CURVE_EVERY steps and
-    at the last, the step's report (plus the learning rate, when it decays); ``on_step`` gets the
-    step and the report's first value."""
+@dataclass
+class Fit:
+    """What the critic's training did: its curve, the steps it ran, the step of the critic kept, and
+    whether the validation bound had stopped improving (False: it was still rising at the ceiling)."""
+    curve: list[dict]
+    steps_used: int
+    best_step: int
+    stopped_improving: bool
+
+
+def validation_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (fit, validation) of n training pairs, validation a ``fraction`` of them (at least two),
+    drawn with their own generator so the critic's batches do not depend on the split."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919))
+    held = max(2, int(round(n * fraction)))
+    if n - held < 2:
+        raise UsageError(f"estimators need at least four training samples to hold some out for validation (got {n})")
+    return order[held:], order[:held]
+
+
+@torch.no_grad()
+def batch_mean(n: int, batch: int, bound_of: Callable[[torch.Tensor], torch.Tensor]) -> float:
+    """The bound averaged over the consecutive batches of indices 0..n-1 (a fixed order, so two
+    measurements of the same critic agree)."""
+    values = [bound_of(torch.arange(start, start + batch)).item() for start in range(0, n - batch + 1, batch)]
+    return float(np.mean(values))
+
+
+def fit_critic(critic: torch.nn.Module, critic_step: CriticStep, steps: int, lr: float, cosine_lr: bool = False,
+               on_step: Callable[[int, float], None] | None = None,
+               validate: Callable[[], float] | None = None, patience: int = 5) -> Fit:
+    """Adam on the critic's parameters for at most ``steps`` steps of ``critic_step`` (with the
+    learning rate decayed to zero on a cosine when ``cosine_lr``). Every CURVE_EVERY steps and at the
+    last, the curve gets the step's report (plus the validation bound, and the learning rate when it
+    decays) and ``on_step`` the step and the report's first value.
+
+    With ``validate`` (the bound on held-out training pairs, larger is better), the critic with the
+    best validation bound is kept, and training stops after ``patience`` measurements without a
+    gain: past that point a critic learns its training pairs, not the dependence, and its
+    held-out bound falls (at 25 dimensions on 10,000 pairs, below zero)."""
     # fused: one kernel per step, not ~10 elementwise passes per tensor (~20 % of a small critic's step)
-    optimiser = torch.optim.Adam(parameters, lr=lr, fused=True)
+    optimiser = torch.optim.Adam(critic.parameters(), lr=lr, fused=True)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps) if cosine_lr else None
-    curve = []
+    curve, best, best_step, best_state, waited, step = [], -math.inf, 0, None, 0, 0
     for step in range(1, steps + 1):
         loss, report = critic_step()
         optimiser.zero_grad()
@@ -58,12 +93,27 @@ def fit_critic(parameters, critic_step: CriticStep, steps: int, lr: float, cosin
         optimiser.step()
         if schedule is not None:
             schedule.step()
-        if step % CURVE_EVERY == 0 or step == steps:
-            point = report()
-            curve.append({"step": step, **point, **({"lr": schedule.get_last_lr()[0]} if schedule else {})})
-            if on_step is not None:
-                on_step(step, next(iter(point.values())))
-    return curve
+        if step % CURVE_EVERY and step != steps:
+            continue
+        point = {"step": step, **report(), **({"lr": schedule.get_last_lr()[0]} if schedule else {})}
+        if validate is not None:
+            critic.eval()
+            point["validation_estimate"] = value = validate()
+            critic.train()
+            if value > best:
+                best, best_step, waited = value, step, 0
+                best_state = {k: v.detach().clone() for k, v in critic.state_dict().items()}
+            else:
+                waited += 1
+        curve.append(point)
+        if on_step is not None:
+            on_step(step, point[next(k for k in point if k != "step")])
+        if validate is not None and waited >= patience:
+            break
+    if best_state is not None:
+        critic.load_state_dict(best_state)
+    stopped = validate is not None and waited >= patience
+    return Fit(curve, step, best_step if validate is not None else step, stopped)
 
 
 @torch.no_grad()

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from dimctl.data.transforms import normalise
-from dimctl.evaluate.heldout import batch_size_for, fit_critic, heldout_estimate
+from dimctl.evaluate.heldout import (EarlyStopping, batch_mean, batch_size_for, fit_critic, heldout_estimate,
+                                     validation_split)
 from dimctl.objectives.bounds import DVMovingAverage, dv_samples
 
 
@@ -25,6 +26,7 @@ class MINEConfig:
     lr: float = 1e-4
     ema_rate: float = 0.01
     seed: int = 0
+    early_stopping: EarlyStopping = EarlyStopping()
 
 
 @dataclass
@@ -34,6 +36,9 @@ class MINEResult:
     steps: int
     eval_batches: int
     curve: list[dict] = field(default_factory=list)
+    steps_used: int = 0
+    best_step: int = 0
+    stopped_improving: bool = False
 
 
 class StatisticsNetwork(nn.Module):
@@ -68,8 +73,12 @@ def estimate_image_mi(train_images: torch.Tensor, train_y: torch.Tensor, test_im
     Batches are drawn without repeats, so rolling the batch by one pairs each image with the Y
     of a random other image.
     """
+    fit_idx, val_idx = validation_split(train_images.shape[0], config.early_stopping.fraction, config.seed)
+    held_images, held_y = train_images[val_idx.to(train_images.device)], train_y[val_idx.to(train_y.device)]
+    train_images, train_y = train_images[fit_idx.to(train_images.device)], train_y[fit_idx.to(train_y.device)]
     n = train_images.shape[0]
     batch = batch_size_for(config.batch_size, n, test_images.shape[0])
+    held_batch = min(batch, held_images.shape[0])  # validation_split holds out at least two
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     network = StatisticsNetwork(train_images.shape[1], train_images.shape[2], train_y.shape[1]).to(device)
@@ -80,9 +89,15 @@ def estimate_image_mi(train_images: torch.Tensor, train_y: torch.Tensor, test_im
         value = objective.samples(*network(normalise(train_images[idx]), train_y[idx]))
         return -value, lambda: {"train_estimate": value.item()}
 
-    curve = fit_critic(network.parameters(), critic_step, config.steps, config.lr, cosine_lr=True, on_step=on_step)
+    def validate() -> float:
+        return batch_mean(held_images.shape[0], held_batch,
+                          lambda idx: dv_samples(*network(normalise(held_images[idx]), held_y[idx])))
+
+    fit = fit_critic(network, critic_step, config.steps, config.lr, cosine_lr=True, on_step=on_step,
+                     validate=validate, patience=config.early_stopping.patience)
     network.eval()
     estimate, stderr, batches = heldout_estimate(
         test_images.shape[0], batch, generator,
         lambda idx: dv_samples(*network(normalise(test_images[idx]), test_y[idx])))
-    return MINEResult(estimate, stderr, config.steps, batches, curve)
+    return MINEResult(estimate, stderr, config.steps, batches, fit.curve, fit.steps_used, fit.best_step,
+                      fit.stopped_improving)

@@ -14,17 +14,19 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from dimctl.evaluate.heldout import batch_size_for, fit_critic, heldout_estimate
+from dimctl.evaluate.heldout import (EarlyStopping, batch_mean, batch_size_for, fit_critic, heldout_estimate,
+                                     validation_split)
 from dimctl.models.discriminators import PriorDiscriminator
 from dimctl.objectives.bounds import dv_samples
 
 
 @dataclass(frozen=True)
 class NDMConfig:
-    steps: int = 2000
+    steps: int = 2000  # the ceiling: training stops earlier once the validation estimate stops rising
     batch_size: int = 128
     lr: float = 1e-4
     seed: int = 0
+    early_stopping: EarlyStopping = EarlyStopping()
 
 
 @dataclass
@@ -34,6 +36,9 @@ class NDMResult:
     steps: int
     eval_batches: int
     curve: list[dict] = field(default_factory=list)
+    steps_used: int = 0
+    best_step: int = 0
+    stopped_improving: bool = False
 
 
 def shuffle_dimensions(y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -45,8 +50,11 @@ def shuffle_dimensions(y: torch.Tensor, generator: torch.Generator | None = None
 def neural_dependency(train: torch.Tensor, test: torch.Tensor, config: NDMConfig = NDMConfig(),
                       on_step: Callable[[int, float], None] | None = None) -> NDMResult:
     """NDM of (N, d) features: trained on ``train``, evaluated on ``test`` (both standardised)."""
+    fit_idx, val_idx = validation_split(train.shape[0], config.early_stopping.fraction, config.seed)
+    train, held = train[fit_idx], train[val_idx]
     n, d = train.shape
     batch = batch_size_for(config.batch_size, n, test.shape[0])
+    held_batch = min(batch, held.shape[0])  # validation_split holds out at least two
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     # Same shape as the prior discriminator of App. A.2: fully connected 1000 → 200 → 1.
@@ -59,7 +67,16 @@ def neural_dependency(train: torch.Tensor, test: torch.Tensor, config: NDMConfig
         loss = F.softplus(-t_joint).mean() + F.softplus(t_marg).mean()
         return loss, lambda: {"train_ndm": dv_samples(t_joint.detach(), t_marg.detach()).item(), "loss": loss.item()}
 
-    curve = fit_critic(discriminator.parameters(), critic_step, config.steps, config.lr, on_step=on_step)
+    def validate() -> float:
+        shuffles = torch.Generator().manual_seed(config.seed)  # the same shuffles at every check
+
+        def bound_of(idx: torch.Tensor) -> torch.Tensor:
+            joint = held[idx]
+            return dv_samples(discriminator(joint), discriminator(shuffle_dimensions(joint, shuffles)))
+        return batch_mean(held.shape[0], held_batch, bound_of)
+
+    fit = fit_critic(discriminator, critic_step, config.steps, config.lr, on_step=on_step, validate=validate,
+                     patience=config.early_stopping.patience)
     discriminator.eval()
 
     def bound_of(idx: torch.Tensor) -> torch.Tensor:
@@ -67,4 +84,5 @@ def neural_dependency(train: torch.Tensor, test: torch.Tensor, config: NDMConfig
         return dv_samples(discriminator(joint), discriminator(shuffle_dimensions(joint, generator)))
 
     estimate, stderr, batches = heldout_estimate(test.shape[0], batch, generator, bound_of)
-    return NDMResult(estimate, stderr, config.steps, batches, curve)
+    return NDMResult(estimate, stderr, config.steps, batches, fit.curve, fit.steps_used, fit.best_step,
+                     fit.stopped_improving)
