@@ -61,8 +61,10 @@ def export(
         check_folder_target(output, exporting.HF_FILES, "-o ")
         if push_to_hub is not None:
             exporting.require_hub()  # before the work, not after it
-    if results is not None and not results.is_file():
-        raise UsageError(f"--results {results}: no such file")
+    if results is not None:
+        from dimctl.io.reading import require_file
+
+        require_file(results, f"--results {results}")  # a FIFO is refused here, before the export's work
 
     from dimctl.io.artifacts import load_encoder
 

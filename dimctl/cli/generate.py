@@ -19,6 +19,7 @@ from dimctl.evaluate.generated import encoder_frechet_distances, inception_score
 from dimctl.io.artifacts import load_encoder, load_generator, sha256_of
 from dimctl.io.atomic import atomic_folder, check_folder_target, owned_names
 from dimctl.io.features import looks_like_features
+from dimctl.io.reading import require_file
 from dimctl.io.samples import read_samples, samples_bytes, write_samples
 from dimctl.io.images import save_grid, save_png
 from dimctl.train.generate import RESUMABLE, GenerateConfig, fixed_noise, generate_images, train_generator
@@ -166,6 +167,8 @@ def score(
         raise UsageError(f"--split {split!r} is not one of: train, test")
     if n < 2 or batch_size < 1 or splits < 1:
         raise UsageError("-n must be at least 2, --batch-size and --splits positive")
+    if inception_weights is not None:
+        require_file(inception_weights)  # before drawing or reading any image: a FIFO is refused at once
     layers = [v.strip() for v in layer.split(",") if v.strip()]
     device = pick_device(cpu)
     images, origin = _images_to_score(source, n, seed, batch_size, device)
@@ -231,8 +234,7 @@ def _images_to_score(source: str, n: int, seed: int, batch_size: int, device: to
         samples = read_samples(read_stdin_bytes())
         return samples.images, {"sha256": samples.generator.get("sha256"), "dataset": samples.dataset}
     path = Path(source)
-    if not path.is_file():
-        raise UsageError(f"{source}: no such file")
+    require_file(path, source)  # a FIFO or device is refused, never read (it would block or never end)
     if looks_like_features(path):
         samples = read_samples(path)
         return samples.images, {"sha256": samples.generator.get("sha256"), "dataset": samples.dataset}

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from dimctl.cli.common import emit
-from dimctl.errors import ArtifactError, UsageError
+from dimctl.errors import ArtifactError
 
 # The readers (torch through io/artifacts.py, h5py) are imported when the command runs, so that
 # `dimctl inspect --help` starts in milliseconds.
@@ -25,8 +25,9 @@ def inspect(file: Annotated[Path, typer.Argument(help="A .safetensors artifact o
     from dimctl.io.artifacts import sha256_of
     from dimctl.io.features import looks_like_features
 
-    if not file.is_file():
-        raise UsageError(f"{file}: no such file")
+    from dimctl.io.reading import require_file
+
+    require_file(file)  # a FIFO or device is refused, never read (it would block or never end)
     info = _hdf5(file) if looks_like_features(file) else _safetensors(file)
     emit(json.dumps({"file": str(file), "sha256": sha256_of(file), **info}, indent=2))
 

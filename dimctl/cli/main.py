@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 from pathlib import Path
 
 import typer
@@ -367,10 +368,23 @@ def run(argv: list[str]) -> int:
     _startup["sample"] = CpuSample()  # what the machine does while this command starts (dimctl/threads.py)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return _run(argv)
+        with warnings.catch_warnings(record=True) as held:
+            code = _run(argv)
+        _show_warnings(held, code == 0 or "--debug" in argv or os.environ.get("DIMCTL_DEBUG", "") not in ("", "0"))
+        return code
     finally:
         signal.signal(signal.SIGTERM, previous)
         release_run_locks()
+
+
+def _show_warnings(held: list[warnings.WarningMessage], shown: bool) -> None:
+    """Library warnings (numpy's overflow, torch's on a crafted checkpoint) are held while the
+    command runs: a command that fails says so in its one error line, and the warnings that led up
+    to the failure would only bury it; one that succeeds shows them at its end (--debug: always)."""
+    if not shown:
+        return
+    for w in held:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
 
 
 def _complete() -> int:

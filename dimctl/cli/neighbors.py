@@ -14,10 +14,14 @@ from dimctl.data.transforms import normalise
 from dimctl.errors import UsageError
 from dimctl.evaluate.extract import extract_layer
 from dimctl.evaluate.neighbors import DISTANCES, nearest_neighbors
-from dimctl.io.atomic import write_text
+from dimctl.io.atomic import atomic_folder, check_folder_target, owned_names, write_text
 from dimctl.io.images import save_image_rows
 
 LAYERS = ("y", "fc", "conv", "pixels")
+OUTPUTS = ("neighbors.png", "neighbors.jsonl")
+# The run folder is made whole beside itself and renamed into place (a full disk leaves no grid
+# without its lines, no empty folder), so it may hold only these files: any other is refused.
+_is_output = owned_names("|".join(name.replace(".", r"\.") for name in OUTPUTS))
 
 
 def neighbors(
@@ -33,7 +37,7 @@ def neighbors(
     squash: Annotated[bool, typer.Option("--squash/--no-squash", help="For --layer y: compare sigmoid(Y), the space prior matching makes uniform on [0, 1] (the paper orders neighbours 'to reflect the uniform prior').")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the choice of query images.")] = 0,
     batch_size: ForwardBatchOpt = 256,
-    out: Annotated[Path | None, typer.Option("--out", help="Run folder for neighbors.png and neighbors.jsonl. Default: under runs/, named neighbors-FOLDER-LAYER after the encoder's folder.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder for neighbors.png and neighbors.jsonl, made beside itself and renamed into place whole (so it may hold only those). Default: under runs/, named neighbors-FOLDER-LAYER after the encoder's folder.")] = None,
     cpu: CpuOpt = False,
     force: ReplaceOpt = False,
 ):
@@ -59,9 +63,8 @@ def neighbors(
     if batch_size < 1:
         raise UsageError("--batch-size must be positive")
     run_dir = out or Path("runs") / f"neighbors-{encoder.resolve().parent.name}-{layer}"
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"--out {run_dir} exists and is not a folder")
-    refuse_to_replace([run_dir / "neighbors.png", run_dir / "neighbors.jsonl"], force, "--out: ")
+    check_folder_target(run_dir, _is_output, "--out: ")
+    refuse_to_replace([run_dir / name for name in OUTPUTS], force, "--out: ")
 
     device = pick_device(cpu)
     artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, device, skip_bad_images)
@@ -73,8 +76,7 @@ def neighbors(
     with progress.activity(f"neighbors: the {n} nearest of {len(features)} test images"):
         found = nearest_neighbors(features, labels.numpy(), n, distance, seed)
 
-    grid = save_image_rows(run_dir / "neighbors.png",
-                           [normalise(images[[q.query, *q.neighbors]]) for q in found])
+    grid = run_dir / "neighbors.png"
     rows = [{
         "command": "neighbors", "class": q.label,
         **({"class_name": data.classes[q.label]} if q.label < len(data.classes) else {}),
@@ -84,7 +86,9 @@ def neighbors(
         "encoder": artifact.sha256, "dataset": data.name, "grid": str(grid),
     } for q in found]
     lines = [result_line(r, str(encoder)) for r in rows]
-    write_text(run_dir / "neighbors.jsonl", "".join(line + "\n" for line in lines))
+    with atomic_folder(run_dir, _is_output) as folder:
+        save_image_rows(folder / grid.name, [normalise(images[[q.query, *q.neighbors]]) for q in found])
+        write_text(folder / "neighbors.jsonl", "".join(line + "\n" for line in lines))
     for line in lines:
         emit(line)
 

@@ -13,11 +13,14 @@ from dimctl.errors import ArtifactError, UsageError
 from dimctl.evaluate.msssim import describe_setting, ms_ssim_setting
 from dimctl.evaluate.reconstruct import DEFAULT_LR, SOURCE_LAYERS, train_decoder
 from dimctl.io.artifacts import load_decoder, save_decoder
-from dimctl.io.atomic import write_text
+from dimctl.io.atomic import atomic_folder, check_folder_target, owned_names, write_text
 from dimctl.io.images import save_image_rows
 
 GRID_IMAGES = 8  # test images shown in reconstructions.png
 OUTPUTS = ("decoder.safetensors", "reconstructions.png", "metrics.jsonl", "result.json")  # what a run folder gets
+# The run folder is made whole beside itself and renamed into place (a full disk leaves no empty
+# or half-written folder), so it may hold only these files: any other is refused.
+_is_output = owned_names("|".join(name.replace(".", r"\.") for name in OUTPUTS))
 
 
 def reconstruct(
@@ -33,7 +36,7 @@ def reconstruct(
     batch_size: Annotated[int, typer.Option(help="Images per decoder training step (at least 2, for BatchNorm).")] = 64,
     lr: Annotated[float, typer.Option(help="Adam learning rate (default betas).")] = DEFAULT_LR,
     seed: Annotated[int, typer.Option(help="Seed for the decoder's initialisation and the data order.")] = 0,
-    out: Annotated[Path | None, typer.Option("--out", help="Run folder. Default runs/reconstruct-ENCODER_FOLDER-LAYER.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder, made beside itself and renamed into place whole (so it may hold only what reconstruct writes). Default runs/reconstruct-ENCODER_FOLDER-LAYER.")] = None,
     cpu: CpuOpt = False,
     force: ReplaceOpt = False,
 ):
@@ -48,8 +51,7 @@ def reconstruct(
     if lr <= 0:
         raise UsageError("--lr must be positive")
     run_dir = out or Path("runs") / f"reconstruct-{encoder.resolve().parent.name}-{layer}"
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"--out {run_dir} exists and is not a folder")
+    check_folder_target(run_dir, _is_output, "--out: ")
     refuse_to_replace([run_dir / name for name in OUTPUTS], force, "--out: ")
 
     device = pick_device(cpu)
@@ -75,21 +77,23 @@ def reconstruct(
     finally:
         progress.close()
 
-    decoder_path = save_decoder(
-        run_dir / "decoder.safetensors", result.decoder, result.config, artifact.sha256, encoder, layer,
-        data.describe(), step=result.steps,
-        training={"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimiser": "adam", "seed": seed,
-                  "started_from": str(decoder) if decoder is not None else None,
-                  "loss": "mse", "test_ms_ssim": result.ms_ssim, "test_mse": result.mse, "ms_ssim_setting": setting})
-    save_image_rows(run_dir / "reconstructions.png", [result.originals, result.reconstructions])
-    write_text(run_dir / "metrics.jsonl",
-               "".join(json.dumps({"epoch": e + 1, "train_mse": mse}) + "\n" for e, mse in enumerate(result.train_curve)))
+    decoder_path = run_dir / "decoder.safetensors"
     row = result_line({
         "command": "reconstruct", "layer": layer, "ms_ssim": round(result.ms_ssim, 6), "mse": round(result.mse, 6),
         "ms_ssim_setting": setting, "encoder": artifact.sha256, "dataset": data.name, "epochs": epochs,
         "decoder": str(decoder_path), **({"started_from": str(decoder)} if decoder is not None else {}),
     }, str(encoder))
-    write_text(run_dir / "result.json", row + "\n")  # the run folder carries its result: `dimctl report FOLDER`
+    with atomic_folder(run_dir, _is_output) as folder:
+        save_decoder(
+            folder / decoder_path.name, result.decoder, result.config, artifact.sha256, encoder, layer,
+            data.describe(), step=result.steps,
+            training={"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimiser": "adam", "seed": seed,
+                      "started_from": str(decoder) if decoder is not None else None, "loss": "mse",
+                      "test_ms_ssim": result.ms_ssim, "test_mse": result.mse, "ms_ssim_setting": setting})
+        save_image_rows(folder / "reconstructions.png", [result.originals, result.reconstructions])
+        write_text(folder / "metrics.jsonl", "".join(json.dumps({"epoch": e + 1, "train_mse": mse}) + "\n"
+                                                     for e, mse in enumerate(result.train_curve)))
+        write_text(folder / "result.json", row + "\n")  # the run folder carries its result: `dimctl report FOLDER`
     emit(row)
 
 

@@ -80,8 +80,20 @@ def dataset_for(artifact: EncoderArtifact, dataset: str | None, data_root: Path 
     trained_on = artifact.dataset  # load_encoder has checked the header holds it
     name = trained_on.get("name", "digits")
     if name == "folder" and data_root is None and trained_on.get("source"):
-        data_root = Path(trained_on["source"])
+        data_root = recorded_folder(artifact.path, trained_on["source"])
     return name, data_root
+
+
+def recorded_folder(encoder: Path, source: str) -> Path:
+    """The image folder an encoder's header records, read without --data-root only when it is the
+    run's own: inside the folder that holds the encoder (links resolved). The header is a file's
+    claim, not the user's word: a crafted one naming "/etc" must not make dimctl scan a folder the
+    user never named. Any other recorded folder is a hint that --data-root confirms."""
+    folder, run = Path(source).resolve(), encoder.resolve().parent
+    if folder == run or run in folder.parents:
+        return folder
+    raise UsageError(f"{encoder} was trained on the image folder {source!r}, which is not read unless you name "
+                     f"it: pass --data-root {source!r} (or another --dataset)")
 
 
 def encoder_and_dataset(encoder: Path, dataset: str | None, data_root: Path | None, download: bool,

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from dimctl.errors import ArtifactError, UsageError
+from dimctl.io.reading import require_file
 
 if TYPE_CHECKING:
     from dimctl.evaluate.fid_inception import FIDInception
@@ -131,8 +132,7 @@ def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors from a .safetensors file or a torch state-dict file read with weights_only=True
     (only tensors and plain containers are unpickled; anything else is refused)."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
+    require_file(path)  # a FIFO or device is refused, never read (it would block or never end)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -15,9 +15,12 @@ meta device (shapes only, no memory) and its tensor names and shapes compared wi
 only a config the file's tensors fill exactly is built for real.
 """
 
+import errno
 import hashlib
 import json
 import math
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,7 @@ from torch import nn
 from dimctl import __version__
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.io.atomic import atomic_path
+from dimctl.io.reading import require_file
 from dimctl.models.decoders import DecoderConfig, build_decoder
 from dimctl.models.encoders import EncoderConfig, build_encoder
 from dimctl.models.generators import GeneratorConfig, build_generator
@@ -168,9 +172,20 @@ def _save(path: str | Path, module: nn.Module, kind: str, config: dict, dataset:
         metadata["dimctl.training"] = json.dumps(training)
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        _save_file(tensors, tmp, metadata)
         canonical_header(tmp)
     return Path(path)
+
+
+def _save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """safetensors' save_file with its write errors as OSError: a full disk is then the one line
+    "No space left on device" naming the file the user named, not a raw SafetensorError."""
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as e:  # "Error while serializing: I/O error: No space left on device (os error 28)"
+        found = re.search(r"os error (\d+)|code: (\d+)", str(e))
+        number = int(found[1] or found[2]) if found else errno.EIO
+        raise OSError(number, os.strerror(number), str(path)) from e
 
 
 def canonical_header(path: str | Path) -> None:
@@ -197,8 +212,7 @@ def save_encoder(path: str | Path, encoder: nn.Module, config: EncoderConfig, da
 def read_metadata(path: str | Path) -> tuple[dict[str, str], dict[str, list[int]]]:
     """Header metadata and tensor shapes of a safetensors file, without loading the tensors."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
+    require_file(path)  # a FIFO or device is refused, never read (it would block or never end)
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}

@@ -18,6 +18,7 @@ from dimctl import __version__
 from dimctl.errors import DimctlError, UsageError
 from dimctl.io.artifacts import EncoderArtifact, describe_metadata
 from dimctl.io.atomic import atomic_folder, atomic_path, owned_names
+from dimctl.io.reading import require_file
 
 FORMATS = ("onnx", "torchscript", "hf")
 INPUT_NAME = "images"
@@ -139,8 +140,7 @@ def read_probe_rows(path: str | Path, sha256: str) -> list[dict]:
     from dimctl.report.inputs import read_result_file  # the one reader of result lines (bounded, typed)
 
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"--results {path}: no such file")
+    require_file(path, f"--results {path}")  # a FIFO or device is refused, never read (it would block)
     rows = []
     for number, row in enumerate(read_result_file(path), 1):
         if row.get("command") != "probe":

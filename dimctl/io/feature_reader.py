@@ -33,6 +33,7 @@ import numpy as np
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.io.features import HDF5_SIGNATURE, SCHEMA, SPLITS, USERBLOCK, is_npz, verify_sealed
 from dimctl.io.hdf5_contained import DeclaredArray, check_contained, check_declared_sizes, declared
+from dimctl.io.reading import open_regular, require_file
 
 ALWAYS_ACCEPTED_CLASSES = 1 << 15  # class ids below this pass at any row count (module docstring)
 
@@ -79,10 +80,9 @@ def read_features(source: str | Path | bytes, name: str | None = None, select: S
         name = name or str(source)
         if Path(source).is_dir():
             return _read_vissl(Path(source), name, select)
-        if not Path(source).is_file():
-            raise UsageError(f"{source}: no such file")
+        require_file(source)  # a FIFO or device is refused, never read (it would block or never end)
         size = Path(source).stat().st_size
-        with open(source, "rb") as f:
+        with open_regular(source) as f:
             head = f.read(USERBLOCK)
         if is_npz(head, source):
             return _read_npz(Path(source), name, select)
@@ -322,7 +322,8 @@ def _checked(feats: Features) -> Features:
         for layer in feats.layers:
             a = arrays[layer]
             if not feats.verified and a.dtype.kind == "f" and a.dtype != np.float32:
-                a = arrays[layer] = a.astype(np.float32)
+                with np.errstate(over="ignore", invalid="ignore"):  # past float32's range: inf, refused below
+                    a = arrays[layer] = a.astype(np.float32)
             if a.dtype != np.float32 or a.ndim < 2 or a.shape[0] != n:
                 raise ArtifactError(f"{name}: /{split}/{layer} must be float32 (N, …) with N = {n}, got {a.dtype} {a.shape}")
             if 0 in a.shape[1:]:

@@ -38,6 +38,16 @@ def check_regular(path: str | Path, name: str | None = None) -> None:
     open_regular(path, name).close()
 
 
+def require_file(path: str | Path, name: str | None = None) -> None:
+    """``check_regular`` for an input the user named: a missing one is the UsageError "NAME: no
+    such file" (exit 2). It replaces ``Path.is_file()`` checks, which called a FIFO "no such file"
+    and let the read that followed block on it."""
+    try:
+        check_regular(path, name)
+    except (FileNotFoundError, NotADirectoryError):  # NotADirectoryError: "file.txt/x"
+        raise UsageError(f"{name or path}: no such file") from None
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISFIFO(mode):
         return "a FIFO"

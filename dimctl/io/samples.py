@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from dimctl import __version__
-from dimctl.errors import ArtifactError, UsageError
-from dimctl.io.atomic import atomic_path
-from dimctl.io.features import MAGIC, create_feature_file, seal_bytes, seal_file, verify_seal
+from dimctl.errors import ArtifactError
+from dimctl.io.atomic import write_bytes
+from dimctl.io.features import MAGIC, create_feature_file, seal_bytes, verify_seal
 from dimctl.io.hdf5_contained import check_contained, check_declared_sizes, declared
+from dimctl.io.reading import open_regular, require_file
 
 SCHEMA = 1
 IMAGES = "samples/images"
@@ -56,12 +57,11 @@ def _check_images(images: torch.Tensor) -> None:
 
 
 def write_samples(path: str | Path, images: torch.Tensor, generator: dict, dataset: dict, seed: int) -> Path:
-    """Write atomically to ``path``."""
-    _check_images(images)
-    with atomic_path(path) as tmp:
-        with create_feature_file(tmp) as f:
-            _fill(f, images, generator, dataset, seed)
-        seal_file(tmp)
+    """Write atomically to ``path``. The file is made in memory and written as plain bytes: libhdf5
+    writing to disk met a full disk with a two-line message naming the temporary file (and a crash
+    as its objects were freed); a plain write fails with one "No space left on device" naming
+    ``path``. The images are in memory already, and the file is barely larger."""
+    write_bytes(path, samples_bytes(images, generator, dataset, seed))
     return Path(path)
 
 
@@ -81,9 +81,9 @@ def read_samples(source: str | Path | bytes, name: str | None = None) -> Samples
         data = source
     else:
         name = name or str(source)
-        if not Path(source).is_file():
-            raise UsageError(f"{source}: no such file")
-        data = Path(source).read_bytes()
+        require_file(source)  # a FIFO or device is refused, never read (it would block or never end)
+        with open_regular(source) as f:
+            data = f.read()
     if not data.startswith(MAGIC):
         raise ArtifactError(f"{name} is not a dimctl sample file; make one with `dimctl generate sample GENERATOR -o FILE.h5`")
     verify_seal(data, name)

@@ -8,17 +8,31 @@ anything: a checkpoint whose RNG state was deleted, truncated or replaced would 
 other randomness while claiming a bit-exact resume, so it is refused by name. The run's record
 travels with its weights, so a resume is checked against the checkpoint it loads even when
 config.json was deleted or edited.
+
+Nothing in a checkpoint folder is trusted before it is checked: the folder's name must be one this
+module writes, its train_state.json an object whose step is that name's and whose ``files`` record
+seals every other file (a state without the record is refused, not loaded unsealed), and the RNG
+states must really be restored: Accelerate skips an RNG state it cannot read with only a log line,
+which would continue with other randomness while the run claims a bit-exact resume.
 """
 
 import errno
 import json
 import os
 import pickle
+import random
+import re
 import shutil
+import stat
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import torch
 from accelerate import Accelerator
+from accelerate.utils import RNG_STATE_NAME, get_torch_accelerator_backend
+from accelerate.utils import load as accelerate_load
 
 from dimctl.errors import ArtifactError
 from dimctl.io.artifacts import sha256_of
@@ -26,6 +40,10 @@ from dimctl.io.atomic import fsync_tree, write_text
 
 STATE_FILE = "train_state.json"
 NO_SPACE_BELOW = 1 << 20  # bytes free under which a failed write is reported as a full disk
+CHECKPOINT_NAME = re.compile(r"step_(\d{8,})")  # what save_checkpoint names a folder (f"step_{step:08d}")
+STATE_LIMIT = 16 << 20  # bytes: a state records a digest per file, a few per process
+SHA256 = re.compile(r"[0-9a-f]{64}")
+REMOVE_IT = "it cannot resume bit-exactly (remove the folder to resume from the one before)"
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -33,11 +51,100 @@ def checkpoint_dir(run_dir: Path) -> Path:
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
+    """The run's published checkpoints, oldest first: what saving prunes and a new run replaces.
+    A resume reads them through ``resume_checkpoint``, which refuses what this passes over."""
     root = checkpoint_dir(run_dir)
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
+    found = [p for p in root.iterdir() if _step_of_name(p.name) is not None and p.is_dir()
+             and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: _step_of_name(p.name))
+
+
+def _step_of_name(name: str) -> int | None:
+    """The step a checkpoint folder's name holds, if it is a name save_checkpoint writes."""
+    match = CHECKPOINT_NAME.fullmatch(name)
+    return int(match[1]) if match and name == f"step_{int(match[1]):08d}" else None
+
+
+def resume_checkpoint(run_dir: Path) -> tuple[Path, dict] | None:
+    """The newest checkpoint and its checked state (``read_state``), or None if the run has none.
+    Every ``step_…`` entry must be a folder this module names: with one it cannot order, the
+    newest is unknown. ArtifactError names what is wrong."""
+    root = checkpoint_dir(run_dir)
+    if not root.is_dir():
+        return None
+    steps = {}
+    for entry in root.iterdir():
+        if not entry.name.startswith("step_"):
+            continue  # the temporaries of interrupted saves (.step_N.tmp) and anything not ours
+        step = _step_of_name(entry.name)
+        if step is None or entry.is_symlink() or not entry.is_dir():
+            raise ArtifactError(f"{entry} is not a checkpoint folder dimctl writes (a folder step_ and 8 digits); "
+                                f"remove it to resume")
+        steps[step] = entry
+    if not steps:
+        return None
+    newest = steps[max(steps)]
+    return newest, read_state(newest, max(steps))
+
+
+def read_state(folder: Path, step: int) -> dict:
+    """``folder``'s train_state.json, checked: an object with the folder's ``step``, a ``files``
+    record of sha256 digests and, if any, the run's record. ArtifactError naming it otherwise."""
+    path = folder / STATE_FILE
+    try:
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise ArtifactError(f"{path} is not a regular file; {REMOVE_IT}")
+        if info.st_size > STATE_LIMIT:
+            raise ArtifactError(f"{path} is over {STATE_LIMIT >> 20} MB, not a checkpoint's record; {REMOVE_IT}")
+        state = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ArtifactError(f"{folder} has no {STATE_FILE} (the checkpoint's record); {REMOVE_IT}") from None
+    except RecursionError:
+        raise ArtifactError(f"{path} is nested too deeply to be a checkpoint's record; {REMOVE_IT}") from None
+    except ValueError as e:  # not JSON, not UTF-8
+        raise ArtifactError(f"{path} is not JSON ({e}); {REMOVE_IT}") from None
+    problem = _state_problem(state, step)
+    if problem:
+        raise ArtifactError(f"{path}: {problem}; {REMOVE_IT}")
+    return state
+
+
+def _state_problem(state, step: int) -> str | None:
+    """What makes ``state`` other than the record save_checkpoint writes for ``step``, or None."""
+    if not isinstance(state, dict):
+        return f"{_json_kind(state)}, not the checkpoint's record (an object)"
+    found = state.get("step")
+    if not isinstance(found, int) or isinstance(found, bool):
+        return f"'step' is {_shown(found)}, not a whole number"
+    if found != step:
+        return f"'step' is {found}, but the folder is the checkpoint of step {step}"
+    files = state.get("files")
+    if files is None:
+        return "no 'files' record of the checkpoint's digests"
+    if not isinstance(files, dict) or not all(isinstance(v, str) and SHA256.fullmatch(v) for v in files.values()):
+        return "'files' is not a record of sha256 digests by file name"
+    run = state.get("run")
+    if run is not None and not (isinstance(run, dict) and isinstance(run.get("config"), dict)):
+        return "'run' is not the run's record (an object with its 'config')"
+    processes = run.get("num_processes", 1) if run else 1
+    if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
+        return f"'num_processes' is {_shown(processes)}, not a number of processes"
+    return None
+
+
+def _json_kind(value) -> str:
+    kinds = {dict: "a JSON object", list: "a JSON array", str: "a JSON string", bool: "JSON true/false",
+             type(None): "JSON null"}
+    return kinds.get(type(value), "a JSON number")
+
+
+def _shown(value) -> str:
+    """A value from the file in a message: its repr (escapes included), at most 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def remove_partial(run_dir: Path, keep: Path | None = None) -> None:
@@ -50,19 +157,17 @@ def remove_partial(run_dir: Path, keep: Path | None = None) -> None:
 
 
 def saved_record(run_dir: Path) -> dict | None:
-    """The run's record as its newest checkpoint saved it (config.json for checkpoints from before
-    the record was kept, and for a run killed before its first checkpoint); None if neither can be read."""
-    checkpoints = list_checkpoints(run_dir)
-    sources = [checkpoints[-1] / STATE_FILE] if checkpoints else []
-    for path in sources + [run_dir / "config.json"]:
-        try:
-            found = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        record = found.get("run", found) if path.name == STATE_FILE else found
-        if isinstance(record, dict) and isinstance(record.get("config"), dict):
-            return record
-    return None
+    """The run's record as its newest checkpoint saved it (config.json for a checkpoint saved
+    without one, and for a run killed before its first checkpoint); None if config.json cannot be
+    read either. A newest checkpoint that is damaged is ArtifactError (``resume_checkpoint``)."""
+    newest = resume_checkpoint(run_dir)  # a damaged newest checkpoint is refused here, by name
+    if newest is not None and newest[1].get("run") is not None:
+        return newest[1]["run"]
+    try:
+        found = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    return found if isinstance(found, dict) and isinstance(found.get("config"), dict) else None
 
 
 def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: int, record: dict | None = None,
@@ -114,24 +219,59 @@ def _disk_full(folder: Path) -> bool:
 def load_latest(accelerator: Accelerator, run_dir: Path) -> int:
     """Restore the newest complete checkpoint; return its step (0 if there is none). A damaged
     one (a file missing, changed or added, or state that is not Accelerate's) is ArtifactError."""
-    checkpoints = list_checkpoints(run_dir)
-    if not checkpoints:
+    newest = resume_checkpoint(run_dir)
+    if newest is None:
         return 0
-    latest = checkpoints[-1]
-    state = json.loads((latest / STATE_FILE).read_text())
-    if "files" in state:  # checkpoints written before the digests were recorded are loaded as they are
-        found = _digests(latest)
-        for name in sorted(set(state["files"]) | set(found)):
-            if state["files"].get(name) != found.get(name):
-                how = "is missing" if name not in found else "was added" if name not in state["files"] else "changed"
-                raise ArtifactError(f"{latest}: {name} {how} since the checkpoint was written; it cannot resume "
-                                    f"bit-exactly (remove the folder to resume from the one before)")
+    latest, state = newest
+    found = _digests(latest)
+    for name in sorted(set(state["files"]) | set(found)):
+        if state["files"].get(name) != found.get(name):
+            how = "is missing" if name not in found else "was added" if name not in state["files"] else "changed"
+            raise ArtifactError(f"{latest}: {name} {how} since the checkpoint was written; {REMOVE_IT}")
+    rng = latest / f"{RNG_STATE_NAME}_{accelerator.process_index}.pkl"
+    saved_rng = _read_rng_state(rng)
     try:
         accelerator.load_state(str(latest))
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ArtifactError(f"{latest} is not a loadable checkpoint ({type(e).__name__}: {first})") from e
-    return int(state["step"])
+    if not _rng_restored(saved_rng):  # Accelerate gave up on it with only a log line
+        raise ArtifactError(f"{rng} is not an RNG state Accelerate could restore; {REMOVE_IT}")
+    return state["step"]
+
+
+def _read_rng_state(path: Path) -> dict:
+    """The RNG states Accelerate saved in ``path``, read as Accelerate reads them (its
+    ``weights_only`` loader: no pickled code runs); ArtifactError if they cannot be."""
+    try:
+        with warnings.catch_warnings():  # torch's notes on odd pickles: the refusal below says it
+            warnings.simplefilter("ignore")
+            states = accelerate_load(path)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path.parent} has no {path.name} (this process's RNG state); {REMOVE_IT}") from None
+    except Exception as e:  # torch's loader raises whatever the bytes provoke
+        raise ArtifactError(f"{path} is not a readable RNG state ({type(e).__name__}); {REMOVE_IT}") from None
+    keys = ("random_state", "numpy_random_seed", "torch_manual_seed")
+    if not isinstance(states, dict) or not all(k in states for k in keys):
+        raise ArtifactError(f"{path} does not hold Accelerate's RNG states; {REMOVE_IT}")
+    return states
+
+
+def _rng_restored(states: dict) -> bool:
+    """Whether the generators now are in the states read from the file (so it was applied)."""
+    try:
+        numpy_now, numpy_saved = np.random.get_state(), states["numpy_random_seed"]
+        same = (random.getstate() == states["random_state"]
+                and all(np.array_equal(a, b) for a, b in zip(numpy_now, numpy_saved, strict=True))
+                and torch.equal(torch.get_rng_state(), states["torch_manual_seed"]))
+        device_type, _ = get_torch_accelerator_backend()
+        saved_cuda = states.get("torch_cuda_manual_seed")
+        if same and device_type == "cuda" and isinstance(saved_cuda, (list, tuple)):
+            # One state per GPU, as many as were visible then: those visible now are compared.
+            same = all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), saved_cuda))
+        return bool(same)
+    except (TypeError, ValueError, RuntimeError):
+        return False
 
 
 def _digests(folder: Path) -> dict[str, str]:

@@ -6,10 +6,10 @@ resolved, to the run folder's config.json; ``PretrainConfig.from_dict`` reads th
 """
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from dimctl.data.registry import DATASETS
 from dimctl.errors import UsageError
+from dimctl.io.reading import require_file
 from dimctl.methods import METHODS
 from dimctl.models.backbones import MIN_INPUT, STEMS, check_stage, is_backbone
 from dimctl.models.encoders import ENCODERS, INPUT_SIZES
@@ -289,8 +289,8 @@ class PretrainConfig:
             raise UsageError(f"--occlude sizes its blocks by the paper encoders' receptive fields; not with {arch}")
         if self.encoder.backbone_weights is not None and arch.startswith("timm:"):
             raise UsageError(f"--backbone-weights loads torchvision state dicts; with {arch} it is not supported yet")
-        if self.encoder.backbone_weights is not None and not Path(self.encoder.backbone_weights).is_file():
-            raise UsageError(f"--backbone-weights {self.encoder.backbone_weights}: no such file")
+        if self.encoder.backbone_weights is not None:  # a FIFO or device is refused, never read
+            require_file(self.encoder.backbone_weights, f"--backbone-weights {self.encoder.backbone_weights}")
         try:  # builds the untrained model once: its name, family, stem and stages are checked together
             check_stage(arch, self.encoder.stem, self.encoder.local_layer, size)
         except ValueError as e:

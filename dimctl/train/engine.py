@@ -19,7 +19,10 @@ train/guard.py), plus what it logs; the engine owns the rest:
 """
 
 import json
+import math
+import os
 import shutil
+import stat
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -33,7 +36,7 @@ from accelerate import Accelerator
 from dimctl import threads
 from dimctl.errors import Interrupted, UsageError
 from dimctl.io.atomic import write_text
-from dimctl.train import checkpoint
+from dimctl.train import checkpoint, trackers
 
 
 @dataclass
@@ -94,6 +97,7 @@ def begin_run(accelerator: Accelerator, run_dir: Path, resume: bool, record: dic
     writes nothing yet: see RunFiles. ``outputs`` name what the trainer writes as it goes
     (samples/), which such a run removes with the old run's checkpoints."""
     record = {**record, **threads.record()}  # how many threads computed it (a run on a shared machine)
+    _check_run_file(run_dir / "metrics.jsonl")
     if resume and checkpoint.list_checkpoints(run_dir):
         check_same_world(run_dir, accelerator.num_processes)
     start_step = checkpoint.load_latest(accelerator, run_dir) if resume else 0
@@ -107,7 +111,20 @@ def begin_run(accelerator: Accelerator, run_dir: Path, resume: bool, record: dic
         checkpoint.remove_partial(run_dir)
         write_text(run_dir / "config.json", json.dumps(record, indent=2) + "\n")
         drop_metrics_after(files.metrics_path, start_step)  # lines a killed run wrote past its checkpoint
+        trackers.drop_csv_rows_after(run_dir / trackers.CSV_NAME, start_step)  # the same, in the tracker's table
     return files
+
+
+def _check_run_file(path: Path) -> None:
+    """A run file written by name must be absent or a regular file: lines appended to a link would
+    land in whatever file it points at."""
+    try:
+        mode = os.lstat(path).st_mode  # the link itself, never what it points at
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        what = "a link" if stat.S_ISLNK(mode) else "not a regular file"
+        raise UsageError(f"{path} is {what}; remove it (the run writes its lines to that name)")
 
 
 class RunFiles:
@@ -119,6 +136,11 @@ class RunFiles:
     checkpoint is renamed into place, the old run's checkpoints and the files of ``outputs`` it
     wrote are removed and the new config.json and metrics.jsonl written. The old published
     artifact (encoder.safetensors, …) stays until the new run replaces it atomically.
+
+    The experiment trackers (``--log-with``) follow the same rules: such a run starts them only
+    then (``when_own``), after the old run's tracker files (metrics.csv, TensorBoard's events) are
+    removed, and hands them the values it held back (``track``); a resume cuts metrics.csv back to
+    its checkpoint as it cuts metrics.jsonl.
     """
 
     def __init__(self, accelerator: Accelerator, run_dir: Path, record: dict, start_step: int, replacing: bool,
@@ -127,9 +149,12 @@ class RunFiles:
         self.metrics_path = run_dir / "metrics.jsonl"
         self.replacing = replacing and accelerator.is_main_process
         self._held: list[str] = []
+        self._held_tracks: list[tuple[dict, int]] = []  # tracker values held back with the lines
+        self._start_trackers: Callable[[], None] | None = None
         # The old run's files by inode: the new run's own (written atomically, so new inodes) stay.
-        self._old_outputs = {path: path.stat().st_ino for name in outputs if self.replacing
-                             for path in (run_dir / name).rglob("*") if path.is_file()}
+        old = ([path for name in outputs for path in (run_dir / name).rglob("*") if path.is_file()]
+               + trackers.tracker_files(run_dir)) if self.replacing else []
+        self._old_outputs = {path: path.stat().st_ino for path in old}
 
     def elapsed_before(self) -> float:
         """Seconds the run trained before this process started (0 for a new run)."""
@@ -143,17 +168,45 @@ class RunFiles:
             with open(self.metrics_path, "a") as f:
                 f.write(text)
 
+    def track(self, values: dict, step: int) -> None:
+        """Hand ``values`` to the experiment trackers, or hold them back with the lines."""
+        if self.replacing:
+            self._held_tracks.append((values, step))
+        elif self.accelerator.trackers:
+            self.accelerator.log(values, step=step)
+
+    def when_own(self, start: Callable[[], None]) -> None:
+        """Run ``start`` (the trackers' start) once the folder's run files are this run's: now, or
+        for a new run over an old one once its first checkpoint has replaced the old run's files."""
+        if self.replacing:
+            self._start_trackers = start
+        else:
+            start()
+
     def save_checkpoint(self, step: int, keep: int) -> None:
         checkpoint.save_checkpoint(self.accelerator, self.run_dir, step, keep, self.record,
                                    before_publish=self._replace_old_run if self.replacing else None)
+        self._start_held_trackers()
+
+    def _start_held_trackers(self) -> None:
+        """Once the first checkpoint is published (a tracker that fails then leaves a run that
+        resumes), start the trackers and hand them the values held back."""
+        start, held = self._start_trackers, self._held_tracks
+        if self.replacing or start is None:
+            return
+        self._start_trackers, self._held_tracks = None, []
+        start()
+        for values, step in held:
+            self.track(values, step)
 
     def _replace_old_run(self, new_checkpoint: Path) -> None:
         for old in checkpoint.list_checkpoints(self.run_dir):
             shutil.rmtree(old)
         checkpoint.remove_partial(self.run_dir, keep=new_checkpoint)
-        for path, inode in self._old_outputs.items():
-            if path.is_file() and path.stat().st_ino == inode:
-                path.unlink()
+        removed = [path for path, inode in self._old_outputs.items() if path.is_file() and path.stat().st_ino == inode]
+        for path in removed:
+            path.unlink()
+        trackers.remove_emptied_folders(self.run_dir, removed)
         write_text(self.run_dir / "config.json", json.dumps(self.record, indent=2) + "\n")
         write_text(self.metrics_path, "".join(self._held))
         self.replacing, self._held = False, []
@@ -199,8 +252,8 @@ def run_steps(trainer: Trainer, accelerator: Accelerator, files: RunFiles, sched
                 stamp = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                          "elapsed_s": round(elapsed_before + time.perf_counter() - started, 3)}
                 files.log({"step": done, "epoch": epoch, **metrics, **stamp})
-                if accelerator.trackers:  # --log-with: the same numbers, and the learning rate
-                    accelerator.log({"epoch": epoch, **metrics, **trainer.learning_rates()}, step=done)
+                # --log-with: the same numbers, and the learning rate
+                files.track({"epoch": epoch, **metrics, **trainer.learning_rates()}, done)
         trainer.after_step(done, main)
         if on_progress is not None and main:
             on_progress(Progress(done, total, epoch, metrics, epoch_done, epochs, log_now))
@@ -233,25 +286,35 @@ def any_process(accelerator: Accelerator, flag: bool) -> bool:
 def drop_metrics_after(path: Path, step: int) -> None:
     if not path.is_file():
         return
-    lines = path.read_text().splitlines(keepends=True)
+    lines = path.read_text(errors="replace").splitlines(keepends=True)  # bytes dimctl never writes: kept as U+FFFD
     kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
     if len(kept) != len(lines):
         write_text(path, "".join(kept))
 
 
 def _last_elapsed(path: Path) -> float:
-    """``elapsed_s`` of the last line a run wrote (0 for a new run or lines from before it was logged)."""
+    """``elapsed_s`` of the last line a run wrote (0 for a new run, lines from before it was
+    logged, and a value that is not a finite number of seconds)."""
     if not path.is_file():
         return 0.0
-    lines = path.read_text().splitlines()
-    try:
-        return float(json.loads(lines[-1]).get("elapsed_s", 0.0)) if lines else 0.0
-    except (ValueError, TypeError, AttributeError):
-        return 0.0
+    lines = path.read_text(errors="replace").splitlines()
+    elapsed = _parsed(lines[-1]).get("elapsed_s", 0.0) if lines else 0.0
+    ok = isinstance(elapsed, (int, float)) and not isinstance(elapsed, bool) and math.isfinite(elapsed) and elapsed >= 0
+    return float(elapsed) if ok else 0.0
 
 
 def _step_of(line: str) -> int | None:
+    """The step of a metrics line, or None for one that is not a line the engine writes: cut short
+    by a kill, or edited (nested too deeply, a step that is not a whole number); such lines are
+    dropped when the file is cut back."""
+    step = _parsed(line).get("step")
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def _parsed(line: str) -> dict:
+    """A metrics line's object ({} for anything else)."""
     try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return None  # a line cut short by a kill
+        found = json.loads(line)
+    except (ValueError, RecursionError):
+        return {}
+    return found if isinstance(found, dict) else {}

@@ -175,7 +175,7 @@ def finetune(encoder: Encoder, dataset: ImageDataset, config: FinetuneConfig, ru
     }, total_steps)
     trainer = FinetuneTrainer(config, accelerator, model, optimiser, images, labels, steps_per_epoch)
     schedule = Schedule(total_steps, steps_per_epoch, config.checkpoint_every, config.keep_checkpoints)
-    with tracking(accelerator, run_dir, config.to_dict()):
+    with tracking(accelerator, files, config.to_dict()):
         run_steps(trainer, accelerator, files, schedule,
                   resume_command or f"dimctl finetune ENCODER --out {run_dir} --resume", on_progress, should_stop)
 

@@ -18,7 +18,7 @@ published as RUN/generator.safetensors.
 """
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -34,6 +34,7 @@ from dimctl.errors import NonFiniteLoss, UsageError
 from dimctl.io.artifacts import save_generator
 from dimctl.io.images import save_grid
 from dimctl.models.generators import DEFAULT_Z_DIM, IMAGE_SIZES, CriticConfig, GeneratorConfig, build_generator
+from dimctl.models.size import check_training_fits, meta_activations, meta_values, training_bytes
 from dimctl.objectives.generative import DEFAULT_CRITIC_STEPS, DEFAULT_PENALTY, GENERATOR_METHODS, build_objective
 from dimctl.settings import SHARED_HELP, declared, setting
 from dimctl.train.config import DataSource
@@ -131,6 +132,23 @@ class GenerateConfig(DataSource):
 RESUMABLE = frozenset(f.name for f in declared(GenerateConfig) if f.metadata["resumable"])  # --resume may change these
 
 
+SIZE_SETTINGS = ("width", "z_dim", "batch_size")  # what sets the memory a run needs
+
+
+def check_networks_fit(config: GenerateConfig, device: torch.device, channels: int) -> None:
+    """Refuse (UsageError naming the flag) a generator and critic whose training cannot fit in
+    memory, before either is built: they are first built on the meta device (models/size.py)."""
+    def needed(overrides: dict) -> int:
+        c = replace(config, **overrides)
+        values = meta_values(lambda: (build_generator(c.generator_config(channels)),
+                                      build_objective(c.method, c.critic_config(channels), 0.0, 0.0, 1.0, 0.0)))
+        activations = meta_activations(lambda: build_generator(c.generator_config(channels)), (c.batch_size, c.z_dim))
+        return training_bytes(values, activations)
+
+    given = {name: getattr(config, name) for name in SIZE_SETTINGS}
+    check_training_fits(needed, given, asdict(GenerateConfig()), device, "generator and critic")
+
+
 @dataclass
 class GenerateResult:
     generator_path: Path
@@ -192,6 +210,7 @@ def train_generator(config: GenerateConfig, dataset: ImageDataset, run_dir: Path
         raise UsageError(f"{dataset.name} has {n} training images, fewer than one batch of {global_batch}; "
                          f"lower --batch-size")
 
+    check_networks_fit(config, accelerator.device, dataset.channels)
     # Same seed, same initial networks on every process; then per-process noise streams.
     set_seed(config.seed)
     generator_config, critic_config = config.generator_config(dataset.channels), config.critic_config(dataset.channels)
@@ -217,7 +236,7 @@ def train_generator(config: GenerateConfig, dataset: ImageDataset, run_dir: Path
     trainer = GeneratorTrainer(config, accelerator, dataset, run_dir, generator, objective,
                                generator_optimiser, critic_optimiser)
     schedule = Schedule(config.steps, config.log_every, config.checkpoint_every, config.keep_checkpoints)
-    with tracking(accelerator, run_dir, config.to_dict()):
+    with tracking(accelerator, files, config.to_dict()):
         metrics = run_steps(trainer, accelerator, files, schedule,
                             f"dimctl generate train --out {run_dir} --resume", on_progress, should_stop)
 

@@ -32,6 +32,7 @@ from dimctl.io.artifacts import save_decoder, save_encoder, save_generator, sha2
 from dimctl.methods import METHODS, build_method
 from dimctl.models.backbones import is_backbone, load_backbone_weights
 from dimctl.models.encoders import EncoderConfig, build_encoder
+from dimctl.models.size import check_training_fits, meta_activations, meta_values, training_bytes
 from dimctl.precision import PRECISIONS
 from dimctl.train.config import PretrainConfig
 from dimctl.train.distributed import accelerator_cpu, convert_sync_batchnorm
@@ -54,12 +55,8 @@ def build_models(config: PretrainConfig, channels: int, image_size: int, num_tra
     whatever the method and heads are (a random-init baseline is `--epochs 0` with the same seed).
     Returns (encoder config, the method's model, its adversary or None); ``num_train`` sizes NAT's targets."""
     set_seed(config.run.seed)
-    # With --crop-size the encoder takes the crops, not the images as loaded.
+    encoder_config = _encoder_config(config, channels, image_size)
     arch = config.encoder
-    backbone = is_backbone(arch.arch)
-    encoder_config = EncoderConfig(arch=arch.arch, in_channels=channels, image_size=config.data.crop_size or image_size,
-                                   y_dim=arch.y_dim, width=arch.width, fc_dim=arch.fc_dim,
-                                   stem=arch.stem if backbone else None, local_layer=arch.local_layer)
     encoder = build_encoder(encoder_config)
     if arch.backbone_weights is not None:
         try:
@@ -68,6 +65,34 @@ def build_models(config: PretrainConfig, channels: int, image_size: int, num_tra
             raise UsageError(f"--backbone-weights: {e}") from None
     model, discriminator = build_method(config, encoder, encoder_config, num_train)
     return encoder_config, model, discriminator
+
+
+def _encoder_config(config: PretrainConfig, channels: int, image_size: int) -> EncoderConfig:
+    # With --crop-size the encoder takes the crops, not the images as loaded.
+    arch = config.encoder
+    return EncoderConfig(arch=arch.arch, in_channels=channels, image_size=config.data.crop_size or image_size,
+                         y_dim=arch.y_dim, width=arch.width, fc_dim=arch.fc_dim,
+                         stem=arch.stem if is_backbone(arch.arch) else None, local_layer=arch.local_layer)
+
+
+SIZE_SETTINGS = ("width", "fc_dim", "y_dim", "mi_units", "batch_size")  # what sets the memory a run needs
+
+
+def check_models_fit(config: PretrainConfig, device: torch.device, channels: int, image_size: int,
+                     num_train: int = 0) -> None:
+    """Refuse (UsageError naming the flag) networks whose training cannot fit in memory, before
+    any is built: they are first built on the meta device (models/size.py)."""
+    def needed(overrides: dict) -> int:
+        c = config.replace(**overrides)
+        encoder_config = _encoder_config(c, channels, image_size)
+        values = meta_values(lambda: build_method(c, build_encoder(encoder_config), encoder_config, num_train))
+        side = encoder_config.image_size
+        activations = meta_activations(lambda: build_encoder(encoder_config),
+                                       (c.optimiser.batch_size, channels, side, side))
+        return training_bytes(values, activations)
+
+    flat, defaults = config.to_dict(), PretrainConfig().to_dict()
+    check_training_fits(needed, {k: flat[k] for k in SIZE_SETTINGS}, defaults, device, "model")
 
 
 def make_accelerator(config: PretrainConfig, run_dir: Path | None = None) -> Accelerator:
@@ -191,6 +216,7 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
     if config.run.eval_every:  # before anything is written: a dataset without labels is refused first
         online = OnlineKNN(dataset, config.run.eval_layers.split(","), config.run.eval_images, accelerator.device,
                            config.data.crop_size)
+    check_models_fit(config, accelerator.device, dataset.channels, dataset.image_size, n)
     encoder_config, model, discriminator, optimiser = prepare_models(
         config, accelerator, dataset.channels, dataset.image_size, n)
     files = begin_run(accelerator, run_dir, resume, {
@@ -201,7 +227,7 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
     trainer = DIMTrainer(config, accelerator, dataset, model, discriminator, optimiser, steps_per_epoch)
     schedule = Schedule(total_steps, config.run.log_every, config.run.checkpoint_every, config.run.keep_checkpoints)
     evaluate = (lambda: online(unwrap(accelerator, model).encoder)) if online is not None else None
-    with tracking(accelerator, run_dir, config.to_dict()):
+    with tracking(accelerator, files, config.to_dict()):
         metrics = run_steps(trainer, accelerator, files, schedule,
                             f"dimctl pretrain --out {run_dir} --resume", on_progress, should_stop,
                             evaluate, config.run.eval_every)
