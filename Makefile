@@ -1,5 +1,6 @@
-# dimctl — `make demo` runs DIM(L) on the built-in digits end to end; `make test` runs the tests.
-# Everything installs into .venv from nothing (`make install`), so both work from a fresh clone.
+# dimctl — `make demo` runs DIM(L) on the built-in digits end to end; `make test` runs the tests;
+# `make docs` builds the documentation site into site/.
+# Everything installs into .venv from nothing (`make install`), so all three work from a fresh clone.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -14,7 +15,7 @@ DEMO   := runs/demo
 DEMO_FLAGS ?= --dataset digits --mi-units 256 --seed 0
 DEMO_EPOCHS ?= 20
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test docs bench clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +23,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --upgrade pip
 	$(VENV)/bin/pip install -e '.[test]'
+	touch $@
+
+# The docs extra (MkDocs, Material, mkdocstrings) on top of the install; its own stamp, so a clone
+# that only runs the tests never installs it.
+$(VENV)/.installed-docs: $(VENV)/.installed pyproject.toml
+	$(VENV)/bin/pip install -e '.[test,docs]'
 	touch $@
 
 demo: install
@@ -34,8 +41,13 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# --strict: a broken link, a page missing from the nav or a bad option marker fails the build.
+# The command pages' option tables are generated from the CLI by docs/hooks.py as it builds.
+docs: $(VENV)/.installed-docs
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 bench: install
 	$(PY) benchmarks/pretrain_throughput.py
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs site .pytest_cache

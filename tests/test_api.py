@@ -1,6 +1,6 @@
 """The Python API (dimctl/api.py): a loaded encoder computes exactly the features `dimctl extract`
 wrote, from images preprocessed as in training; feature files load as numpy arrays; the README's
-example runs as written."""
+example, and every docs page's block marked `<!-- runs: after make demo -->`, runs as written."""
 
 import contextlib
 import io
@@ -97,15 +97,34 @@ def test_load_features_reads_only_the_layers_asked_for(demo):
         dimctl.load_features(path, layers=["y", "pixels"])
 
 
+def _run_in(folder: Path, code: str, name: str, monkeypatch) -> str:
+    monkeypatch.chdir(folder)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, name, "exec"), {})
+    return printed.getvalue()
+
+
 def test_the_readme_example_runs_as_written(demo, monkeypatch):
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Use it from Python"):]
     (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)[:1]
-    monkeypatch.chdir(demo)
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        exec(compile(code, "README.md", "exec"), {})
-    assert printed.getvalue().startswith("(16, 64) (16, 64, 4, 4) (1438, 64) [")
+    assert _run_in(demo, code, "README.md", monkeypatch).startswith("(16, 64) (16, 64, 4, 4) (1438, 64) [")
+
+
+# A docs block meant to run says so on the line before its fence; it runs where `make demo` has run.
+RUNNABLE = re.compile(r"<!-- runs: after make demo -->\n```python\n(.*?)```", flags=re.S)
+DOCS_BLOCKS = [(str(page.relative_to(ROOT)), i, code) for page in sorted((ROOT / "docs").rglob("*.md"))
+               for i, code in enumerate(RUNNABLE.findall(page.read_text()))]
+
+
+def test_the_docs_have_runnable_blocks():
+    assert "docs/api.md" in {page for page, _, _ in DOCS_BLOCKS}
+
+
+@pytest.mark.parametrize("page, index, code", DOCS_BLOCKS, ids=[f"{p}:{i}" for p, i, _ in DOCS_BLOCKS])
+def test_the_docs_blocks_run_as_written(demo, monkeypatch, page, index, code):
+    _run_in(demo, code, f"{page} block {index}", monkeypatch)
 
 
 def test_import_dimctl_imports_no_torch():
