@@ -27,7 +27,6 @@ import argparse
 import csv
 import datetime
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -35,6 +34,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py, also when loaded by path
+from machine import machine  # noqa: E402
 
 import numpy as np
 
@@ -157,19 +159,6 @@ def alone(folder, repeats):
         rows.append((f"{name} alone at its defaults", statistics.median(seconds["after"]),
                      statistics.median(seconds["before"])))
     return rows
-
-
-def machine() -> tuple[str, str]:
-    name, flags = platform.processor() or platform.machine(), ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and name in ("", platform.machine(), platform.processor()):
-                name = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = " ".join(f for f in line.split(":", 1)[1].split() if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16"))
-    except OSError:
-        pass
-    return f"{name}, {len(os.sched_getaffinity(0))} cores", flags
 
 
 def main() -> None:

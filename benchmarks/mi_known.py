@@ -21,13 +21,15 @@ import datetime
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py, also when loaded by path
+from machine import machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "mi_known"
@@ -63,19 +65,6 @@ def estimate(task, estimator: str, marginals: str, seed: int, pairs: int, steps:
             "steps_used": result.steps_used if result.steps_used is not None else "",
             "stopped_improving": "" if result.stopped_improving is None else result.stopped_improving,
             "warning": result.warning or "", "code": "after"}
-
-
-def machine() -> tuple[str, str]:
-    name, flags = platform.processor() or platform.machine(), ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and name in ("", platform.machine(), platform.processor()):
-                name = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = " ".join(f for f in line.split(":", 1)[1].split() if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16"))
-    except OSError:
-        pass
-    return f"{name}, {len(os.sched_getaffinity(0))} cores", flags
 
 
 def conditions() -> dict:

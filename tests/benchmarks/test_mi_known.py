@@ -2,19 +2,14 @@
 are exactly what it renders from results/mi_known/ (measured numbers are never typed by hand)."""
 
 import csv
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks import ROOT, load_benchmark
 
 
 def benchmark():
-    spec = importlib.util.spec_from_file_location("mi_known", ROOT / "benchmarks" / "mi_known.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("mi_known")
 
 
 def test_the_docs_tables_are_rendered_from_the_results():
