@@ -1,6 +1,7 @@
-"""What the critic-based estimators (mi, mine, ndm) share: batch sizing, the one critic-fitting
-loop, and the held-out estimate with its standard error. Each estimator keeps only its network,
-its sampler and its bound; the random draws happen in the same order as when each had its own loop.
+"""What the critic-based estimators (mi, mine, ndm) share: batch sizing, the validation split, the
+one critic-fitting loop (early stopping on the validation bound, the best critic kept), and the
+held-out estimate with its standard error. Each estimator keeps only its network, its sampler and
+its bound.
 """
 
 import math

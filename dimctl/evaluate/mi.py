@@ -17,6 +17,7 @@ mean over evaluation batches; its standard error is their standard deviation ove
 batches). ``ksg`` is the k-nearest-neighbour estimator, which trains nothing (``evaluate.ksg``).
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -155,14 +156,17 @@ def _critic_estimate(train_x, train_y, test_x, test_y, config: MIConfig, on_step
 def warning_for(result: MIResult) -> str | None:
     """What a reader of the estimate must know, in one sentence, or None. The estimate itself is never
     changed: a negative bound is reported as measured, with what it means."""
+    rank = "" if result.marginals == "rank" else "--marginals rank, "
+    if not math.isfinite(result.estimate):
+        return f"the estimate is not finite: the critic's scores overflowed; try {rank}or a lower --lr"
     if result.estimate < 0:
         return ("the held-out estimate is negative: the critic found no dependence that holds on unseen pairs "
-                "(the MI may be near 0, or the critic learnt its training pairs); try --marginals rank, more "
-                "pairs, or --estimator ksg at low dimension")
+                f"(the MI may be near 0, or the critic learnt its training pairs); try {rank}more pairs, or "
+                "--estimator ksg at low dimension")
     if result.train_estimate is not None and result.train_estimate - result.estimate > memorising_gap(result.estimate):
         return (f"the critic scores its training pairs {result.train_estimate:.3g} nats but unseen pairs "
                 f"{result.estimate:.3g}: it has learnt its training pairs, and the estimate is likely low; "
-                "try more pairs or a smaller --hidden")
+                "more pairs would lift it")
     if result.stopped_improving is False and result.best_step == result.steps_used:
         return (f"the validation bound was still rising at the last of --steps {result.steps}: "
                 "the estimate is likely low; raise --steps")
