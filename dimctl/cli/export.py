@@ -5,7 +5,8 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import ReplaceOpt, emit, note, refuse_to_replace, split_list
+from dimctl.cli.options import ReplaceOpt, refuse_to_replace, split_list
+from dimctl.cli.output import emit, note
 from dimctl.errors import UsageError
 
 # torch and the exporters are imported when the command runs, so that `dimctl export --help` starts in milliseconds.

@@ -11,10 +11,10 @@ from typing import Annotated
 import typer
 
 from dimctl import progress
-from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ForwardBatchOpt, ReplaceOpt,
-                               SkipBadImagesOpt, check_encoder_fits, refuse_to_replace,
-                               split_list, stdout_is_terminal, write_stdout_bytes)
-from dimctl.cli.sources import dataset_for, encoder_argument, pick_device
+from dimctl.cli.options import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ForwardBatchOpt, ReplaceOpt,
+                                SkipBadImagesOpt, refuse_to_replace, split_list)
+from dimctl.cli.output import stdout_is_terminal, write_stdout_bytes
+from dimctl.cli.sources import check_encoder_fits, dataset_for, encoder_argument, pick_device
 from dimctl.data.registry import load_dataset
 from dimctl.errors import UsageError
 from dimctl.evaluate.extract import PIXELS, iter_features

@@ -6,8 +6,10 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import (DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, TrainingProgress, dataset_label,
-                               emit, result_line)
+from dimctl.cli.options import DataRootOpt, DatasetOpt, DownloadOpt, SkipBadImagesOpt, dataset_label
+from dimctl.cli.output import emit
+from dimctl.cli.progress import TrainingProgress
+from dimctl.cli.results import result_line
 from dimctl.cli.run_folder import ForceOpt, ResumeOpt, prepare_run_dir, run_until_stopped, with_saved_settings
 from dimctl.cli.settings_options import with_settings
 from dimctl.cli.sources import encoder_and_dataset, encoder_argument

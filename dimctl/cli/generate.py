@@ -7,11 +7,15 @@ from typing import Annotated
 import torch
 import typer
 
-from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, ForwardBatchOpt, ReplaceOpt, TrainingProgress, dataset_label, emit,
-                               read_stdin_bytes, refuse_to_replace, stdout_is_terminal, write_stdout_bytes, result_line)
+from dimctl.cli.options import (CpuOpt, DataRootOpt, DownloadOpt, ForwardBatchOpt, ReplaceOpt, dataset_label,
+                                refuse_to_replace)
+from dimctl.cli.output import emit, stdout_is_terminal, write_stdout_bytes
+from dimctl.cli.progress import TrainingProgress
+from dimctl.cli.results import result_line
 from dimctl.cli.run_folder import ForceOpt, ResumeOpt, prepare_run_dir, run_until_stopped, with_saved_settings
 from dimctl.cli.settings_options import with_settings
 from dimctl.cli.sources import encoder_argument, pick_device
+from dimctl.cli.stdin_frames import read_stdin_bytes
 from dimctl.data.registry import load_dataset
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.evaluate.frechet import DEFAULT_SPLITS, load_fid_inception
@@ -212,9 +216,7 @@ _is_sample = owned_names(r"sample_\d{6,}\.png")  # what `sample --out` may repla
 
 
 def _output_kind(output: str | None, out_dir: Path | None) -> str:
-    if out_dir is not None:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UsageError(f"--out {out_dir} exists and is not a folder")
+    if out_dir is not None:  # sample() then checks the folder (check_folder_target)
         return "folder"
     if output is None or output == "-":
         if stdout_is_terminal():

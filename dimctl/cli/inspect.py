@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import emit
+from dimctl.cli.output import emit
 from dimctl.errors import ArtifactError
 
 # The readers (torch through io/artifacts.py, h5py) are imported when the command runs, so that

@@ -20,7 +20,7 @@ import typer.core
 
 from dimctl import __version__
 from dimctl.cli import config_file, deprecations
-from dimctl.cli.common import ReaderGone
+from dimctl.cli.output import ReaderGone
 from dimctl.errors import DimctlError, UsageError
 from dimctl.io.run_lock import release_run_locks
 from dimctl.text import one_line

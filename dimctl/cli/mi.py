@@ -5,8 +5,9 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import Pace, ResultsDirOpt, Tenths, check_results_dir, emit, note, save_results, result_line
-from dimctl.cli.progress import announce, interval, seconds_since_last_line
+from dimctl.cli.output import emit, note
+from dimctl.cli.progress import Pace, Tenths, announce, interval, seconds_since_last_line
+from dimctl.cli.results import ResultsDirOpt, check_results_dir, result_line, save_results
 from dimctl.cli.deprecations import warn
 from dimctl.cli.sources import feature_layer, open_features
 from dimctl.errors import DimctlError, UsageError

@@ -6,8 +6,10 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ReplaceOpt, SkipBadImagesOpt, emit,
-                               refuse_to_replace, result_line)
+from dimctl.cli.options import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ReplaceOpt, SkipBadImagesOpt,
+                                refuse_to_replace)
+from dimctl.cli.output import emit
+from dimctl.cli.results import result_line
 from dimctl.cli.mi import PatienceOpt, ValidationOpt, _progress, early_stopping, fit_fields
 from dimctl.cli.sources import encoder_and_dataset, encoder_argument, encoder_layer, pick_device
 from dimctl.errors import UsageError

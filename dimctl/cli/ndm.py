@@ -5,8 +5,9 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import (DataRootOpt, DownloadOpt, EncoderDatasetOpt, ResultsDirOpt, SkipBadImagesOpt,
-                               check_results_dir, emit, save_results, result_line)
+from dimctl.cli.options import DataRootOpt, DownloadOpt, EncoderDatasetOpt, SkipBadImagesOpt
+from dimctl.cli.output import emit
+from dimctl.cli.results import ResultsDirOpt, check_results_dir, result_line, save_results
 from dimctl.cli.mi import PatienceOpt, ValidationOpt, _progress, early_stopping, fit_fields
 from dimctl.cli.sources import (ENCODER_FILE, encoder_and_dataset, encoder_file, encoder_layer, feature_layer,
                                 open_features, pick_device)

@@ -7,8 +7,10 @@ import torch
 import typer
 
 from dimctl import progress
-from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ForwardBatchOpt, ReplaceOpt,
-                               SkipBadImagesOpt, emit, refuse_to_replace, result_line)
+from dimctl.cli.options import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ForwardBatchOpt, ReplaceOpt,
+                                SkipBadImagesOpt, refuse_to_replace)
+from dimctl.cli.output import emit
+from dimctl.cli.results import result_line
 from dimctl.cli.sources import encoder_and_dataset, encoder_argument, pick_device
 from dimctl.data.transforms import normalise
 from dimctl.errors import UsageError

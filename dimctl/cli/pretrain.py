@@ -5,7 +5,9 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import SkipBadImagesOpt, TrainingProgress, dataset_label, emit
+from dimctl.cli.options import SkipBadImagesOpt, dataset_label
+from dimctl.cli.output import emit
+from dimctl.cli.progress import TrainingProgress
 from dimctl.cli.run_folder import ForceOpt, ResumeOpt, prepare_run_dir, run_until_stopped, with_saved_settings
 from dimctl.cli.settings_options import with_settings
 from dimctl.data.hf import is_hf, open_streaming_hf

@@ -5,8 +5,10 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import (ResultsDirOpt, check_results_dir, emit, note, note_unverified,
-                               read_stdin_bytes, save_results, split_list, result_line)
+from dimctl.cli.options import split_list
+from dimctl.cli.output import emit, note, note_unverified
+from dimctl.cli.results import ResultsDirOpt, check_results_dir, result_line, save_results
+from dimctl.cli.stdin_frames import read_stdin_bytes
 from dimctl.errors import UsageError
 from dimctl.evaluate.probe_names import CLASSIFIER_NAMES
 

@@ -10,6 +10,7 @@ says how many threads it computes with (dimctl/threads.py).
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import threading
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from dimctl import progress
+from dimctl.cli.output import note
 from dimctl.text import one_line
 from dimctl.threads import ThreadChoice
 
@@ -116,12 +118,30 @@ def activity_status(task: progress.Activity) -> str:
     return " ".join(parts)
 
 
+def progress_enabled() -> bool:
+    """A live bar: stderr is a terminal and DIMCTL_NO_PROGRESS is unset (elsewhere: log lines)."""
+    return sys.stderr.isatty() and not os.environ.get("DIMCTL_NO_PROGRESS")
+
+
+def progress_bar(**tqdm_args):
+    """A tqdm bar on stderr as wide as the terminal, or 80 columns where the terminal reports a
+    size of 0 (some CI runners and serial consoles; tqdm's own sizing then draws nothing)."""
+    from tqdm import tqdm
+
+    try:
+        width, height = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        width, height = 0, 0
+    sizing = {"dynamic_ncols": True} if width > 0 else {"ncols": 80}
+    if height <= 0:  # tqdm hides a bar below the screen's last row, and a height of 0 has none
+        sizing["nrows"] = 24
+    return tqdm(file=sys.stderr, **sizing, **tqdm_args)
+
+
 class CommandProgress:
     """Progress of one command, from its start to its end (a context manager the CLI wraps around it)."""
 
     def __init__(self, command: str, threads: ThreadChoice | None, terminal: bool | None = None):
-        from dimctl.cli.common import progress_enabled
-
         self.command, self.threads = command, threads
         self.terminal = progress_enabled() if terminal is None else terminal
         self.started = time.monotonic()
@@ -158,8 +178,6 @@ class CommandProgress:
             if kind == "update" and seconds_since_last_line() >= interval():
                 write_if_quiet(lambda: f"dimctl: {activity_status(task)}")
             return
-        from dimctl.cli.common import progress_bar
-
         key = id(task)
         if kind == "start":
             announce()
@@ -192,3 +210,116 @@ class CommandProgress:
                     write_if_quiet(lambda: f"dimctl: {self.status()}")
             except Exception:  # a closed stderr (the reader went away): the command itself will say so
                 return
+
+
+class Pace:
+    """Elapsed time and the estimated time left, from the steps done since ``start_step`` (the clock
+    starts now) or, without one, since the step before the first call (a resumed run's first)."""
+
+    def __init__(self, start_step: int | None = None):
+        self.start_time = None if start_step is None else time.monotonic()
+        self.start_step = start_step or 0
+
+    def __call__(self, step: int, total: int) -> str:
+        now = time.monotonic()
+        if self.start_time is None:
+            self.start_time, self.start_step = now, step - 1
+        elapsed = now - self.start_time
+        done = step - self.start_step
+        eta = f" eta {clock(elapsed / done * (total - step))}" if done > 0 and elapsed > 0 else ""
+        return f"elapsed {clock(elapsed)}{eta}"
+
+
+class Tenths:
+    """True at the first step at or past each tenth of ``total`` from ``first`` on, and at the
+    last step: when a progress line is due, whatever steps the caller happens to see."""
+
+    def __init__(self, total: int, first: int = 0):
+        self.total, self.tenth, self.due = total, max(1, total // 10), first
+
+    def __call__(self, step: int) -> bool:
+        if step < self.due and step != self.total:
+            return False
+        self.due = (step // self.tenth + 1) * self.tenth
+        return True
+
+
+class TrainingProgress:
+    """A tqdm bar on an interactive stderr; otherwise a line at the end of every epoch
+    (``per_epoch``) or at every tenth of the run (logs, CI, Makefiles), and whenever stderr has
+    been quiet for DIMCTL_PROGRESS_SECONDS (30 s), with the elapsed time and the time left. A line
+    shows only values logged at its own step: a tenth that falls between log steps is reported at
+    the next log step, not with the values of an earlier one. Values named in ``shown`` are shown,
+    and online evaluation's (``knn_*``) whenever logged. Once the pace is measured (after
+    ``WARN_AFTER`` seconds), a run that will take longer than ``LONG_RUN`` says so, with ``hint``:
+    the flags that make it smaller. Takes train/engine.py's ``Progress`` (or anything with its
+    step, total_steps, epoch, epochs, epoch_done, metrics and logged)."""
+
+    WARN_AFTER = 10.0  # seconds of steps before the time left is trusted
+    LONG_RUN = 30 * 60.0
+
+    def __init__(self, desc: str, shown: tuple[str, ...], per_epoch: bool = True, hint: str = ""):
+        self.desc, self.shown, self.per_epoch, self.hint = desc, shown, per_epoch, hint
+        self.bar, self.pace, self.tenths = None, Pace(), None
+        self.last, self.warned = None, False
+
+    def _shown(self, p) -> dict[str, float]:
+        return {k: v for k, v in p.metrics.items() if k in self.shown or k.startswith("knn_")}
+
+    def status(self) -> str:
+        """The latest step as one line (the heartbeat's, between the lines below)."""
+        p = self.last
+        if p is None:
+            return f"{self.desc}: starting"
+        text = " ".join(f"{k} {v:.4g}" for k, v in self._shown(p).items())
+        return " ".join(filter(None, [f"{self.desc} step {p.step}/{p.total_steps}", text,
+                                      self.pace(p.step, p.total_steps)]))
+
+    def __call__(self, p) -> None:
+        if self.last is None:
+            announce()
+            set_status(self.status)
+        self.last = p
+        shown = self._shown(p)
+        pace = self.pace(p.step, p.total_steps)  # also starts the clock at the first step
+        self._warn_if_long(p)
+        if progress_enabled():
+            if self.bar is None:
+                self.bar = progress_bar(total=p.total_steps, initial=p.step - 1, unit="step", desc=self.desc)
+            self.bar.update(1)
+            if shown:
+                self.bar.set_postfix({k.replace("images_per_s", "img/s"): f"{v:.3g}" for k, v in shown.items()},
+                                     refresh=False)
+            return
+        text = " ".join(f"{k} {v:.4g}" for k, v in shown.items()) if getattr(p, "logged", True) else ""
+        head = f"{self.desc} step {p.step}/{p.total_steps}"
+        if self.per_epoch and p.epoch_done:
+            due, head = True, f"{head} epoch {p.epoch + 1}/{p.epochs}"
+        elif not self.per_epoch and (getattr(p, "logged", True) or p.step == p.total_steps):
+            self.tenths = self.tenths or Tenths(p.total_steps)
+            due = self.tenths(p.step) or seconds_since_last_line() >= interval()
+        else:
+            due = seconds_since_last_line() >= interval()
+        if due:
+            note(" ".join(filter(None, [head, text, pace])))
+
+    def _warn_if_long(self, p) -> None:
+        """One line, once, when the first trusted estimate of the time left is over LONG_RUN."""
+        if self.warned or self.pace.start_time is None:
+            return
+        elapsed, done = time.monotonic() - self.pace.start_time, p.step - self.pace.start_step
+        if elapsed < self.WARN_AFTER or done <= 0:
+            return
+        self.warned = True
+        left = elapsed / done * (p.total_steps - p.step)
+        if left > self.LONG_RUN:
+            message = f"{self.desc}: at the pace of its first {done} steps this run needs about {clock(left)} more"
+            if progress_enabled() and self.bar is not None:
+                self.bar.write(one_line(f"dimctl: {message}{'; ' + self.hint if self.hint else ''}"), file=sys.stderr)
+            else:
+                note(f"{message}{'; ' + self.hint if self.hint else ''}")
+
+    def close(self) -> None:
+        set_status(None)
+        if self.bar is not None:
+            self.bar.close()

@@ -6,8 +6,11 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ReplaceOpt, SkipBadImagesOpt,
-                               TrainingProgress, emit, refuse_to_replace, result_line)
+from dimctl.cli.options import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ReplaceOpt, SkipBadImagesOpt,
+                                refuse_to_replace)
+from dimctl.cli.output import emit
+from dimctl.cli.progress import TrainingProgress
+from dimctl.cli.results import result_line
 from dimctl.cli.sources import encoder_and_dataset, encoder_argument, pick_device
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.evaluate.msssim import describe_setting, ms_ssim_setting

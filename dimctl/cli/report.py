@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from dimctl import progress
-from dimctl.cli.common import ReplaceOpt, emit, note, refuse_to_replace
+from dimctl.cli.options import ReplaceOpt, refuse_to_replace
+from dimctl.cli.output import emit, note
 from dimctl.errors import UsageError
 from dimctl.report.document import ReportOptions, build
 from dimctl.report.inputs import bounded_lines, collect, read_result_lines

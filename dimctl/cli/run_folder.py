@@ -11,8 +11,9 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.common import note
+from dimctl.cli.output import note
 from dimctl.errors import Interrupted, UsageError
+from dimctl.io.atomic import check_folder_or_absent
 from dimctl.io.run_lock import lock_run_dir
 from dimctl.settings import flatten, updated
 from dimctl.train import checkpoint
@@ -30,8 +31,7 @@ def prepare_run_dir(run_dir: Path, config: dict, resume: bool, force: bool, run_
     and its published artifact until the new one atomically replaces it, so a --force run that
     fails early loses nothing. ``--resume`` refuses any setting outside ``resumable`` that differs
     from the run's record in the checkpoint it will load (config.json's for older checkpoints)."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"--out {run_dir} exists and is not a folder")
+    check_folder_or_absent(run_dir, "--out ")
     check_launch()  # a one-process `accelerate launch` meant as several: refused before the lock makes the folder
     lock_run_dir(run_dir)  # before anything in it is read or changed; the command's end gives it back
     existing = [name for name in run_files if (run_dir / name).exists()]

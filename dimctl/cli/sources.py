@@ -2,17 +2,22 @@
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from dimctl.cli.common import check_encoder_fits, note_unverified, read_stdin_bytes
+from dimctl.cli.output import note_unverified
+from dimctl.cli.stdin_frames import read_stdin_bytes
 from dimctl.data.dataset import ImageDataset
 from dimctl.data.registry import load_dataset
-from dimctl.errors import UsageError
+from dimctl.errors import ArtifactError, UsageError
 from dimctl.evaluate.extract import extract_layer
 from dimctl.io.artifacts import EncoderArtifact, load_encoder
 from dimctl.io.feature_reader import Features, read_features, require_rows
+
+if TYPE_CHECKING:
+    from dimctl.models.encoders import EncoderConfig
 
 LABELS = "labels"
 ENCODER_FILE = "encoder.safetensors"  # what pretrain and finetune publish in their run folder
@@ -94,6 +99,14 @@ def recorded_folder(encoder: Path, source: str) -> Path:
         return folder
     raise UsageError(f"{encoder} was trained on the image folder {source!r}, which is not read unless you name "
                      f"it: pass --data-root {source!r} (or another --dataset)")
+
+
+def check_encoder_fits(encoder_path: Path, config: "EncoderConfig", dataset: str, data: ImageDataset) -> None:
+    """An encoder only reads images of the channels and size it was trained on (exit 3 otherwise)."""
+    if data.channels != config.in_channels or data.image_size != config.image_size:
+        raise ArtifactError(
+            f"{encoder_path} takes {config.in_channels}×{config.image_size}×{config.image_size} images "
+            f"but {dataset} has {data.channels}×{data.image_size}×{data.image_size}; use an encoder trained on this kind of data")
 
 
 def encoder_and_dataset(encoder: Path, dataset: str | None, data_root: Path | None, download: bool,

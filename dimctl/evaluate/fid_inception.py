@@ -10,7 +10,10 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from dimctl.evaluate.frechet import INCEPTION_CLASSES, INCEPTION_SIZE
+# The network's shape, as the TensorFlow graph that defines FID has it. They live here, with the only
+# code that uses them, so that this module needs nothing from frechet.py (which imports it lazily).
+INCEPTION_SIZE = 299  # the image side it takes
+INCEPTION_CLASSES = 1008
 
 
 class _FIDInceptionA(torchvision.models.inception.InceptionA):

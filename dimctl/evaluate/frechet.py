@@ -42,9 +42,6 @@ from dimctl.io.reading import require_file
 if TYPE_CHECKING:
     from dimctl.evaluate.fid_inception import FIDInception
 
-INCEPTION_SIZE = 299
-INCEPTION_CLASSES = 1008
-INCEPTION_FEATURES = 2048  # the pool3 features FID uses
 DEFAULT_SPLITS = 10
 
 

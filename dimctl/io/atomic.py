@@ -124,9 +124,8 @@ def owned_names(files: str) -> Callable[[str], bool]:
 def check_folder_target(path: str | Path, owned: Callable[[str], bool] | None = None, where: str = "") -> None:
     """The refusals ``atomic_folder`` makes, for a command to make before its work: ``path`` is a
     file, is (or holds) the working folder, or holds what ``owned`` does not accept."""
+    check_folder_or_absent(path, where)
     path = _followed(Path(path))
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{where}{path} exists and is not a folder; name a folder to write")
     # Replacing the folder a process stands in would leave it (and the user's shell) in a deleted one.
     target, here = path.resolve(), Path.cwd().resolve()
     if target == here or target in here.parents:
@@ -134,6 +133,14 @@ def check_folder_target(path: str | Path, owned: Callable[[str], bool] | None = 
                          f"name a folder inside it")
     if owned is not None:
         refuse_foreign(path, owned, where)
+
+
+def check_folder_or_absent(path: str | Path, where: str = "") -> None:
+    """Before any work: ``path`` is a folder or nothing yet (a link is followed). The one wording of
+    this refusal for every --out and --results-dir, whether the folder is replaced whole or written into."""
+    path = _followed(Path(path))
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{where}{path} exists and is not a folder; name a folder to write")
 
 
 def refuse_foreign(folder: Path, owned: Callable[[str], bool], where: str = "") -> None:

@@ -28,7 +28,7 @@ from dimctl.errors import UsageError
 from dimctl.methods.base import Method, MethodOutput
 from dimctl.models.encoders import EncoderConfig, tap_shapes
 from dimctl.models.heads import LocalEmbedding, VectorEmbedding
-from dimctl.objectives.bounds import ESTIMATOR_NAMES, PAIRED_ESTIMATORS
+from dimctl.objectives.bounds import PAIRED_ESTIMATORS, REGISTRY, display_name
 
 
 def positive_index(n: int, height: int, width: int, k: int) -> torch.Tensor:
@@ -69,7 +69,7 @@ class CPCModel(nn.Module):
         channels, height, width = tap_shapes["local"]
         if not 1 <= rows < height:
             raise ValueError(f"CPC predicts 1 to {height - 1} rows ahead on a local map {height} rows high, not {rows}")
-        if estimator not in PAIRED_ESTIMATORS:
+        if estimator not in REGISTRY:
             raise ValueError(f"unknown estimator {estimator!r}")
         self.encoder = encoder
         for parameter in _parameters_after_local_map(encoder):
@@ -129,4 +129,4 @@ class CPC(Method):
 
     def describe(self, settings, weight=str):
         estimator = settings.get("estimator")
-        return f"{self.label} {ESTIMATOR_NAMES.get(estimator, estimator)} {settings.get('cpc_rows')} rows"
+        return f"{self.label} {display_name(estimator)} {settings.get('cpc_rows')} rows"

@@ -87,7 +87,6 @@ class EncoderConfig:
 class Encoder(nn.Module, ABC):
     """Base class: ``forward`` is ``encode_local`` followed by ``summarise`` (module docstring)."""
 
-    taps = ("local", "conv", "fc", "y")
     input_size = 32  # the image side the architecture is built for
     fc_default = 1024  # the paper's fully connected width (1024 DCGAN, 4096 AlexNet)
 

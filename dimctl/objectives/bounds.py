@@ -29,6 +29,7 @@ gradient divides by a moving average instead. Its value is still the DV estimate
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -144,21 +145,33 @@ class DVMovingAverage:
         return positives.mean() - (log_mean_exp.detach() + ratio - ratio.detach())
 
 
+@dataclass(frozen=True)
+class Estimator:
+    """One MI bound, with everything the rest of dimctl needs to know about it."""
+
+    name: str  # its --estimator choice
+    display: str  # its name as the literature writes it (reports, help)
+    paired: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # of (positives, negatives)
+    scores: Callable[[torch.Tensor], torch.Tensor]  # of the (N, N, M) score tensor
+
+
+# Every estimator, in the order --estimator lists them. Adding one here adds it everywhere.
+REGISTRY: dict[str, Estimator] = {e.name: e for e in (
+    Estimator("jsd", "JSD", jsd_pairs, jsd),
+    Estimator("infonce", "infoNCE", infonce_pairs, infonce),
+    Estimator("dv", "DV", dv_pairs, dv),
+    Estimator("nwj", "NWJ", nwj_pairs, nwj),
+    Estimator("smile", "SMILE", smile_pairs, smile),
+)}
+
+# Views of the registry by facet. The objectives read ESTIMATORS at call time, so a test can swap
+# one entry of this dict (monkeypatch.setitem) to inject a fault into training.
+ESTIMATORS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {name: e.scores for name, e in REGISTRY.items()}
 PAIRED_ESTIMATORS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "jsd": jsd_pairs,
-    "infonce": infonce_pairs,
-    "dv": dv_pairs,
-    "nwj": nwj_pairs,
-    "smile": smile_pairs,
-}
+    name: e.paired for name, e in REGISTRY.items()}
+ESTIMATOR_NAMES: dict[str, str] = {name: e.display for name, e in REGISTRY.items()}
 
-ESTIMATORS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "jsd": jsd,
-    "infonce": infonce,
-    "dv": dv,
-    "nwj": nwj,
-    "smile": smile,
-}
 
-# The estimators' names as the literature writes them (reports, help).
-ESTIMATOR_NAMES = {"jsd": "JSD", "infonce": "infoNCE", "dv": "DV", "nwj": "NWJ", "smile": "SMILE"}
+def display_name(name: str | None) -> str | None:
+    """An estimator's name as the literature writes it; a name dimctl does not know, unchanged."""
+    return REGISTRY[name].display if name in REGISTRY else name

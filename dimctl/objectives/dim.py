@@ -64,6 +64,13 @@ class DIMConfig:
                                             "diagonal, no bias).", choices=SHORTCUT_INITS)
 
 
+# The options only DIM's objective reads, each with the value that leaves it off (its default):
+# another --method refuses any other value. The first four are the paper's variants (§4.3, Table 3);
+# the last two switch dimctl's departures back to the authors' code.
+_DEFAULTS = DIMConfig()
+DIM_ONLY_OPTIONS: dict[str, object] = {name: getattr(_DEFAULTS, name) for name in (
+    "occlude", "coord", "globals", "local_critic", "score_scale", "shortcut_init")}
+
 # The paper's settings. dim-lg's α is the common ports' choice; the paper's pair is lost.
 PRESETS: dict[str, dict[str, float]] = {
     "dim-g": {"alpha": 1.0, "beta": 0.0, "gamma": 1.0},

@@ -42,6 +42,7 @@ inputs. ``generator_loss(fake)`` goes through the critic side with frozen weight
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -214,12 +215,33 @@ class WassersteinGANGP(nn.Module):
         return -frozen(self.critic)(fake).mean(), {}
 
 
-GENERATOR_METHODS = ("ie", "nsgan-cp", "wgan-gp")
-# Default penalty weights: the contractive penalty's 0.5 is the authors' code's encoder penalty
-# (also used for NS-GAN-CP: "identical training procedures"); λ = 10 is Gulrajani et al.'s.
-DEFAULT_PENALTY = {"ie": 0.5, "nsgan-cp": 0.5, "wgan-gp": 10.0}
-# Critic updates per generator update: Gulrajani et al.'s 5 for WGAN-GP, 1 for the others.
-DEFAULT_CRITIC_STEPS = {"ie": 1, "nsgan-cp": 1, "wgan-gp": 5}
+@dataclass(frozen=True)
+class GeneratorObjective:
+    """One `generate train --method`: how to build its critic side, and its defaults."""
+
+    name: str
+    # (critic network, penalty, mu_real, mu_fake, prior_critic_penalty) → the critic side; the GANs
+    # use only the first two (the means and the 1-D critics' penalty are IE's).
+    build: Callable[[nn.Module, float, float, float, float], nn.Module]
+    default_penalty: float
+    default_critic_steps: int  # critic updates per generator update
+
+
+# The penalty weights: the contractive penalty's 0.5 is the authors' code's encoder penalty (also
+# used for NS-GAN-CP: "identical training procedures"); λ = 10 is Gulrajani et al.'s. Critic steps:
+# Gulrajani et al.'s 5 for WGAN-GP, 1 for the others.
+GENERATOR_OBJECTIVES: dict[str, GeneratorObjective] = {o.name: o for o in (
+    GeneratorObjective("ie", ImplicitPriorMatching, default_penalty=0.5, default_critic_steps=1),
+    GeneratorObjective("nsgan-cp", lambda critic, penalty, *ie_only: NonSaturatingGAN(critic, penalty),
+                       default_penalty=0.5, default_critic_steps=1),
+    GeneratorObjective("wgan-gp", lambda critic, penalty, *ie_only: WassersteinGANGP(critic, penalty),
+                       default_penalty=10.0, default_critic_steps=5),
+)}
+
+# Views of the registry by facet, for train/generate.py's settings and help.
+GENERATOR_METHODS = tuple(GENERATOR_OBJECTIVES)
+DEFAULT_PENALTY = {name: o.default_penalty for name, o in GENERATOR_OBJECTIVES.items()}
+DEFAULT_CRITIC_STEPS = {name: o.default_critic_steps for name, o in GENERATOR_OBJECTIVES.items()}
 
 
 def build_objective(method: str, critic_config: CriticConfig, penalty: float,
@@ -227,10 +249,7 @@ def build_objective(method: str, critic_config: CriticConfig, penalty: float,
     """The method's critic side around a fresh ResNet critic (the IE encoder is the same network)."""
     if critic_config.out_features != 1:
         raise ValueError("the critic and the IE encoder have one output")
-    if method == "ie":
-        return ImplicitPriorMatching(build_critic(critic_config), penalty, mu_real, mu_fake, prior_critic_penalty)
-    if method == "nsgan-cp":
-        return NonSaturatingGAN(build_critic(critic_config), penalty)
-    if method == "wgan-gp":
-        return WassersteinGANGP(build_critic(critic_config), penalty)
-    raise ValueError(f"unknown method {method!r}; choose from {', '.join(GENERATOR_METHODS)}")
+    if method not in GENERATOR_OBJECTIVES:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(GENERATOR_OBJECTIVES)}")
+    return GENERATOR_OBJECTIVES[method].build(build_critic(critic_config), penalty, mu_real, mu_fake,
+                                              prior_critic_penalty)

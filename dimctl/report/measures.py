@@ -12,8 +12,8 @@ from statistics import mean
 from dimctl.evaluate.knn import protocol as knn_protocol
 from dimctl.evaluate.probes import ProbeConfig
 from dimctl.methods import METHODS
-from dimctl.objectives.bounds import ESTIMATOR_NAMES
-from dimctl.objectives.dim import PRESETS
+from dimctl.objectives.bounds import display_name
+from dimctl.objectives.dim import DIM_ONLY_OPTIONS, PRESETS
 from dimctl.report.inputs import Inputs, RunFolder
 
 # The measurement commands whose rows the paper's tables lay out, and the key of each one's number.
@@ -21,9 +21,13 @@ SCALAR_RESULTS = {"reconstruct": "ms_ssim", "mine": "estimate", "ndm": "ndm"}
 LAYER_ORDER = ("conv", "fc", "y", "local", "pixels")
 CLASSIFIER_ORDER = ("svm", "mlp", "logreg", "knn")
 FAMILIES = {"dim-g": "DIM(G)", "dim-l": "DIM(L)", "dim-lg": "DIM(L+G)"}
-# DIM-family options (paper §4.3, Table 3) and their plain values: (value of the plain objective, how it is shown).
-EXTRAS = {"local_critic": ("dot", "+{} critic"), "occlude": (False, "+occlusion"), "coord": ("none", "+coord {}"),
-          "globals": (0, "+{} globals")}
+# How the report names each scalar measurement (SCALAR_RESULTS' commands).
+SCALAR_NAMES = {"reconstruct": "MS-SSIM", "mine": "I(X;Y)", "ndm": "NDM"}
+# How a label shows each of the paper's DIM variants (§4.3, Table 3) a run turned on; their off values
+# are DIM_ONLY_OPTIONS'. Its other two options, score_scale and shortcut_init, are left out on purpose:
+# they switch dimctl's departures to the authors' code, so a run with them is still the paper's objective
+# (and is still set beside the paper's numbers, which extras() would stop).
+VARIANT_LABELS = {"local_critic": "+{} critic", "occlude": "+occlusion", "coord": "+coord {}", "globals": "+{} globals"}
 # The settings a probe row records beside its classifier (evaluate/probes.py), as a column shows them
 # when off `dimctl probe`'s defaults; each is the ProbeConfig field of the same name (probe_seed: seed).
 PROBE_SETTINGS = {"svm": (("svm_c", "C"), ("svm_tol", "tol"), ("svm_max_iter", "max-iter")),
@@ -173,7 +177,7 @@ def objective(model: Model) -> str:
         return method_objective(settings)
     name = family(settings) or " ".join(f"{s}={_weight(settings.get(k))}" for s, k in (("α", "alpha"), ("β", "beta"), ("γ", "gamma")))
     estimator = settings.get("estimator")
-    name = f"{name} {ESTIMATOR_NAMES.get(estimator, estimator)}" if estimator else name
+    name = f"{name} {display_name(estimator)}" if estimator else name
     return " ".join([name, *extras(settings)])
 
 
@@ -186,8 +190,8 @@ def method_objective(settings: dict) -> str:
 def extras(settings: dict) -> list[str]:
     """The DIM-family options a run turned on beyond the plain objective: `+occlusion`, `+coord abs`, …"""
     out = []
-    for key, (plain, shown) in EXTRAS.items():
-        if key in settings and settings[key] != plain:
+    for key, shown in VARIANT_LABELS.items():
+        if key in settings and settings[key] != DIM_ONLY_OPTIONS[key]:
             out.append(shown.format(settings[key]))
     return out
 
@@ -257,10 +261,9 @@ def summary(model: Model, dataset: str) -> dict[str, float]:
     for (data, layer, clf), values in probe_accuracy(model).items():
         if data == dataset:
             out[f"accuracy {layer} {clf} (%)"] = 100 * mean(values)
-    names = {"reconstruct": "MS-SSIM", "mine": "I(X;Y)", "ndm": "NDM"}
     for (data, command, layer), values in scalar_results(model).items():
         if data != dataset:
             continue
-        name = names[command] if layer == "y" else f"{names[command]} ({layer})"
+        name = SCALAR_NAMES[command] if layer == "y" else f"{SCALAR_NAMES[command]} ({layer})"
         out[name] = mean(v for v, _ in values)
     return out

@@ -9,8 +9,9 @@ import re
 from dataclasses import dataclass, field
 from statistics import mean, stdev
 
+from dimctl.objectives.bounds import display_name
 from dimctl.report import paper
-from dimctl.report.measures import (CLASSIFIER_ORDER, ESTIMATOR_NAMES, LAYER_ORDER, SCALAR_RESULTS, Model, extras,
+from dimctl.report.measures import (CLASSIFIER_ORDER, LAYER_ORDER, SCALAR_NAMES, SCALAR_RESULTS, Model, extras,
                                     family, objective, ordered, pretrain_settings, probe_accuracy, scalar_results)
 
 MISSING = "-"
@@ -88,7 +89,7 @@ def _paper_name(model: Model) -> tuple[str, str, str] | None:
         return None
     if settings.get("method", "dim") != "dim":
         return fam, fam, str(settings.get("arch", "dcgan"))
-    est = ESTIMATOR_NAMES.get(settings.get("estimator"), settings.get("estimator"))
+    est = display_name(settings.get("estimator"))
     return fam, fam if fam == "DIM(G)" else f"{fam} {est}", str(settings.get("arch", "dcgan"))
 
 
@@ -182,9 +183,8 @@ def representation_table(models: list[Model], with_paper: bool = False) -> Table
     datasets = list(dict.fromkeys(d for _, d in rows_of))
     columns = list(TABLE4_COLUMNS)
     # Measurements of other layers (a decoder from conv, NDM of fc) get columns of their own.
-    names = {"reconstruct": "MS-SSIM", "mine": "I(X;Y)", "ndm": "NDM"}
     extra = sorted({(c, layer) for s in scalars.values() for (_, c, layer) in s if layer != "y"})
-    columns += [(f"{names[c]} ({layer})", c, layer, None, DIGITS[c]) for c, layer in extra]
+    columns += [(f"{SCALAR_NAMES[c]} ({layer})", c, layer, None, DIGITS[c]) for c, layer in extra]
 
     header = ["run", "objective"] + (["dataset"] if len(datasets) > 1 else [])
     numeric = [False] * len(header)

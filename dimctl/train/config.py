@@ -13,7 +13,7 @@ from dimctl.io.reading import require_file
 from dimctl.methods import METHODS
 from dimctl.models.backbones import MIN_INPUT, STEMS, check_stage, is_backbone
 from dimctl.models.encoders import ENCODERS, INPUT_SIZES
-from dimctl.objectives.dim import PRESETS, DIMConfig
+from dimctl.objectives.dim import DIM_ONLY_OPTIONS, PRESETS, DIMConfig
 from dimctl.objectives.prior import PENALTY_ON
 from dimctl.precision import PRECISIONS, resolve_precision
 from dimctl.settings import SHARED_HELP, declared, flatten, invalid_choice, setting, updated
@@ -235,9 +235,7 @@ class PretrainConfig:
         name = self.objective.method
         method = METHODS[name]
         if not method.dim_options:
-            dim_only = {"occlude": False, "coord": "none", "globals": 0, "local_critic": "dot", "score_scale": "sqrt",
-                        "shortcut_init": "default"}
-            for option, plain in dim_only.items():
+            for option, plain in DIM_ONLY_OPTIONS.items():
                 if getattr(self.objective, option) != plain:
                     raise UsageError(f"--{option.replace('_', '-')} is a DIM option; --method {name} does not use it")
         if method.image_size is not None and self.input_size() != method.image_size:

@@ -4,57 +4,24 @@ Error cases whose point is the message and the code (not the process) run in-pro
 same entry point (`run_here`), sparing an interpreter start-up each; every family keeps one real
 subprocess."""
 
-import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from unittest import mock
 
 import h5py
 import pytest
 from safetensors.torch import save_file
 import torch
 
-DIMCTL = [sys.executable, "-m", "dimctl"]
-TINY = ["--dataset", "digits", "--mi-units", "32", "--epochs", "1", "--checkpoint-every", "0"]
-ENV = {**os.environ, "DIMCTL_NO_PROGRESS": "1"}
-
-
-def run(*args, input=None, cwd=None):
-    return subprocess.run([*DIMCTL, *map(str, args)], capture_output=True, input=input, cwd=cwd, env=ENV, timeout=600)
-
-
-def run_here(*args, input: bytes = b"", env: dict | None = None) -> subprocess.CompletedProcess:
-    """`run`'s result, computed in this process by dimctl's entry point (stdout and stderr as bytes)."""
-    from dimctl.cli.main import run as main
-
-    out, err = io.BytesIO(), io.BytesIO()
-    streams = {"stdin": io.TextIOWrapper(io.BytesIO(input)), "stdout": io.TextIOWrapper(out, write_through=True),
-               "stderr": io.TextIOWrapper(err, write_through=True)}
-    with mock.patch.dict(os.environ, {"DIMCTL_NO_PROGRESS": "1", **(env or {})}), \
-            mock.patch.multiple(sys, **streams):
-        code = main(list(map(str, args)))
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
-
-
-def sh(command: str, cwd):
-    return subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, cwd=cwd, env=ENV, timeout=600)
-
-
-def assert_one_line_error(result, code):
-    err = result.stderr.decode()
-    assert result.returncode == code, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("dimctl: error:"), err
-    assert "Traceback" not in err
+from tests.cli.helpers import DIMCTL, ENV, TINY_PRETRAIN, assert_one_line_error, run, run_here, sh
 
 
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
-    result = run("pretrain", *TINY, "--out", root / "run")
+    result = run("pretrain", *TINY_PRETRAIN, "--out", root / "run")
     assert result.returncode == 0, result.stderr.decode()
     path = Path(result.stdout.decode().strip())
     assert path == root / "run" / "encoder.safetensors" and path.is_file()
@@ -166,10 +133,10 @@ def test_encoder_dataset_mismatch_exits_3(encoder, tmp_path):
 
 
 def test_existing_run_needs_resume_or_force(encoder, tmp_path):
-    assert_one_line_error(run_here("pretrain", *TINY, "--out", encoder.parent), 2)
-    resumed = run_here("pretrain", *TINY, "--out", encoder.parent, "--resume")
+    assert_one_line_error(run_here("pretrain", *TINY_PRETRAIN, "--out", encoder.parent), 2)
+    resumed = run_here("pretrain", *TINY_PRETRAIN, "--out", encoder.parent, "--resume")
     assert resumed.returncode == 0, resumed.stderr.decode()
-    assert_one_line_error(run_here("pretrain", *TINY[:-2], "--lr", "0.1", "--out", encoder.parent, "--resume"), 2)
+    assert_one_line_error(run_here("pretrain", *TINY_PRETRAIN[:-2], "--lr", "0.1", "--out", encoder.parent, "--resume"), 2)
 
 
 def test_config_file_and_environment(tmp_path):

@@ -9,13 +9,13 @@ import pytest
 from dimctl.evaluate.known_mi import FAST_SUBSET, TASKS
 from dimctl.io.features import seal_file
 
-from tests.cli.test_cli import DIMCTL, TINY, assert_one_line_error, run, run_here, sh
+from tests.cli.helpers import DIMCTL, TINY_PRETRAIN, assert_one_line_error, run, run_here, sh
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     root = tmp_path_factory.mktemp("estimators")
-    result = run("pretrain", *TINY, "--epochs", "0", "--out", root / "random")
+    result = run("pretrain", *TINY_PRETRAIN, "--epochs", "0", "--out", root / "random")
     assert result.returncode == 0, result.stderr.decode()
     encoder = root / "random" / "encoder.safetensors"
     features = root / "f.h5"

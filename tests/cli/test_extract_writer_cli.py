@@ -20,7 +20,7 @@ from dimctl.io.artifacts import save_encoder
 from dimctl.io.feature_reader import read_features
 from dimctl.io.features import FileSink, MemorySink
 from dimctl.models.encoders import EncoderConfig, build_encoder
-from tests.cli.test_cli import DIMCTL, ENV, sh
+from tests.cli.helpers import DIMCTL, ENV, sh
 
 
 @pytest.fixture(scope="module")

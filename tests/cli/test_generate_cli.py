@@ -4,9 +4,7 @@ exit codes, stdout and stderr), and a real shell pipe between two processes."""
 import contextlib
 import io
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -17,9 +15,8 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from dimctl.cli.main import run as run_cli
+from tests.cli.helpers import DIMCTL, assert_one_line_error, sh
 
-DIMCTL = [sys.executable, "-m", "dimctl"]
-ENV = {**os.environ, "DIMCTL_NO_PROGRESS": "1"}
 TINY = ["--width", "4", "--z-dim", "16", "--batch-size", "16", "--steps", "2", "--sample-every", "1", "--log-every", "1"]
 
 
@@ -29,18 +26,6 @@ def run(*args) -> subprocess.CompletedProcess:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = run_cli([str(a) for a in args])
     return subprocess.CompletedProcess(args, code, out.getvalue().encode(), err.getvalue().encode())
-
-
-def sh(command: str, cwd):
-    return subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, cwd=cwd, env=ENV, timeout=600)
-
-
-def assert_one_line_error(result, code):
-    err = result.stderr.decode()
-    assert result.returncode == code, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("dimctl: error:") and "Traceback" not in err, err
-    return err
 
 
 def rows(result) -> list[dict]:

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.cli.test_cli import DIMCTL, ENV, assert_one_line_error, run_here
+from tests.cli.helpers import DIMCTL, ENV, assert_one_line_error, run_here
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 
@@ -148,7 +148,7 @@ def test_notes_escape_control_characters(name):
     import io
     from unittest import mock
 
-    from dimctl.cli.common import note
+    from dimctl.cli.output import note
 
     with mock.patch.object(sys, "stderr", io.StringIO()) as err:
         note(f"read {name}")

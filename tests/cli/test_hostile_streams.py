@@ -1,7 +1,7 @@
 """Closed and endless inputs: one line and exit 2/3, never a traceback, never memory without bound.
 Real processes where the shell makes the input (a closed stdin, /dev/zero)."""
 
-from tests.cli.test_cli import DIMCTL, assert_one_line_error, run_here, sh
+from tests.cli.helpers import DIMCTL, assert_one_line_error, run_here, sh
 
 
 def test_closed_and_endless_stdin_are_refused(tmp_path):

@@ -16,7 +16,7 @@ import pytest
 
 import dimctl.io.artifacts as artifacts
 from dimctl.errors import ArtifactError
-from tests.cli.test_cli import ENV, assert_one_line_error, run_here
+from tests.cli.helpers import ENV, assert_one_line_error, run_here
 
 TINY = ("--dataset", "digits", "--mi-units", "8", "--width", "0.125", "--fc-dim", "32", "--epochs", "1",
         "--checkpoint-every", "11", "--precision", "fp32")

@@ -12,7 +12,7 @@ import math
 import pytest
 
 from dimctl.cli.main import run as run_in_process
-from tests.cli.test_cli import DIMCTL, assert_one_line_error, run, run_here, sh
+from tests.cli.helpers import DIMCTL, assert_one_line_error, run, run_here, sh
 
 SMALL = ["--dataset", "digits", "--width", "0.25", "--fc-dim", "32", "--mi-units", "16", "--epochs", "1",
          "--checkpoint-every", "0", "--log-every", "5"]

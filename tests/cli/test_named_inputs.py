@@ -19,7 +19,7 @@ from PIL import Image
 from dimctl.io.artifacts import save_encoder, save_generator
 from dimctl.models.encoders import EncoderConfig, build_encoder
 from dimctl.models.generators import GeneratorConfig, build_generator
-from tests.cli.test_cli import ENV, assert_one_line_error, run_here
+from tests.cli.helpers import ENV, assert_one_line_error, run_here
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 

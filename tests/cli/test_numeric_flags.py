@@ -5,7 +5,7 @@ naming the flag — before any work."""
 import pytest
 
 from dimctl.cli.main import COMMANDS, load_command
-from tests.cli.test_cli import assert_one_line_error, run_here
+from tests.cli.helpers import assert_one_line_error, run_here
 
 
 def numeric_options():

@@ -10,7 +10,7 @@ import struct
 import sys
 import termios
 
-from dimctl.cli.common import TrainingProgress, clock
+from dimctl.cli.progress import TrainingProgress, clock
 from dimctl.train.engine import Progress
 
 

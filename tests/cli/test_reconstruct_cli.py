@@ -1,23 +1,13 @@
 """`dimctl reconstruct` end to end: the run itself through a real subprocess, the set-up, the
-inspection and the errors in-process (tests/cli/test_cli.py `run_here`)."""
+inspection and the errors in-process (tests/cli/helpers.py `run_here`)."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.cli.test_cli import run_here
-
-DIMCTL = [sys.executable, "-m", "dimctl"]
-ENV = {**os.environ, "DIMCTL_NO_PROGRESS": "1"}
-
-
-def run(*args, cwd=None):
-    return subprocess.run([*DIMCTL, *map(str, args)], capture_output=True, cwd=cwd, env=ENV, timeout=600)
+from tests.cli.helpers import run, run_here
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from tests.cli.test_cli import assert_one_line_error, run, sh, DIMCTL
+from tests.cli.helpers import assert_one_line_error, run, sh, DIMCTL
 from tests.report.tiny import TINY, dimctl, lines
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.cli.test_cli import ENV, assert_one_line_error, run_here
+from tests.cli.helpers import ENV, assert_one_line_error, run_here
 
 RUN = ["--dataset", "digits", "--mi-units", "16", "--width", "0.5", "--checkpoint-every", "0"]
 

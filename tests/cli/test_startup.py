@@ -50,8 +50,7 @@ print(json.dumps(out))
         assert not found[name]["torch"], f"{name} imported torch"
     assert found["help"]["rc"] == found["version"]["rc"] == 0
     # no subcommand: only the modules main itself needs (none of them imports torch)
-    assert found["version"]["loaded"] == ["dimctl.cli.common", "dimctl.cli.config_file", "dimctl.cli.deprecations",
-                                        "dimctl.cli.progress"]
+    assert found["version"]["loaded"] == ["dimctl.cli.config_file", "dimctl.cli.deprecations", "dimctl.cli.output"]
     assert found["typo"]["rc"] == 2 and "Did you mean 'probe'?" in found["typo"]["err"]
     assert found["probe help"]["rc"] == found["config probe help"]["rc"] == 0
     assert "dimctl.cli.pretrain" not in found["config probe help"]["loaded"]  # its table is not even checked

@@ -10,9 +10,9 @@ import pytest
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from dimctl.cli.common import result_line
+from dimctl.cli.results import result_line
 from dimctl.errors import DimctlError
-from tests.cli.test_cli import assert_one_line_error, run_here
+from tests.cli.helpers import assert_one_line_error, run_here
 
 
 def strict(line: str) -> dict:

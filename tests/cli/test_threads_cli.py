@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.cli.test_cli import DIMCTL, assert_one_line_error, run_here
+from tests.cli.helpers import DIMCTL, assert_one_line_error, run_here
 
 AUTO = {k: v for k, v in os.environ.items() if k not in ("DIMCTL_THREADS", "OMP_NUM_THREADS", "MAKEFLAGS")}
 

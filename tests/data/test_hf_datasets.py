@@ -11,7 +11,7 @@ from PIL import Image
 
 from dimctl.data.registry import load_dataset
 from dimctl.errors import ArtifactError, DatasetNotFound, UsageError
-from tests.cli.test_cli import run_here
+from tests.cli.helpers import run_here
 
 datasets = pytest.importorskip("datasets")
 

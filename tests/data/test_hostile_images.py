@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from dimctl.data.registry import load_dataset
-from tests.cli.test_cli import assert_one_line_error, run_here
+from tests.cli.helpers import assert_one_line_error, run_here
 
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow warns, then dimctl refuses
 

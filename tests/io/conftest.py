@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.cli.test_cli import run_here
+from tests.cli.helpers import run_here
 
 
 @pytest.fixture(scope="session")

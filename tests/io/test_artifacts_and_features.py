@@ -144,7 +144,7 @@ DEEP = "[" * 100_000 + "]" * 100_000  # past Python's recursion limit: json.load
 def test_header_entries_of_the_wrong_shape_or_depth_are_artifact_errors(tmp_path, key, value, message):
     # Each was an AttributeError or RecursionError later: in extract, inspect, or Encoder.preprocess.
     import dimctl
-    from tests.cli.test_cli import assert_one_line_error, run_here
+    from tests.cli.helpers import assert_one_line_error, run_here
 
     config = EncoderConfig(y_dim=4, width=0.125, fc_dim=8)
     path = save_encoder(tmp_path / "enc.safetensors", build_encoder(config), config, DATASET, step=0,

@@ -19,7 +19,7 @@ from safetensors import safe_open
 import dimctl
 from dimctl.io.artifacts import save_encoder
 from dimctl.models.encoders import EncoderConfig, build_encoder
-from tests.cli.test_cli import assert_one_line_error, run_here
+from tests.cli.helpers import assert_one_line_error, run_here
 
 DATASET = {"name": "digits", "channels": 1, "image_size": 32, "image_shape": [1, 32, 32],
            "normalisation": {"scale": "x/255", "mean": 0.5, "std": 0.5, "range": [-1, 1]}}

@@ -16,7 +16,7 @@ from dimctl.io.artifacts import load_encoder, save_encoder
 from dimctl.io.feature_reader import read_features
 from dimctl.io.features import create_feature_file, init_feature_file, seal_bytes
 from dimctl.models.encoders import EncoderConfig, build_encoder
-from tests.cli.test_cli import assert_one_line_error, run_here
+from tests.cli.helpers import assert_one_line_error, run_here
 
 FUZZ = settings(max_examples=400, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

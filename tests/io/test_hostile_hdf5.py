@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dimctl.io.features import seal_file
-from tests.cli.test_cli import ENV, assert_one_line_error, run_here
+from tests.cli.helpers import ENV, assert_one_line_error, run_here
 
 
 def crafted(sealed, folder, attack, reseal=True):

@@ -30,7 +30,7 @@ from dimctl.io.memory import MemoryLimit
 from dimctl.io.samples import IMAGES, read_samples, samples_bytes
 from dimctl.models.encoders import EncoderConfig, build_encoder
 from dimctl.models.generators import GeneratorConfig, build_generator
-from tests.cli.test_cli import assert_one_line_error, run_here
+from tests.cli.helpers import assert_one_line_error, run_here
 from tests.io.test_hostile_hdf5 import crafted
 
 # float32 values just over what a small compressed file may declare (256 MiB): read, they would be

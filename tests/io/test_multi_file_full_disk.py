@@ -17,7 +17,7 @@ from dimctl.data.registry import load_dataset
 from dimctl.io.artifacts import save_encoder, save_generator
 from dimctl.models.encoders import EncoderConfig, build_encoder
 from dimctl.models.generators import GeneratorConfig, build_generator
-from tests.cli.test_cli import ENV, run_here
+from tests.cli.helpers import ENV, run_here
 from tests.io.test_multi_file_outputs import failing_after, snapshot, temporaries
 from tests.train.test_force_and_full_disk import small_disk  # noqa: F401 (a fixture: an 8 MiB tmpfs)
 

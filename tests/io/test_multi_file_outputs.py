@@ -16,7 +16,7 @@ import dimctl.report.render as render
 from dimctl.io.atomic import atomic_folder, atomic_path, remove_stale_temporaries
 from dimctl.report.document import Document, Picture
 from dimctl.report.inputs import PNG_SIGNATURE
-from tests.cli.test_cli import assert_one_line_error, run_here
+from tests.cli.helpers import assert_one_line_error, run_here
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 from dimctl.errors import ArtifactError
 from dimctl.io.feature_reader import read_features
-from tests.cli.test_cli import assert_one_line_error, run_here
+from tests.cli.helpers import assert_one_line_error, run_here
 
 
 def test_only_the_asked_layers_are_read_and_never_the_file_whole(sealed, monkeypatch):

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tests.cli.test_cli import assert_one_line_error, run_here
+from tests.cli.helpers import assert_one_line_error, run_here
 
 
 @pytest.fixture(scope="module")

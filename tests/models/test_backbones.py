@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from dimctl.io.artifacts import load_encoder, save_encoder
 from dimctl.models.backbones import load_backbone_weights, stages
 from dimctl.models.encoders import EncoderConfig, build_encoder
-from tests.cli.test_cli import assert_one_line_error, run_here
+from tests.cli.helpers import assert_one_line_error, run_here
 
 
 @pytest.mark.parametrize("name, stem, local, shapes", [

@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from tests.cli.test_cli import ENV, assert_one_line_error, run_here
+from tests.cli.helpers import ENV, assert_one_line_error, run_here
 from tests.report.tiny import dimctl
 
 

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from tests.cli.test_cli import assert_one_line_error, run_here
+from tests.cli.helpers import assert_one_line_error, run_here
 
 RUN = ["--dataset", "digits", "--mi-units", "8", "--width", "0.25", "--fc-dim", "16", "--batch-size", "64",
        "--checkpoint-every", "10"]

@@ -7,7 +7,7 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from tests.cli.test_cli import assert_one_line_error, run_here
+from tests.cli.helpers import assert_one_line_error, run_here
 
 SMALL = ["--dataset", "digits", "--mi-units", "32", "--width", "0.25", "--fc-dim", "64", "--batch-size", "32",
          "--checkpoint-every", "0", "--epochs", "3"]

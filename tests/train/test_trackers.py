@@ -11,7 +11,7 @@ import pytest
 
 from dimctl.errors import UsageError
 from dimctl.train import checkpoint, trackers
-from tests.cli.test_cli import assert_one_line_error, run_here
+from tests.cli.helpers import assert_one_line_error, run_here
 
 SMALL = ["--dataset", "digits", "--mi-units", "32", "--width", "0.25", "--fc-dim", "64", "--batch-size", "32",
          "--checkpoint-every", "0", "--epochs", "1", "--log-every", "11"]
