@@ -7,11 +7,19 @@
 Runs dimctl's own step (train/loop.py's ``step_losses``, backward and Adam, through Accelerate's
 autocast exactly as `dimctl pretrain` does) on digits at the paper's settings (DCGAN, DIM(L),
 JSD, prior on), warms up, then profiles --steps steps and prints the operators with the most
-self CPU time, and how much of the step went to dtype conversions (``aten::copy_``/``aten::to``).
+self CPU time, how much of the step went to dtype conversions (``aten::copy_``/``aten::to``), and
+the step split into matrix products (mm, addmm, bmm, convolutions forward and backward) and
+everything else, in ms per step. With AMX the products are cheap and the rest is what is left to
+shrink; ``--csv FILE`` keeps the split as data with the machine, torch version and commit.
 """
 
 import argparse
+import csv
+import datetime
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -21,8 +29,27 @@ from dimctl.data.transforms import normalise
 from dimctl.train.config import PretrainConfig
 from dimctl.train.loop import make_accelerator, prepare_models, step_losses
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py, also when loaded by path
+from machine import machine  # noqa: E402
 
-def main():
+ROOT = Path(__file__).resolve().parents[1]
+# Operators whose self time is a matrix product: dense layers and the 1×1 "convs" (mm, addmm, bmm)
+# and the convolutions with their gradients (oneDNN's or the fallback's, whichever runs).
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mkldnn_convolution",
+              "aten::convolution_backward", "aten::_slow_conv2d_forward", "aten::_slow_conv2d_backward",
+              "aten::mkldnn_matmul", "aten::_mkldnn_convolution")
+FIELDS = ["precision", "mi_units", "batch_size", "channels_last", "ms_per_step", "images_per_s", "matmul_ms",
+          "other_ms", "matmul_share", "machine", "cpu_flags", "torch", "commit", "date"]
+
+
+def split(events, steps: int) -> tuple[float, float]:
+    """(matrix-product ms, everything-else ms) per step, from the profiler's self CPU times."""
+    total = sum(e.self_cpu_time_total for e in events)
+    products = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
+    return products / steps / 1000, (total - products) / steps / 1000  # µs → ms
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--mi-units", type=int, default=2048)
@@ -30,7 +57,11 @@ def main():
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--top", type=int, default=15)
-    args = parser.parse_args()
+    parser.add_argument("--csv", type=Path, help="write the split per precision to this CSV (results/...)")
+    args = parser.parse_args(argv)
+    name, flags = machine()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    rows = []
 
     data = load_dataset("digits")
     images = normalise(data.train_images[:args.batch_size])
@@ -62,11 +93,29 @@ def main():
         print(f"\n== {precision}, batch {args.batch_size}, mi-units {args.mi_units}"
               f"{', channels-last' if args.channels_last else ''}: {seconds * 1000:.1f} ms/step "
               f"({args.batch_size / seconds:.1f} img/s unprofiled); dtype copies {converts / total:.1%} of self time")
+        products, other = split(events, args.steps)
+        print(f"matrix products {products:.1f} ms/step ({products / (products + other):.1%}), everything else "
+              f"{other:.1f} ms/step ({other / (products + other):.1%}) of profiled self time")
         print(events.table(sort_by="self_cpu_time_total", row_limit=args.top, max_name_column_width=40))
+        rows.append({"precision": precision, "mi_units": args.mi_units, "batch_size": args.batch_size,
+                     "channels_last": args.channels_last, "ms_per_step": round(seconds * 1000, 2),
+                     "images_per_s": round(args.batch_size / seconds, 1), "matmul_ms": round(products, 2),
+                     "other_ms": round(other, 2), "matmul_share": round(products / (products + other), 4),
+                     "machine": name, "cpu_flags": flags, "torch": torch.__version__, "commit": commit,
+                     "date": datetime.date.today().isoformat()})
         # Accelerate's mixed-precision setting is process-wide; reset it for the next precision.
         from accelerate.state import AcceleratorState, GradientState
         AcceleratorState._reset_state(reset_partial_state=True)
         GradientState._reset_state()
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        new = not args.csv.exists()
+        with open(args.csv, "a", newline="") as f:  # appends: one file can hold several settings' runs
+            writer = csv.DictWriter(f, fieldnames=FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerows(rows)
+    return rows
 
 
 if __name__ == "__main__":
