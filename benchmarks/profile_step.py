@@ -3,6 +3,7 @@
     python benchmarks/profile_step.py                              # batch 64, mi-units 2048, fp32 and bf16
     python benchmarks/profile_step.py --mi-units 256 --precisions bf16 --top 25
     python benchmarks/profile_step.py --channels-last
+    PYTHONPATH=<worktree of an older commit> python benchmarks/profile_step.py --csv F   # that commit's step
 
 Runs dimctl's own step (train/loop.py's ``step_losses``, backward and Adam, through Accelerate's
 autocast exactly as `dimctl pretrain` does) on digits at the paper's settings (DCGAN, DIM(L),
@@ -32,10 +33,9 @@ from dimctl.train.loop import make_accelerator, prepare_models, step_losses
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py, also when loaded by path
 from machine import machine  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 # Operators whose self time is a matrix product: dense layers and the 1×1 "convs" (mm, addmm, bmm)
 # and the convolutions with their gradients (oneDNN's or the fallback's, whichever runs).
-MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mkldnn_convolution",
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm", "aten::mkldnn_convolution",
               "aten::convolution_backward", "aten::_slow_conv2d_forward", "aten::_slow_conv2d_backward",
               "aten::mkldnn_matmul", "aten::_mkldnn_convolution")
 FIELDS = ["precision", "mi_units", "batch_size", "channels_last", "ms_per_step", "images_per_s", "matmul_ms",
@@ -60,7 +60,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--csv", type=Path, help="write the split per precision to this CSV (results/...)")
     args = parser.parse_args(argv)
     name, flags = machine()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    # The commit of the dimctl that runs (PYTHONPATH=<a worktree of an older commit> measures that one).
+    import dimctl
+    tree = Path(dimctl.__file__).resolve().parents[1]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True).stdout.strip()
     rows = []
 
     data = load_dataset("digits")

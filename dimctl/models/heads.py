@@ -13,6 +13,13 @@ from torch import nn
 from dimctl.models.conv import Conv2d
 
 
+# From this many activations (rows × units) on, VectorEmbedding runs its wide form. Measured on the
+# DIM(L) step in bf16, batch 64 (4096 local rows), 2-core Xeon with AMX: 8–9 % faster a step at 1024
+# and 2048 units, 1–4 % slower at 512, 5 % slower at 256 (its dozen small extra ops cost more than
+# the passes over the activations they save).
+WIDE_MIN_ACTIVATIONS = 1 << 22
+
+
 class VectorEmbedding(nn.Module):
     """Linear → BN → ReLU → linear, plus a linear shortcut, LayerNorm over the units.
 
@@ -34,7 +41,66 @@ class VectorEmbedding(nn.Module):
         self.norm = nn.LayerNorm(units)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # A SyncBatchNorm (multi-process training) needs the rows of every process: it runs as a layer.
+        if type(self.block[1]) is nn.BatchNorm1d and x.shape[0] * self.norm.normalized_shape[0] >= WIDE_MIN_ACTIVATIONS:
+            return self.norm(self._wide(x))
         return self.norm(self.block(x) + self.shortcut(x))
+
+    def _wide(self, x: torch.Tensor) -> torch.Tensor:
+        """``block(x) + shortcut(x)`` with no pass over the (rows × units) activations but the
+        products, the ReLU and the LayerNorm's: BatchNorm folded into the first product
+        (``fold_batch_norm``), the biases carried by a column of ones, and the residual sum
+        accumulated into the shortcut's output by the second product (GEMM with beta = 1)."""
+        first, batch_norm, _, second = self.block
+        weight, shift = fold_batch_norm(x, first.weight, batch_norm)
+        with_ones = torch.cat([x, x.new_ones(x.shape[0], 1)], 1)
+        h = torch.relu_(with_ones @ torch.cat([weight, shift[:, None]], 1).T)
+        bias = second.bias if self.shortcut.bias is None else second.bias + self.shortcut.bias
+        out = with_ones @ torch.cat([self.shortcut.weight, bias[:, None]], 1).T
+        return out.addmm_(h, second.weight.to(out.dtype).T)
+
+
+def fold_batch_norm(x: torch.Tensor, weight: torch.Tensor, batch_norm: nn.BatchNorm1d
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s∘W, t) such that ``batch_norm(x @ weight.T) == x @ (s∘W).T + t``.
+
+    The batch statistics of h = x·Wᵀ follow from x's: mean(h) = W·mean(x) and var(h) =
+    diag(W·Cov(x)·Wᵀ), from a (C × C) covariance instead of a pass over the (rows × units)
+    activations; the normalisation is then affine. Same function and gradients (autograd follows
+    the statistics back to x and W); the running statistics are updated as BatchNorm1d's forward
+    does. Statistics in float32 whatever the autocast dtype.
+    """
+    bn = batch_norm
+    with torch.autocast(x.device.type, enabled=False):
+        w = weight.float()
+        if bn.training or bn.running_mean is None:
+            xf = x.float()
+            rows = xf.shape[0]
+            mean_x = xf.mean(0)
+            centred = xf - mean_x
+            mean = w @ mean_x
+            var = ((w @ (centred.T @ centred / rows)) * w).sum(1).clamp_min(0)  # biased, as BatchNorm normalises
+            if bn.training and bn.track_running_stats:
+                _update_running_stats(bn, mean.detach(), var.detach() * rows / max(rows - 1, 1))
+        else:
+            mean, var = bn.running_mean, bn.running_var
+        scale = torch.rsqrt(var + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        shift = -mean * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias
+    return w * scale[:, None], shift
+
+
+@torch.no_grad()
+def _update_running_stats(bn: nn.BatchNorm1d, mean: torch.Tensor, unbiased_var: torch.Tensor) -> None:
+    """What BatchNorm's forward does to its buffers in training (momentum None: a cumulative average)."""
+    if bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+    factor = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+    bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), factor)
+    bn.running_var.lerp_(unbiased_var.to(bn.running_var.dtype), factor)
 
 
 class LocalEmbedding(VectorEmbedding):

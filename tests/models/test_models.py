@@ -3,6 +3,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from dimctl.models.encoders import EncoderConfig, build_encoder, tap_shapes
+from dimctl.models import heads
 from dimctl.models.heads import LocalEmbedding, VectorEmbedding, dot_scores
 
 
@@ -75,6 +76,69 @@ def test_local_embedding_is_the_papers_1x1_conv_block_and_loads_its_weights():
         torch.testing.assert_close(embedding(x), expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(embedding.block[1].running_mean, conv["block"][1].running_mean)
     torch.testing.assert_close(embedding.block[1].running_var, conv["block"][1].running_var)
+
+
+def _plain_and_wide(make, monkeypatch):
+    """Two copies of one embedding: one that always runs the plain layers, one the wide form."""
+    torch.manual_seed(0)
+    plain, wide = make(), make()
+    wide.load_state_dict(plain.state_dict())
+    with torch.no_grad():  # a BatchNorm away from its init, so scale and shift both matter
+        for module in (plain, wide):
+            module.block[1].weight.copy_(torch.linspace(0.5, 1.5, module.block[1].num_features))
+            module.block[1].bias.copy_(torch.linspace(-1, 1, module.block[1].num_features))
+
+    def run(module, x, wide_form):
+        monkeypatch.setattr(heads, "WIDE_MIN_ACTIVATIONS", 0 if wide_form else 1 << 62)
+        return module(x)
+    return plain, wide, run
+
+
+@pytest.mark.parametrize("identity", [False, True])
+def test_wide_embedding_is_the_same_function_gradients_and_running_stats(monkeypatch, identity):
+    """BatchNorm folded into the first product, biases carried by a column of ones, the residual
+    summed inside the second product: the outputs, every gradient and the BN buffers agree with
+    the plain layers, in training (batch statistics) and in evaluation (running ones)."""
+    plain, wide, run = _plain_and_wide(lambda: VectorEmbedding(12, 24, identity_shortcut=identity), monkeypatch)
+    x = (torch.randn(50, 12) * 3 + 2).requires_grad_()  # off-centre input: the covariance must centre it
+    for step in range(3):  # three updates of the running statistics
+        a, b = run(plain, x, False), run(wide, x, True)
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+        weights = torch.randn_like(a)
+        grads_a = torch.autograd.grad((a * weights).sum(), [x, *plain.parameters()])
+        grads_b = torch.autograd.grad((b * weights).sum(), [x, *wide.parameters()])
+        for name, ga, gb in zip(["x", *dict(plain.named_parameters())], grads_a, grads_b):
+            torch.testing.assert_close(gb, ga, atol=1e-4, rtol=1e-4, msg=name)
+    for name, buffer in plain.block[1].named_buffers():
+        torch.testing.assert_close(dict(wide.block[1].named_buffers())[name], buffer, msg=name)
+    plain.eval(), wide.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(run(wide, x, True), run(plain, x, False), atol=1e-5, rtol=1e-5)
+
+
+def test_wide_local_embedding_in_bf16_autocast_matches_and_trains_every_weight(monkeypatch):
+    plain, wide, run = _plain_and_wide(lambda: LocalEmbedding(16, 64), monkeypatch)
+    x = torch.randn(8, 16, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        a, b = run(plain, x, False), run(wide, x, True)
+    assert b.dtype == a.dtype
+    torch.testing.assert_close(b.float(), a.float(), atol=0.06, rtol=0.05)  # bf16 rounding, in other places
+    b.float().square().mean().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 and p.grad.abs().sum() > 0
+               for p in wide.parameters())
+
+
+def test_wide_form_is_chosen_by_size_and_never_with_a_sync_batchnorm(monkeypatch):
+    calls = []
+    monkeypatch.setattr(VectorEmbedding, "_wide", lambda self, x: calls.append(x.shape[0]) or self.block(x))
+    embedding = VectorEmbedding(4, 16)
+    embedding(torch.randn(heads.WIDE_MIN_ACTIVATIONS // 16, 4))
+    embedding(torch.randn(heads.WIDE_MIN_ACTIVATIONS // 16 - 1, 4))
+    assert calls == [heads.WIDE_MIN_ACTIVATIONS // 16]
+    embedding.block[1] = torch.nn.SyncBatchNorm(16)
+    embedding.eval()  # SyncBatchNorm in training needs a process group; the choice is what is tested
+    embedding(torch.randn(heads.WIDE_MIN_ACTIVATIONS // 16, 4))
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

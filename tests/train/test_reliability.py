@@ -67,21 +67,24 @@ def test_sigterm_on_other_commands_is_a_clean_130(tmp_path):
     assert proc.returncode == 130 and err.decode().strip() == "dimctl: error: interrupted", err.decode()
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, precision):
+@pytest.mark.parametrize("precision, units", [("fp32", "32"), ("bf16", "32"), ("auto", "1024")])
+def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, precision, units):
     # A narrow encoder: what is tested is the resume, and bf16 is emulated (slow) on CPUs without
-    # AVX512-BF16/AMX, where this test must still run.
+    # AVX512-BF16/AMX, where this test must still run. 1024 units × 4096 local rows runs the MI
+    # heads' wide form (models/heads.py), in the precision the machine trains in by default.
+    at = CMD.index("--mi-units") + 1
+    cmd = [*CMD[:at], units, *CMD[at + 1:]]
     flags = ["--epochs", "1", "--width", "0.125", "--fc-dim", "128", "--checkpoint-every", "3", "--precision", precision]
-    straight = subprocess.run([*CMD, *flags, "--out", str(tmp_path / "straight")], capture_output=True, env=ENV)
+    straight = subprocess.run([*cmd, *flags, "--out", str(tmp_path / "straight")], capture_output=True, env=ENV)
     assert straight.returncode == 0, straight.stderr.decode()
     kill_after = random.Random().randint(1, 6)  # a random checkpoint of the 22 steps
-    proc = subprocess.Popen([*CMD, *flags, "--out", str(tmp_path / "killed")], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*cmd, *flags, "--out", str(tmp_path / "killed")], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=ENV)
     assert _wait_for(lambda: any(int(p.name.split("_")[1]) >= 3 * kill_after
                                  for p in list_checkpoints(tmp_path / "killed")))
     proc.kill()  # SIGKILL: no handler runs
     proc.wait()
-    resumed = subprocess.run([*CMD, *flags, "--out", str(tmp_path / "killed"), "--resume"], capture_output=True, env=ENV)
+    resumed = subprocess.run([*cmd, *flags, "--out", str(tmp_path / "killed"), "--resume"], capture_output=True, env=ENV)
     assert resumed.returncode == 0, resumed.stderr.decode()
     a = load_file(str(tmp_path / "straight" / "encoder.safetensors"))
     b = load_file(str(tmp_path / "killed" / "encoder.safetensors"))
