@@ -3,6 +3,7 @@
     python benchmarks/pretrain_throughput.py                    # fp32 (and bf16 where fast) × batch 64,256 × mi-units 256,2048
     python benchmarks/pretrain_throughput.py --precisions bf16 --batch-sizes 64 --mi-units 2048 --images 1500
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 python benchmarks/pretrain_throughput.py
+    PYTHONPATH=<worktree of an older commit> python benchmarks/pretrain_throughput.py --csv F   # that commit's
 
 For every (precision, batch size, --mi-units) on the same data (digits, DIM(L), JSD, prior on),
 seed and batches:
@@ -13,12 +14,15 @@ seed and batches:
 It prints images/s, loop/bare (target ≥ 0.9 on CPU), the FLOPs of one step per image (counted by
 torch's FlopCounterMode, forward + backward), and the loop's achieved FLOP/s ÷ the peak of the
 precision it runs in: a large matmul in fp32, bf16 (and fp16 where the CPU has native fp16),
-all measured in the same run. bf16 rows also give bf16 loop ÷ fp32 loop. Then the whole command
+all measured in the same run. bf16 rows also give bf16 loop ÷ fp32 loop (``--csv FILE`` appends the
+rows as data, with the machine, torch version and the commit of the dimctl that ran). Then the whole command
 (`dimctl pretrain` as a user runs it, start-up included), with and without tcmalloc when Debian's
 libtcmalloc-minimal4 is installed. Each timing is the best of --repeats, alternating.
 """
 
 import argparse
+import csv
+import datetime
 import json
 import math
 import os
@@ -38,7 +42,49 @@ from dimctl.train.config import PretrainConfig
 from dimctl.data.order import epoch_order
 from dimctl.train.loop import build_models, pretrain
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py, also when loaded by path
+from machine import machine  # noqa: E402
+
 TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
+FIELDS = ["precision", "batch_size", "mi_units", "bare_img_s", "loop_img_s", "loop_cl_img_s", "gflop_per_image",
+          "loop_gflop_s", "of_peak", "vs_fp32_loop", "peak_gflop_s", "images", "repeats", "allocator", "machine",
+          "cpu_flags", "torch", "commit", "date"]
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "pretrain_throughput.csv"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- throughput: made by benchmarks/pretrain_throughput.py --render -->", "<!-- end of throughput -->"
+
+
+def render(results: Path = RESULTS, doc: Path = DOC) -> str:
+    """``doc`` with the table between its markers made anew from ``results``, one table per machine."""
+    rows = list(csv.DictReader(open(results)))
+    lines = [BEGIN, ""]
+    for place in dict.fromkeys((r["machine"], r["cpu_flags"], r["torch"], r["allocator"]) for r in rows):
+        here = [r for r in rows if (r["machine"], r["cpu_flags"], r["torch"], r["allocator"]) == place]
+        lines += [f"**{place[0]}** (flags: {place[1] or 'none listed'}), torch {place[2]}, {place[3]} allocator, "
+                  f"{', '.join(sorted({r['date'] for r in here}))}; {here[0]['images']}+ images a measurement, best of "
+                  f"{here[0]['repeats']}; the peak is a 2048³ matmul's in the row's precision, measured in its run:", "",
+                  "| commit | precision | batch | units | bare img/s | loop img/s | loop channels-last | loop GFLOP/s "
+                  "| peak GFLOP/s | of the peak | ÷ fp32 loop |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in here:
+            versus = f"{float(r['vs_fp32_loop']):.2f}" if r["vs_fp32_loop"] else ""
+            lines.append(f"| {r['commit']} | {r['precision']} | {r['batch_size']} | {r['mi_units']} | {r['bare_img_s']} | "
+                         f"{r['loop_img_s']} | {r['loop_cl_img_s']} | {r['loop_gflop_s']} | {r['peak_gflop_s']} | "
+                         f"{100 * float(r['of_peak']):.1f} % | {versus} |")
+        lines.append("")
+    lines.append(END)
+    text = doc.read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    return text[:start] + "\n".join(lines) + text[end:]
+
+
+def running_commit() -> str:
+    """The commit of the dimctl that runs (PYTHONPATH at a worktree of an older commit measures that one)."""
+    import dimctl
+
+    tree = Path(dimctl.__file__).resolve().parents[1]
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True).stdout.strip()
 
 
 def matmul_flops_per_s(dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 1.0) -> float:
@@ -104,6 +150,11 @@ def bare_loop(config: PretrainConfig, images: torch.Tensor) -> tuple[float, int]
     return time.perf_counter() - start, config.run.epochs * steps_per_epoch * b
 
 
+def _inplace_addmm_flop(self_shape, mat1_shape, mat2_shape, *args, out_shape=None, **kwargs) -> int:
+    # FlopCounterMode counts addmm but not its in-place form, which the MI heads' wide form runs.
+    return 2 * mat1_shape[0] * mat1_shape[1] * mat2_shape[1]
+
+
 def step_flops_per_image(config: PretrainConfig, images: torch.Tensor) -> float:
     # FlopCounterMode cannot follow the gradient penalty's double backward; the penalty runs on the
     # 64→1000→200→1 discriminator and adds well under 1 % of a step's FLOPs.
@@ -111,7 +162,7 @@ def step_flops_per_image(config: PretrainConfig, images: torch.Tensor) -> float:
     _, model, disc = build_models(config, images.shape[1], images.shape[2])
     optimiser = torch.optim.Adam([{"params": model.parameters()}, {"params": disc.parameters()}], lr=config.optimiser.lr)
     x = normalise(images[:config.optimiser.batch_size])
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmm_: _inplace_addmm_flop}) as counter:
         bare_step(model, disc, optimiser, x, config)
     return counter.get_total_flops() / config.optimiser.batch_size
 
@@ -154,7 +205,16 @@ def main():
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--precisions", default="auto",
                         help="Comma-separated; 'auto' = fp32, plus bf16 where this machine runs it faster than fp32.")
+    parser.add_argument("--csv", type=Path, help="append the table's rows to this CSV (results/...)")
+    parser.add_argument("--no-command", action="store_true", help="leave out the whole-command timing")
+    parser.add_argument("--render", action="store_true", help="only write docs/benchmarks.md's table from "
+                        "results/pretrain_throughput.csv")
     args = parser.parse_args()
+    if args.render:
+        DOC.write_text(render())
+        return
+    name, flags = machine()
+    commit, rows = running_commit(), []
 
     data = load_dataset(args.dataset)
     images = data.train_images
@@ -197,6 +257,24 @@ def main():
                           f"{rate['loop-cl']:8.1f} {rate['loop'] / rate['bare']:9.3f} {rate['loop-cl'] / rate['bare']:8.3f} "
                           f"{flops / 1e9:9.3f} {achieved / 1e9:8.1f} {achieved / peak[precision]:7.1%} {versus:6.2f}",
                           flush=True)
+                    rows.append({"precision": precision, "batch_size": batch, "mi_units": units,
+                                 "bare_img_s": round(rate["bare"], 1), "loop_img_s": round(rate["loop"], 1),
+                                 "loop_cl_img_s": round(rate["loop-cl"], 1), "gflop_per_image": round(flops / 1e9, 3),
+                                 "loop_gflop_s": round(achieved / 1e9, 1), "of_peak": round(achieved / peak[precision], 4),
+                                 "vs_fp32_loop": "" if math.isnan(versus) else round(versus, 3),
+                                 "peak_gflop_s": round(peak[precision] / 1e9, 1), "images": args.images,
+                                 "repeats": args.repeats, "allocator": allocator, "machine": name, "cpu_flags": flags,
+                                 "torch": torch.__version__, "commit": commit, "date": datetime.date.today().isoformat()})
+        if args.csv:
+            args.csv.parent.mkdir(parents=True, exist_ok=True)
+            new = not args.csv.exists()
+            with open(args.csv, "a", newline="") as f:  # appends: one file holds several commits' runs
+                writer = csv.DictWriter(f, fieldnames=FIELDS)
+                if new:
+                    writer.writeheader()
+                writer.writerows(rows)
+        if args.no_command:
+            return
 
         # The command as users run it, at the first settings, with and without tcmalloc.
         units, batch = int(args.mi_units.split(",")[0]), int(args.batch_sizes.split(",")[0])

@@ -17,6 +17,7 @@ shrink; ``--csv FILE`` keeps the split as data with the machine, torch version a
 import argparse
 import csv
 import datetime
+import statistics
 import subprocess
 import sys
 import time
@@ -42,6 +43,41 @@ FIELDS = ["precision", "mi_units", "batch_size", "channels_last", "ms_per_step",
           "other_ms", "matmul_share", "machine", "cpu_flags", "torch", "commit", "date"]
 
 
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "profile_step.csv"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- step split: made by benchmarks/profile_step.py --render -->", "<!-- end of step split -->"
+
+
+def render(results: Path = RESULTS, doc: Path = DOC) -> str:
+    """``doc`` with the table between its markers made anew from ``results``: per machine, the median
+    over runs of each (precision, units, commit), and each commit's non-matmul time ÷ the first
+    commit's measured there (the CSV's order: older code first)."""
+    rows = list(csv.DictReader(open(results)))
+    lines = [BEGIN, ""]
+    for place in dict.fromkeys((r["machine"], r["cpu_flags"], r["torch"]) for r in rows):
+        here = [r for r in rows if (r["machine"], r["cpu_flags"], r["torch"]) == place]
+        dates = sorted({r["date"] for r in here})
+        lines += [f"**{place[0]}** (flags: {place[1] or 'none listed'}), torch {place[2]}, batch "
+                  f"{here[0]['batch_size']}, {', '.join(dates)}; median of the runs:", "",
+                  "| precision | units | commit | runs | ms/step | products ms | other ms | other ÷ first commit's |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for setting in dict.fromkeys((r["precision"], r["mi_units"], r["channels_last"]) for r in here):
+            same = [r for r in here if (r["precision"], r["mi_units"], r["channels_last"]) == setting]
+            first = None
+            for commit in dict.fromkeys(r["commit"] for r in same):
+                runs = [r for r in same if r["commit"] == commit]
+                med = {k: statistics.median(float(r[k]) for r in runs) for k in ("ms_per_step", "matmul_ms", "other_ms")}
+                first = first or med["other_ms"]
+                label = setting[0] + (" channels-last" if setting[2] == "True" else "")
+                lines.append(f"| {label} | {setting[1]} | {commit} | {len(runs)} | {med['ms_per_step']:.1f} | "
+                             f"{med['matmul_ms']:.1f} | {med['other_ms']:.1f} | {med['other_ms'] / first:.2f} |")
+        lines.append("")
+    lines.append(END)
+    text = doc.read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    return text[:start] + "\n".join(lines) + text[end:]
+
+
 def split(events, steps: int) -> tuple[float, float]:
     """(matrix-product ms, everything-else ms) per step, from the profiler's self CPU times."""
     total = sum(e.self_cpu_time_total for e in events)
@@ -58,7 +94,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--csv", type=Path, help="write the split per precision to this CSV (results/...)")
+    parser.add_argument("--render", action="store_true", help="only write docs/benchmarks.md's table from "
+                        "results/profile_step.csv")
     args = parser.parse_args(argv)
+    if args.render:
+        DOC.write_text(render())
+        return []
     name, flags = machine()
     # The commit of the dimctl that runs (PYTHONPATH=<a worktree of an older commit> measures that one).
     import dimctl

@@ -142,9 +142,11 @@ def test_wide_form_is_chosen_by_size_and_never_with_a_sync_batchnorm(monkeypatch
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_conv2d_takes_the_weight_gradient_in_fp32_under_cpu_bf16_autocast(channels_last):
+def test_conv2d_takes_the_weight_gradient_in_fp32_under_cpu_bf16_autocast(channels_last, monkeypatch):
+    from dimctl.models import conv
     from dimctl.models.conv import Conv2d
 
+    monkeypatch.setattr(conv, "cpu_flags", lambda: frozenset({"avx512_bf16"}))  # a CPU without AMX
     torch.manual_seed(0)
     ours, reference = Conv2d(6, 8, 4, stride=2, padding=1), torch.nn.Conv2d(6, 8, 4, stride=2, padding=1)
     ours.load_state_dict(reference.state_dict())  # the same parameters and state dict as nn.Conv2d
@@ -166,6 +168,21 @@ def test_conv2d_takes_the_weight_gradient_in_fp32_under_cpu_bf16_autocast(channe
     assert out.dtype == torch.bfloat16 and grads[1].dtype == torch.float32
     for value, truth in zip([out, *grads], exact):  # bf16 round-off of the inputs, nothing more
         assert ((value.float() - truth).norm() / truth.norm()).item() < 1e-2
+
+
+@pytest.mark.parametrize("flags, custom", [({"avx512_bf16"}, True), ({"avx512_bf16", "amx_bf16"}, False)])
+def test_conv2d_keeps_onednns_bf16_weight_gradient_where_amx_makes_it_fast(monkeypatch, flags, custom):
+    from dimctl.models import conv
+
+    monkeypatch.setattr(conv, "cpu_flags", lambda: frozenset(flags))
+    calls = []
+    real = conv._BF16ConvFP32WeightGrad.apply
+    monkeypatch.setattr(conv._BF16ConvFP32WeightGrad, "apply", lambda *a: calls.append(1) or real(*a))
+    layer, x = conv.Conv2d(3, 4, 3), torch.randn(2, 3, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+    out.float().sum().backward()
+    assert bool(calls) == custom and out.dtype == torch.bfloat16 and layer.weight.grad.dtype == torch.float32
 
 
 def test_uniform_mask_dropout_is_dropout():
