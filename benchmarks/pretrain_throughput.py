@@ -26,6 +26,7 @@ import datetime
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,21 +58,28 @@ BEGIN, END = "<!-- throughput: made by benchmarks/pretrain_throughput.py --rende
 
 
 def render(results: Path = RESULTS, doc: Path = DOC) -> str:
-    """``doc`` with the table between its markers made anew from ``results``, one table per machine."""
+    """``doc`` with the table between its markers made anew from ``results``: per machine, the median
+    over runs of each (commit, precision, batch, units); every ratio is taken within its own run
+    first (the machine's speed moves by tens of percent between runs), then the median of those."""
     rows = list(csv.DictReader(open(results)))
     lines = [BEGIN, ""]
     for place in dict.fromkeys((r["machine"], r["cpu_flags"], r["torch"], r["allocator"]) for r in rows):
         here = [r for r in rows if (r["machine"], r["cpu_flags"], r["torch"], r["allocator"]) == place]
         lines += [f"**{place[0]}** (flags: {place[1] or 'none listed'}), torch {place[2]}, {place[3]} allocator, "
                   f"{', '.join(sorted({r['date'] for r in here}))}; {here[0]['images']}+ images a measurement, best of "
-                  f"{here[0]['repeats']}; the peak is a 2048³ matmul's in the row's precision, measured in its run:", "",
-                  "| commit | precision | batch | units | bare img/s | loop img/s | loop channels-last | loop GFLOP/s "
-                  "| peak GFLOP/s | of the peak | ÷ fp32 loop |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in here:
-            versus = f"{float(r['vs_fp32_loop']):.2f}" if r["vs_fp32_loop"] else ""
-            lines.append(f"| {r['commit']} | {r['precision']} | {r['batch_size']} | {r['mi_units']} | {r['bare_img_s']} | "
-                         f"{r['loop_img_s']} | {r['loop_cl_img_s']} | {r['loop_gflop_s']} | {r['peak_gflop_s']} | "
-                         f"{100 * float(r['of_peak']):.1f} % | {versus} |")
+                  f"{here[0]['repeats']} in a run; the median of the runs. The peak is a 2048³ matmul's in the row's "
+                  "precision, measured in each run:", "",
+                  "| commit | precision | batch | units | runs | bare img/s | loop img/s | loop channels-last | "
+                  "loop GFLOP/s | peak GFLOP/s | of the peak | ÷ fp32 loop |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for key in dict.fromkeys((r["commit"], r["precision"], r["batch_size"], r["mi_units"]) for r in here):
+            runs = [r for r in here if (r["commit"], r["precision"], r["batch_size"], r["mi_units"]) == key]
+
+            def median(field: str) -> float:
+                return statistics.median(float(r[field]) for r in runs)
+            versus = f"{median('vs_fp32_loop'):.2f}" if all(r["vs_fp32_loop"] for r in runs) else ""
+            lines.append(f"| {' | '.join(key)} | {len(runs)} | {median('bare_img_s'):.1f} | {median('loop_img_s'):.1f} | "
+                         f"{median('loop_cl_img_s'):.1f} | {median('loop_gflop_s'):.1f} | {median('peak_gflop_s'):.0f} | "
+                         f"{100 * median('of_peak'):.1f} % | {versus} |")
         lines.append("")
     lines.append(END)
     text = doc.read_text()
