@@ -54,9 +54,10 @@ class VectorEmbedding(nn.Module):
         first, batch_norm, _, second = self.block
         weight, shift = fold_batch_norm(x, first.weight, batch_norm)
         with_ones = torch.cat([x, x.new_ones(x.shape[0], 1)], 1)
-        h = torch.relu_(with_ones @ torch.cat([weight, shift[:, None]], 1).T)
+        # .to(x.dtype): the folded weight is float32 (fold_batch_norm); under autocast the product casts anyway.
+        h = torch.relu_(with_ones @ torch.cat([weight, shift[:, None]], 1).to(x.dtype).T)
         bias = second.bias if self.shortcut.bias is None else second.bias + self.shortcut.bias
-        out = with_ones @ torch.cat([self.shortcut.weight, bias[:, None]], 1).T
+        out = with_ones @ torch.cat([self.shortcut.weight, bias[:, None]], 1).to(x.dtype).T
         return out.addmm_(h, second.weight.to(out.dtype).T)
 
 
