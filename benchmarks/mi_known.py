@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py, also when loaded by path
-from machine import machine  # noqa: E402
+from machine import between_markers, machine, running_commit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "mi_known"
@@ -70,12 +70,8 @@ def estimate(task, estimator: str, marginals: str, seed: int, pairs: int, steps:
 def conditions() -> dict:
     import torch
 
-    import dimctl
-
     name, flags = machine()
-    code = Path(dimctl.__file__).resolve().parents[1]  # the checkout whose estimators run (PYTHONPATH decides)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=code, capture_output=True, text=True).stdout.strip()
-    return {"machine": name, "cpu_flags": flags, "torch": torch.__version__, "commit": commit,
+    return {"machine": name, "cpu_flags": flags, "torch": torch.__version__, "commit": running_commit(),
             "date": datetime.date.today().isoformat()}
 
 
@@ -196,9 +192,7 @@ def render(results: Path, doc: Path = DOC) -> str:
                   "| command | seconds | steps used | pairs |", "|---|---|---|---|"]
         lines += [f"| `{r['what']}` | {r['seconds']} | {r['steps_used']} | {r['pairs']} + {r['pairs']} |" for r in timing]
     lines += ["", END]
-    text = doc.read_text()
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    return text[:start] + "\n".join(lines) + text[end:]
+    return between_markers(doc.read_text(), BEGIN, END, lines)
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ from dimctl.data.order import epoch_order
 from dimctl.train.loop import build_models, pretrain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py, also when loaded by path
-from machine import machine  # noqa: E402
+from machine import append_rows, between_markers, machine, running_commit  # noqa: E402
 
 TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
 FIELDS = ["precision", "batch_size", "mi_units", "bare_img_s", "loop_img_s", "loop_cl_img_s", "gflop_per_image",
@@ -82,17 +82,7 @@ def render(results: Path = RESULTS, doc: Path = DOC) -> str:
                          f"{100 * median('of_peak'):.1f} % | {versus} |")
         lines.append("")
     lines.append(END)
-    text = doc.read_text()
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    return text[:start] + "\n".join(lines) + text[end:]
-
-
-def running_commit() -> str:
-    """The commit of the dimctl that runs (PYTHONPATH at a worktree of an older commit measures that one)."""
-    import dimctl
-
-    tree = Path(dimctl.__file__).resolve().parents[1]
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True).stdout.strip()
+    return between_markers(doc.read_text(), BEGIN, END, lines)
 
 
 def matmul_flops_per_s(dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 1.0) -> float:
@@ -274,13 +264,7 @@ def main():
                                  "repeats": args.repeats, "allocator": allocator, "machine": name, "cpu_flags": flags,
                                  "torch": torch.__version__, "commit": commit, "date": datetime.date.today().isoformat()})
         if args.csv:
-            args.csv.parent.mkdir(parents=True, exist_ok=True)
-            new = not args.csv.exists()
-            with open(args.csv, "a", newline="") as f:  # appends: one file holds several commits' runs
-                writer = csv.DictWriter(f, fieldnames=FIELDS)
-                if new:
-                    writer.writeheader()
-                writer.writerows(rows)
+            append_rows(args.csv, FIELDS, rows)
         if args.no_command:
             return
 

@@ -18,7 +18,6 @@ import argparse
 import csv
 import datetime
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from dimctl.train.config import PretrainConfig
 from dimctl.train.loop import make_accelerator, prepare_models, step_losses
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py, also when loaded by path
-from machine import machine  # noqa: E402
+from machine import append_rows, between_markers, machine, running_commit  # noqa: E402
 
 # Operators whose self time is a matrix product: dense layers and the 1×1 "convs" (mm, addmm, bmm)
 # and the convolutions with their gradients (oneDNN's or the fallback's, whichever runs).
@@ -73,9 +72,7 @@ def render(results: Path = RESULTS, doc: Path = DOC) -> str:
                              f"{med['matmul_ms']:.1f} | {med['other_ms']:.1f} | {med['other_ms'] / first:.2f} |")
         lines.append("")
     lines.append(END)
-    text = doc.read_text()
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    return text[:start] + "\n".join(lines) + text[end:]
+    return between_markers(doc.read_text(), BEGIN, END, lines)
 
 
 def split(events, steps: int) -> tuple[float, float]:
@@ -101,10 +98,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         DOC.write_text(render())
         return []
     name, flags = machine()
-    # The commit of the dimctl that runs (PYTHONPATH=<a worktree of an older commit> measures that one).
-    import dimctl
-    tree = Path(dimctl.__file__).resolve().parents[1]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True).stdout.strip()
+    commit = running_commit()
     rows = []
 
     data = load_dataset("digits")
@@ -152,13 +146,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         AcceleratorState._reset_state(reset_partial_state=True)
         GradientState._reset_state()
     if args.csv:
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        new = not args.csv.exists()
-        with open(args.csv, "a", newline="") as f:  # appends: one file can hold several settings' runs
-            writer = csv.DictWriter(f, fieldnames=FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
+        append_rows(args.csv, FIELDS, rows)
     return rows
 
 
