@@ -11,11 +11,14 @@ bare model step (fp32, eager, channels-last) for the loop/bare ratio (target ≥
 
     PYTHONPATH=. python3 benchmarks/gpu_check.py --smoke   # the same path at batch 8, eager, on any device
 
+`--csv FILE` appends the rows (device, torch, commit, date) to FILE, e.g. results/gpu_check.csv.
+
 `--smoke` checks the script itself where there is no GPU (its test runs it on the CPU), so a lent
 GPU's few minutes are not spent finding a bug in it; its rates and projections mean nothing.
 """
 
 import argparse
+import datetime
 import json
 import sys
 import tempfile
@@ -25,6 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from machine import append_rows, running_commit  # noqa: E402
 from pretrain_throughput import bare_loop  # noqa: E402
 
 from dimctl.data.dataset import ImageDataset
@@ -33,6 +37,8 @@ from dimctl.train.loop import pretrain
 
 CIFAR_TRAIN = 50_000
 PAPER_EPOCHS = 1000
+FIELDS = ["device", "batch_size", "precision", "compiled", "images_per_s", "hours_1000_cifar_epochs", "run_s",
+          "bare_img_s", "loop_over_bare", "images", "warmup_steps", "torch", "commit", "date"]
 
 
 def fake_cifar(n: int) -> ImageDataset:
@@ -57,6 +63,9 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--smoke", action="store_true",
                         help="Check this script on any device, the CPU included: batch 8, eager only. "
                              "Its rates mean nothing.")
+    parser.add_argument("--csv", type=Path, help="append the rows to this CSV (results/gpu_check.csv)")
+    parser.add_argument("--commit", help="the commit the rows name (default: git in the running checkout; a "
+                                         "copy of the tree without .git must be told)")
     args = parser.parse_args(argv)
     cuda = torch.cuda.is_available()
     if not cuda and not args.smoke:
@@ -68,7 +77,10 @@ def main(argv: list[str] | None = None):
           f"DIM(L) infoNCE mi-units 2048, "
           f"prior on, 3×32×32, {args.images} images per run, first {args.warmup} steps excluded")
     print(f"{'batch':>5} {'precision':>9} {'compiled':>8} {'images/s':>9} {'1000 CIFAR-10 epochs':>21}")
-    eager_fp32 = {}
+    eager_fp32, rows = {}, []
+    common = {"device": device_name + (" (smoke)" if args.smoke else ""), "images": args.images,
+              "warmup_steps": args.warmup, "torch": torch.__version__,
+              "commit": args.commit or running_commit(), "date": datetime.date.today().isoformat()}
     with tempfile.TemporaryDirectory() as tmp:
         for batch in batches:
             for precision in ("fp32", "bf16"):
@@ -86,6 +98,9 @@ def main(argv: list[str] | None = None):
                     hours = CIFAR_TRAIN * PAPER_EPOCHS / rate / 3600
                     print(f"{batch:5d} {precision:>9} {str(compiled):>8} {rate:9.0f} {hours:17.2f} h "
                           f"(run {time.perf_counter() - start:.0f} s)", flush=True)
+                    rows.append({**common, "batch_size": batch, "precision": precision, "compiled": compiled,
+                                 "images_per_s": round(rate, 1), "hours_1000_cifar_epochs": round(hours, 3),
+                                 "run_s": round(time.perf_counter() - start, 1)})
                     if precision == "fp32" and not compiled:
                         eager_fp32[batch] = rate
         for batch, rate in eager_fp32.items():
@@ -94,6 +109,11 @@ def main(argv: list[str] | None = None):
             bare_loop(config, images)  # warm-up: cuDNN autotuning, allocator
             seconds, count = bare_loop(config, images)
             print(f"loop/bare, batch {batch}, fp32 eager: {rate:.0f} / {count / seconds:.0f} = {rate * seconds / count:.3f}")
+            for row in rows:
+                if (row["batch_size"], row["precision"], row["compiled"]) == (batch, "fp32", False):
+                    row.update(bare_img_s=round(count / seconds, 1), loop_over_bare=round(rate * seconds / count, 3))
+    if args.csv:
+        append_rows(args.csv, FIELDS, rows)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 here first, on the CPU, with --smoke (batch 8, eager): every setting trains through dimctl's loop,
 and the table, the projection and the loop/bare line come out."""
 
+import csv
 import re
 
 import pytest
@@ -15,8 +16,9 @@ def gpu_check():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU path")
-def test_smoke_runs_every_setting_through_the_loop_on_the_cpu(capsys):
-    gpu_check().main(["--smoke", "--images", "48", "--warmup", "0"])
+def test_smoke_runs_every_setting_through_the_loop_on_the_cpu(capsys, tmp_path):
+    gpu_check().main(["--smoke", "--images", "48", "--warmup", "0", "--csv", str(tmp_path / "gpu.csv"),
+                      "--commit", "abc1234"])
     out = capsys.readouterr().out
     assert "failed" not in out, out
     assert out.startswith("device: cpu (smoke)")
@@ -26,6 +28,10 @@ def test_smoke_runs_every_setting_through_the_loop_on_the_cpu(capsys):
         rate, hours = int(rate), float(hours)
         assert rate > 0 and 50e6 / (rate + 0.5) / 3600 - 0.005 <= hours <= 50e6 / max(rate - 0.5, 1e-9) / 3600 + 0.005
     assert re.search(r"^loop/bare, batch 8, fp32 eager: \d+ / \d+ = \d\.\d{3}$", out, re.MULTILINE), out
+    table = list(csv.DictReader(open(tmp_path / "gpu.csv")))  # the same rows, kept as data
+    assert [(r["precision"], round(float(r["images_per_s"]))) for r in table] == [(p, int(r)) for p, r, _ in rows]
+    assert {r["commit"] for r in table} == {"abc1234"} and table[0]["device"] == "cpu (smoke)"
+    assert float(table[0]["loop_over_bare"]) > 0 and table[1]["loop_over_bare"] == ""
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU path")
