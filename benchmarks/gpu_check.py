@@ -37,8 +37,8 @@ from dimctl.train.loop import pretrain
 
 CIFAR_TRAIN = 50_000
 PAPER_EPOCHS = 1000
-FIELDS = ["device", "batch_size", "precision", "compiled", "images_per_s", "hours_1000_cifar_epochs", "run_s",
-          "bare_img_s", "loop_over_bare", "images", "warmup_steps", "torch", "commit", "date"]
+FIELDS = ["device", "batch_size", "precision", "compiled", "deterministic", "images_per_s", "hours_1000_cifar_epochs",
+          "run_s", "bare_img_s", "loop_over_bare", "images", "warmup_steps", "torch", "commit", "date"]
 
 
 def fake_cifar(n: int) -> ImageDataset:
@@ -63,6 +63,11 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--smoke", action="store_true",
                         help="Check this script on any device, the CPU included: batch 8, eager only. "
                              "Its rates mean nothing.")
+    parser.add_argument("--batch-sizes", default="64,256", help="comma-separated batch sizes")
+    parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated precisions")
+    parser.add_argument("--eager-only", action="store_true", help="leave out the compiled runs")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="also time each setting with dimctl pretrain --deterministic")
     parser.add_argument("--csv", type=Path, help="append the rows to this CSV (results/gpu_check.csv)")
     parser.add_argument("--commit", help="the commit the rows name (default: git in the running checkout; a "
                                          "copy of the tree without .git must be told)")
@@ -70,7 +75,9 @@ def main(argv: list[str] | None = None):
     cuda = torch.cuda.is_available()
     if not cuda and not args.smoke:
         raise SystemExit("gpu_check: no CUDA device here (--smoke checks the script on the CPU)")
-    batches, compile_modes = ((8,), (False,)) if args.smoke else ((64, 256), (False, True))
+    batches = (8,) if args.smoke else tuple(int(b) for b in args.batch_sizes.split(","))
+    compile_modes = (False,) if args.smoke or args.eager_only else (False, True)
+    deterministic_modes = (False, True) if args.deterministic else (False,)
     data = fake_cifar(args.images)
     device_name = torch.cuda.get_device_name() if cuda else "cpu"
     print(f"device: {device_name}{' (smoke)' if args.smoke else ''} · torch {torch.__version__} · "
@@ -83,25 +90,27 @@ def main(argv: list[str] | None = None):
               "commit": args.commit or running_commit(), "date": datetime.date.today().isoformat()}
     with tempfile.TemporaryDirectory() as tmp:
         for batch in batches:
-            for precision in ("fp32", "bf16"):
-                for compiled in compile_modes:
+            for precision in args.precisions.split(","):
+                for compiled, deterministic in [(c, d) for c in compile_modes for d in deterministic_modes]:
                     config = PretrainConfig.of(estimator="infonce", mi_units=2048, batch_size=batch, epochs=1,
                                             precision=precision, compile=compiled, checkpoint_every=0, log_every=5,
-                                            channels_last=True)
+                                            channels_last=True, deterministic=deterministic)
                     start = time.perf_counter()
-                    name = f"{batch}-{precision}-{int(compiled)}"
+                    name = f"{batch}-{precision}-{int(compiled)}-{int(deterministic)}"
                     try:
                         rate = loop_rate(config, data, Path(tmp) / name, args.warmup)
                     except Exception as e:  # one failing setting must not hide the others
-                        print(f"{batch:5d} {precision:>9} {str(compiled):>8}  failed: {type(e).__name__}: {e}")
+                        print(f"{batch:5d} {precision:>9} {str(compiled):>8}{' det' * deterministic}  failed: "
+                              f"{type(e).__name__}: {e}")
                         continue
                     hours = CIFAR_TRAIN * PAPER_EPOCHS / rate / 3600
                     print(f"{batch:5d} {precision:>9} {str(compiled):>8} {rate:9.0f} {hours:17.2f} h "
-                          f"(run {time.perf_counter() - start:.0f} s)", flush=True)
+                          f"(run {time.perf_counter() - start:.0f} s){' deterministic' * deterministic}", flush=True)
                     rows.append({**common, "batch_size": batch, "precision": precision, "compiled": compiled,
-                                 "images_per_s": round(rate, 1), "hours_1000_cifar_epochs": round(hours, 3),
+                                 "deterministic": deterministic, "images_per_s": round(rate, 1),
+                                 "hours_1000_cifar_epochs": round(hours, 3),
                                  "run_s": round(time.perf_counter() - start, 1)})
-                    if precision == "fp32" and not compiled:
+                    if precision == "fp32" and not compiled and not deterministic:
                         eager_fp32[batch] = rate
         for batch, rate in eager_fp32.items():
             config = PretrainConfig.of(estimator="infonce", mi_units=2048, batch_size=batch, epochs=1, channels_last=True)
@@ -110,7 +119,8 @@ def main(argv: list[str] | None = None):
             seconds, count = bare_loop(config, images)
             print(f"loop/bare, batch {batch}, fp32 eager: {rate:.0f} / {count / seconds:.0f} = {rate * seconds / count:.3f}")
             for row in rows:
-                if (row["batch_size"], row["precision"], row["compiled"]) == (batch, "fp32", False):
+                if (row["batch_size"], row["precision"], row["compiled"]) == (batch, "fp32", False) \
+                        and not row["deterministic"]:
                     row.update(bare_img_s=round(count / seconds, 1), loop_over_bare=round(rate * seconds / count, 3))
     if args.csv:
         append_rows(args.csv, FIELDS, rows)

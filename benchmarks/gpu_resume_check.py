@@ -28,15 +28,19 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import append_rows, running_commit  # noqa: E402
 
-FIELDS = ["device", "precision", "mi_units", "steps", "killed_after_step", "repeat_identical", "repeat_max_diff",
+FIELDS = ["device", "precision", "pretrain_args", "mi_units", "steps", "killed_after_step", "repeat_identical", "repeat_max_diff",
           "resume_identical", "resume_max_diff", "torch", "commit", "date"]
 EPOCHS, EVERY = 4, 3  # digits: 22 steps an epoch at batch 64
+
+
+PRETRAIN_ARGS: list[str] = []
 
 
 def pretrain(out: Path, precision: str, units: int, cpu: bool, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "dimctl", "pretrain", "--dataset", "digits", "--mi-units", str(units),
            "--epochs", str(EPOCHS), "--checkpoint-every", str(EVERY), "--log-every", "1", "--precision", precision,
-           "--out", str(out), *(["--cpu", "--width", "0.125", "--fc-dim", "128"] if cpu else []), *extra]
+           "--out", str(out), *(["--cpu", "--width", "0.125", "--fc-dim", "128"] if cpu else []),
+           *PRETRAIN_ARGS, *extra]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "DIMCTL_NO_PROGRESS": "1"})
 
@@ -80,9 +84,11 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--mi-units", type=int, default=2048, help="the MI heads' width (2048: the paper's)")
     parser.add_argument("--smoke", action="store_true", help="check the script on the CPU (--cpu, a narrow encoder, 32 units); "
                                                                   "its answers say nothing of a GPU")
+    parser.add_argument("--pretrain-args", default="", help="more dimctl pretrain flags, e.g. --deterministic")
     parser.add_argument("--csv", type=Path, help="append the rows to this CSV")
     parser.add_argument("--commit", help="the commit the rows name (default: git in the running checkout)")
     args = parser.parse_args(argv)
+    PRETRAIN_ARGS[:] = args.pretrain_args.split()
     cuda = torch.cuda.is_available() and not args.smoke
     if not cuda and not args.smoke:
         raise SystemExit("gpu_resume_check: no CUDA device here (--smoke checks the script on the CPU)")
@@ -90,7 +96,7 @@ def main(argv: list[str] | None = None):
     device = torch.cuda.get_device_name() if cuda else "cpu (smoke)"
     rng, rows = random.Random(), []
     print(f"device: {device} · torch {torch.__version__} · digits, {EPOCHS} epochs, mi-units {units}, "
-          f"checkpoint every {EVERY} steps")
+          f"checkpoint every {EVERY} steps {args.pretrain_args}")
     with TemporaryDirectory() as tmp:
         for precision in args.precisions.split(","):
             runs = [Path(tmp) / f"{precision}-{name}" for name in ("a", "b", "killed")]
@@ -101,7 +107,7 @@ def main(argv: list[str] | None = None):
             print(f"{precision}: two uninterrupted runs identical: {repeat[0]} (max diff {repeat[1]:.3g}); "
                   f"killed after step {killed_at} and resumed, identical: {resume[0]} (max diff {resume[1]:.3g})",
                   flush=True)
-            rows.append({"device": device, "precision": precision, "mi_units": units, "steps": EPOCHS * 22,
+            rows.append({"device": device, "precision": precision, "pretrain_args": args.pretrain_args, "mi_units": units, "steps": EPOCHS * 22,
                          "killed_after_step": killed_at, "repeat_identical": repeat[0],
                          "repeat_max_diff": f"{repeat[1]:.3g}", "resume_identical": resume[0],
                          "resume_max_diff": f"{resume[1]:.3g}", "torch": torch.__version__,

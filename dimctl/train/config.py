@@ -140,6 +140,10 @@ class RunSettings:
     compile: bool = setting(False, "torch.compile the encoder and heads (inductor). Pays off on GPUs over long runs; "
                                    "compiling takes a minute.", flags=("--compile",), resumable=True,
                             panel="Devices")
+    deterministic: bool = setting(False, "Deterministic GPU kernels (cuDNN, cuBLAS): two runs with one seed, or a run "
+                                         "killed and resumed, end bit-identical on a GPU, at some cost in speed "
+                                         "(results/gpu_resume.csv). On the CPU every run already is.",
+                                  flags=("--deterministic",), resumable=True, panel="Devices")
     sync_bn: bool = setting(False, "With several GPU processes: BatchNorm statistics over the global batch "
                                    "(SyncBatchNorm).", flags=("--sync-bn",), panel="Devices")
 

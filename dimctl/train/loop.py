@@ -13,6 +13,7 @@ pass and one optimiser step (``step_losses``). With several processes the MI bou
 batch (dimctl/collectives.py).
 """
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,8 +106,19 @@ def make_accelerator(config: PretrainConfig, run_dir: Path | None = None) -> Acc
         raise UsageError("--precision fp16 needs a GPU; on the CPU use --precision bf16")
     mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[config.run.precision]
     _forget_other_precision(mixed)
+    if not config.run.cpu and torch.cuda.is_available():
+        deterministic_gpu_kernels(config.run.deterministic)
     return Accelerator(cpu=accelerator_cpu(config.run.cpu), mixed_precision=mixed,
                        **tracker_arguments(config.run.log_with, run_dir))
+
+
+def deterministic_gpu_kernels(on: bool) -> None:
+    """Measured on an H100 (results/gpu_resume.csv): without this, two fp32 runs of one seed differ
+    after a few dozen steps (cuDNN picks non-deterministic convolution gradients), so a resumed run
+    cannot be bit-identical. Set per run: the switch is process-wide and the API may train several runs."""
+    if on:  # cuBLAS needs its workspace fixed before its first call to be deterministic
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on, warn_only=True)
 
 
 def _forget_other_precision(mixed: str) -> None:
