@@ -18,6 +18,7 @@ GPU's few minutes are not spent finding a bug in it; its rates and projections m
 """
 
 import argparse
+import csv
 import datetime
 import json
 import sys
@@ -28,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import append_rows, running_commit  # noqa: E402
+from machine import append_rows, between_markers, running_commit  # noqa: E402
 from pretrain_throughput import bare_loop  # noqa: E402
 
 from dimctl.data.dataset import ImageDataset
@@ -39,6 +40,39 @@ CIFAR_TRAIN = 50_000
 PAPER_EPOCHS = 1000
 FIELDS = ["device", "batch_size", "precision", "compiled", "deterministic", "images_per_s", "hours_1000_cifar_epochs",
           "run_s", "bare_img_s", "loop_over_bare", "images", "warmup_steps", "torch", "commit", "date"]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "devices.md"
+BEGIN, END = "<!-- gpu: made by benchmarks/gpu_check.py --render -->", "<!-- end of gpu -->"
+
+
+def render(results: Path = ROOT / "results", doc: Path = DOC) -> str:
+    """``doc`` with the GPU tables between its markers made anew from ``results``/gpu_check.csv (speed)
+    and gpu_resume.csv (benchmarks/gpu_resume_check.py: bit-identity after SIGKILL and resume)."""
+    speed = list(csv.DictReader(open(results / "gpu_check.csv")))
+    resume = list(csv.DictReader(open(results / "gpu_resume.csv")))
+    lines = [BEGIN, "", "Images/s of dimctl's loop (DIM(L) infoNCE, 2048-wide heads, prior, 3×32×32, channels-last; "
+             "the steps after the first 20 of one 20,480-image epoch) and the projected time of one 1000-epoch "
+             "CIFAR-10 run; one row per measurement, in the order run:", "",
+             "| device | torch | commit | date | batch | precision | compiled | deterministic | images/s | "
+             "1000 epochs | loop ÷ bare |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in speed:
+        ratio = f"{float(r['loop_over_bare']):.2f}" if r["loop_over_bare"] else ""
+        lines.append(f"| {r['device']} | {r['torch']} | {r['commit']} | {r['date']} | {r['batch_size']} | "
+                     f"{r['precision']} | {r['compiled']} | {r['deterministic']} | {float(r['images_per_s']):.0f} | "
+                     f"{float(r['hours_1000_cifar_epochs']):.2f} h | {ratio} |")
+    lines += ["", "Two uninterrupted `dimctl pretrain` runs of one seed, and a third killed by SIGKILL after a "
+              "random checkpoint and resumed (digits, 88 steps, 2048-wide heads): are the encoders' weights "
+              "bit-identical?", "",
+              "| device | torch | commit | precision | flags | killed after step | two runs identical | "
+              "largest difference | resumed identical | largest difference |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in resume:
+        lines.append(f"| {r['device']} | {r['torch']} | {r['commit']} | {r['precision']} | "
+                     f"{r['pretrain_args'] or '(none)'} | {r['killed_after_step']} | {r['repeat_identical']} | "
+                     f"{r['repeat_max_diff']} | {r['resume_identical']} | {r['resume_max_diff']} |")
+    lines += ["", END]
+    return between_markers(doc.read_text(), BEGIN, END, lines)
 
 
 def fake_cifar(n: int) -> ImageDataset:
@@ -69,9 +103,14 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--deterministic", action="store_true",
                         help="also time each setting with dimctl pretrain --deterministic")
     parser.add_argument("--csv", type=Path, help="append the rows to this CSV (results/gpu_check.csv)")
+    parser.add_argument("--render", action="store_true",
+                        help="only remake docs/devices.md's GPU tables from results/gpu_check.csv and gpu_resume.csv")
     parser.add_argument("--commit", help="the commit the rows name (default: git in the running checkout; a "
                                          "copy of the tree without .git must be told)")
     args = parser.parse_args(argv)
+    if args.render:
+        DOC.write_text(render())
+        return
     cuda = torch.cuda.is_available()
     if not cuda and not args.smoke:
         raise SystemExit("gpu_check: no CUDA device here (--smoke checks the script on the CPU)")

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import RNG_STATE_NAME, get_torch_accelerator_backend
+from accelerate.utils import RNG_STATE_NAME
 from accelerate.utils import load as accelerate_load
 
 from dimctl.errors import ArtifactError
@@ -264,14 +264,22 @@ def _rng_restored(states: dict) -> bool:
         same = (random.getstate() == states["random_state"]
                 and all(np.array_equal(a, b) for a, b in zip(numpy_now, numpy_saved, strict=True))
                 and torch.equal(torch.get_rng_state(), states["torch_manual_seed"]))
-        device_type, _ = get_torch_accelerator_backend()
         saved_cuda = states.get("torch_cuda_manual_seed")
-        if same and device_type == "cuda" and isinstance(saved_cuda, (list, tuple)):
+        if same and _accelerator_type() == "cuda" and isinstance(saved_cuda, (list, tuple)):
             # One state per GPU, as many as were visible then: those visible now are compared.
             same = all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), saved_cuda))
         return bool(same)
     except (TypeError, ValueError, RuntimeError):
         return False
+
+
+def _accelerator_type() -> str:
+    """The device kind whose RNG states Accelerate saves ("cuda", "xpu", …, or "cpu")."""
+    try:
+        from accelerate.utils import get_torch_accelerator_backend
+    except ImportError:  # Accelerate before 1.16 (a GPU image's 1.15 failed here): CUDA or nothing
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return get_torch_accelerator_backend()[0]
 
 
 def _digests(folder: Path) -> dict[str, str]:

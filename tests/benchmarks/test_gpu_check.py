@@ -38,3 +38,9 @@ def test_smoke_runs_every_setting_through_the_loop_on_the_cpu(capsys, tmp_path):
 def test_without_a_gpu_it_refuses_unless_smoke():
     with pytest.raises(SystemExit, match="no CUDA device here"):
         gpu_check().main([])
+
+
+def test_the_docs_gpu_tables_are_rendered_from_the_results():
+    """docs/devices.md's GPU tables are exactly what gpu_check.py --render makes of results/."""
+    module = gpu_check()
+    assert module.render() == module.DOC.read_text()

@@ -213,3 +213,19 @@ def test_odd_metrics_lines_are_dropped_when_a_resume_cuts_the_file_back(run, tmp
     lines = (copy / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(text)["step"] for text in lines] == [10, 20, 22, 30, 40, 44]
     assert all(0 <= _strict(text)["elapsed_s"] < 3600 for text in lines[3:])  # the resumed run's own lines
+
+
+def test_resume_works_with_an_accelerate_that_predates_its_device_lookup(run, tmp_path, monkeypatch):
+    # A GPU image's Accelerate 1.15 has no get_torch_accelerator_backend (new in 1.16): importing
+    # the training loop failed there. Resuming must work without it.
+    import importlib
+
+    import accelerate.utils
+
+    from dimctl.train import checkpoint
+
+    monkeypatch.delattr(accelerate.utils, "get_torch_accelerator_backend")
+    importlib.reload(checkpoint)  # imported as under that Accelerate
+    copy = damaged(run, tmp_path, lambda ckpt: None)
+    result = run_here("pretrain", *RUN, "--epochs", "2", "--out", copy, "--resume")
+    assert result.returncode == 0, result.stderr

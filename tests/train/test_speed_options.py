@@ -53,3 +53,20 @@ def test_fp16_on_the_cpu_is_a_usage_error(tmp_path, capsys):
     assert "fp16 needs a GPU" in capsys.readouterr().err
     assert not (tmp_path / "r" / "encoder.safetensors").exists()
     assert run(["pretrain", "--precision", "fp8", "--out", str(tmp_path / "r")]) == 2
+
+
+def test_deterministic_switches_torch_to_deterministic_kernels_for_one_run(monkeypatch):
+    # What it does on a GPU is measured there (results/gpu_resume.csv: fp32 runs bit-identical with
+    # it, 0.127 apart without); here: the switch is set per run, and reset by a run without it.
+    from dimctl.train.loop import deterministic_gpu_kernels
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    assert PretrainConfig.of().run.deterministic is False
+    try:
+        deterministic_gpu_kernels(True)
+        assert torch.are_deterministic_algorithms_enabled() and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        deterministic_gpu_kernels(False)
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert PretrainConfig.of(deterministic=True).run.deterministic
