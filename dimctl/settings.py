@@ -102,6 +102,9 @@ SHARED_HELP = {
     "keep_checkpoints": "Keep the newest K checkpoints.",
     "log_every": "Write metrics.jsonl every N steps.",
     "cpu": "Train on the CPU even when a GPU is present.",
+    "hf_dataset": "hf:DIR (a Hugging Face dataset saved with save_to_disk) or hf:NAME (a Hub dataset in the local "
+                  "Hugging Face cache; with --download, from the Hub); columns other than image and label as "
+                  "hf:DIR?image=A&label=B.",
     "log_with": "Also log every metrics.jsonl value and the learning rate to an experiment tracker: csv "
                 "(RUN/metrics.csv), tensorboard (RUN/<run>/, pip install 'dimctl[tensorboard]'), wandb or mlflow "
                 "(their own packages); none.",

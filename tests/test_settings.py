@@ -36,7 +36,7 @@ def test_flat_configs_share_the_same_helpers():
     assert flatten(config)["steps"] == 7 and config.cpu
     assert RESUMABLE == {"epochs", "checkpoint_every", "keep_checkpoints", "log_every", "cpu", "data_root", "download",
                          "nan_policy", "channels_last", "compile", "workers", "log_with", "eval_every", "eval_layers",
-                         "eval_images"}
+                         "eval_images", "deterministic", "max_steps"}
 
 
 @pytest.mark.parametrize("words, config_class", [(("pretrain",), PretrainConfig), (("generate", "train"), GenerateConfig),

@@ -36,7 +36,7 @@ def __getattr__(name: str):
 
 
 # Kept here, not in data/hf.py: `--help` of the feature-file commands imports no dataset code.
-HF_HELP = "or hf:DIR (a Hugging Face dataset saved with save_to_disk; columns other than image and label as hf:DIR?image=A&label=B)."
+HF_HELP = "or " + SHARED_HELP["hf_dataset"]
 
 
 def dataset_label(dataset: str) -> str:

@@ -1,9 +1,9 @@
 """Hugging Face datasets as input: ``--dataset hf:PATH`` (optional extra ``dimctl[hf]``).
 
-PATH is a folder written by ``Dataset.save_to_disk`` or ``DatasetDict.save_to_disk``; it is read
-offline. A Hub dataset name is read through ``datasets.load_dataset`` only with ``--download``
-(which reuses the local Hugging Face cache when it holds the dataset): ``datasets`` asks the Hub
-before it falls back to its cache, so without --download nothing would be guaranteed offline.
+PATH is a folder written by ``Dataset.save_to_disk`` or ``DatasetDict.save_to_disk``, read
+offline, or a Hub dataset name. Without ``--download`` a name is looked up in the local Hugging
+Face cache alone (``datasets`` in offline mode, so no request leaves the machine); with it,
+``datasets.load_dataset`` asks the Hub, which it may download from.
 
 Columns are chosen in the spec, ``hf:PATH?image=img&label=fine_label`` (defaults ``image`` and
 ``label``), so every command that takes --dataset takes them, and the encoder's header, which
@@ -74,13 +74,31 @@ def _import_datasets():
 
 
 @contextmanager
-def _quiet(datasets):
-    """None of datasets' own progress bars: the library prints nothing (restored afterwards)."""
-    bars_were_off = datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
+def _offline(datasets):
+    """datasets and huggingface_hub in offline mode for the block: a Hub name is then looked up in the
+    local cache (datasets' own fallback, as with HF_HUB_OFFLINE=1), whatever the environment says.
+    Both read the variable at import, so their module constants are set (and restored)."""
+    from huggingface_hub import constants as hub
+
+    saved = datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE, hub.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = hub.HF_HUB_OFFLINE = True
     try:
         yield
     finally:
+        datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE, hub.HF_HUB_OFFLINE = saved
+
+
+@contextmanager
+def _quiet(datasets):
+    """None of datasets' own progress bars or notes (such as "Using the latest cached version"): the
+    library prints nothing (restored afterwards)."""
+    bars_were_off, verbosity = datasets.are_progress_bars_disabled(), datasets.logging.get_verbosity()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(verbosity)
         if not bars_were_off:
             datasets.enable_progress_bars()
 
@@ -107,9 +125,15 @@ def _open_spec(spec: str, root: Path | None, download: bool, datasets):
             raise DatasetNotFound(f"--dataset {spec}: datasets could not load {path!r} ({detail})") from e
         name = spec
     else:
-        raise DatasetNotFound(
-            f"--dataset {spec}: no folder {folder}; give a folder written by save_to_disk, or a Hub dataset "
-            f"name with --download (which reuses the local Hugging Face cache)")
+        try:
+            with _offline(datasets):  # the local Hugging Face cache only: never a request to the Hub
+                loaded = datasets.load_dataset(path)
+        except Exception:  # not cached (datasets says so in several ways): the one line below
+            raise DatasetNotFound(
+                f"--dataset {spec}: no folder {folder}, and no dataset {path!r} in the local Hugging Face cache "
+                f"({datasets.config.HF_DATASETS_CACHE}); give a folder written by save_to_disk, or add --download "
+                f"to fetch it from the Hub") from None
+        name = spec
     train, test = _splits(loaded, datasets, spec)
     return name, columns, given, train, test
 

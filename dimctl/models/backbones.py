@@ -22,6 +22,8 @@ The stages are sliced from the model's own modules, so parameter names stay torc
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
@@ -232,8 +234,10 @@ class BackboneEncoder(Encoder):
 
 
 def load_backbone_weights(encoder: BackboneEncoder, path) -> None:
-    """A torchvision state dict (a local .safetensors or .pth of the classifier) into the trunk; its
-    classifier head is ignored. Refused by name when keys of the trunk are missing or misshapen."""
+    """A local state dict of the classifier (.safetensors, or .pth read as tensors only) into the
+    trunk; its classifier head is ignored. Refused by name when keys of the trunk are missing, extra
+    or misshapen. torchvision's keys are the trunk's own; a timm file is checked against timm's full
+    model and then loaded by timm itself (which adapts a 3-channel first conv to grey inputs)."""
     from pathlib import Path
 
     path = Path(path)
@@ -243,18 +247,61 @@ def load_backbone_weights(encoder: BackboneEncoder, path) -> None:
         state = load_file(str(path))
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only: never runs pickled code
+    if encoder.config.arch.startswith(TIMM):
+        _load_timm_weights(encoder, path, state)
+        return
     own = {f"{stage.replace('/', '.')}.{key}": value
            for stage, module in encoder.trunk.items() for key, value in module.state_dict().items()}
     prefixes = tuple(stage.replace("/", ".") + "." for stage in encoder.trunk)
-    missing = [k for k in own if k not in state]
-    misshapen = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
     extra = [k for k in state if k.startswith(prefixes) and k not in own]  # a deeper model of the family
+    _refuse_unless_matching(encoder, path, own, state, extra)
+    for stage, module in encoder.trunk.items():
+        prefix = stage.replace("/", ".") + "."
+        module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+
+
+def _refuse_unless_matching(encoder, path, own: dict, state: dict, extra: list[str], first_conv: str = "") -> None:
+    """ValueError naming the first trunk tensor of ``own`` that ``state`` lacks or shapes otherwise
+    (``first_conv`` may differ in its input channels only), or the first of ``extra``."""
+    def fits(key: str) -> bool:
+        mine, theirs = tuple(own[key].shape), tuple(state[key].shape)
+        return mine == theirs or (key == first_conv and mine[:1] + mine[2:] == theirs[:1] + theirs[2:])
+
+    missing = [k for k in own if k not in state]
+    misshapen = [k for k in own if k in state and not fits(k)]
     if missing or misshapen or extra:
         bad = (missing or misshapen or extra)[0]
         what = "has no" if missing else "has another shape for" if misshapen else "has a tensor this trunk lacks,"
         raise ValueError(f"{path} {what} {bad!r} ({len(missing)} missing, {len(misshapen)} misshapen, {len(extra)} "
                          f"extra of {len(own)} trunk tensors); it is not a state dict of this {encoder.config.arch} "
                          f"with --stem {encoder.config.stem} and {encoder.config.in_channels} input channels")
-    for stage, module in encoder.trunk.items():
-        prefix = stage.replace("/", ".") + "."
-        module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+
+
+def _load_timm_weights(encoder: BackboneEncoder, path, state: dict) -> None:
+    """timm's features_only trunk renames what it flattens (``stages.0`` → ``stages_0``) and drops
+    the head, so the file is checked against the full model's keys, and timm's own loader
+    (``pretrained_cfg_overlay=dict(file=…)``, local, tensors only) maps it onto the trunk."""
+    timm, name, channels = library(encoder.config.arch), model_name(encoder.config.arch), encoder.config.in_channels
+    full = timm.create_model(name, pretrained=False, in_chans=channels)
+    cfg = full.pretrained_cfg
+    heads = cfg.get("classifier") or ()
+    heads = tuple(f"{h}." for h in ((heads,) if isinstance(heads, str) else heads))
+    own = {k: v for k, v in full.state_dict().items() if not k.startswith(heads)}
+    first_conv = f"{cfg.get('first_conv')}.weight"
+    _refuse_unless_matching(encoder, path, own, state, [k for k in state if k not in full.state_dict()], first_conv)
+    # The file's own input channels, so that timm adapts a first conv only when they differ.
+    file_channels = state[first_conv].shape[1] if first_conv in state else 3
+    overlay = {"file": str(path), "input_size": (file_channels, *cfg.get("input_size", (3, 224, 224))[1:])}
+    quiet = logging.getLogger("timm")  # its notes on the head it leaves out are not the user's business
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        trunk = timm.create_model(name, pretrained=True, features_only=True, in_chans=channels,
+                                  pretrained_cfg_overlay=overlay)
+    except (RuntimeError, NotImplementedError) as e:
+        raise ValueError(f"{path}: timm could not load it into {encoder.config.arch} with {channels} input "
+                         f"channels ({str(e).splitlines()[0]})") from None
+    finally:
+        quiet.setLevel(level)
+    for stage, module in stages(trunk):
+        encoder.trunk[stage.replace(".", "/")].load_state_dict(module.state_dict())

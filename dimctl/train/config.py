@@ -43,8 +43,8 @@ class DataSource:
 
     PANEL = "Data"  # the --help heading of the settings declared here
 
-    dataset: str = setting("digits", f"One of: {', '.join(DATASETS)}, or hf:DIR (a Hugging Face dataset saved with "
-                                     f"save_to_disk; columns other than image and label as hf:DIR?image=A&label=B).", flags=("--dataset", "-d"))
+    dataset: str = setting("digits", f"One of: {', '.join(DATASETS)}, or {SHARED_HELP['hf_dataset']}",
+                           flags=("--dataset", "-d"))
     data_root: str | None = setting(None, SHARED_HELP["data_root"], resumable=True)
     download: bool = setting(False, SHARED_HELP["download"], flags=("--download",), resumable=True)
 
@@ -77,8 +77,8 @@ class EncoderSettings:
     local_layer: str | None = setting(None, "torchvision/timm backbones only: the stage read as the local map "
                                             "(e.g. layer2, features.3; a wrong name lists them). Default: the stage whose map is nearest 8×8 at "
                                             "the input size (ResNet-18: layer3 with --stem cifar at 32 px).")
-    backbone_weights: str | None = setting(None, "torchvision backbones only: start from a local state dict of the "
-                                                 "classifier (.safetensors, or .pth read as tensors only), e.g. "
+    backbone_weights: str | None = setting(None, "torchvision and timm backbones: start from a local state dict of "
+                                                 "the classifier (.safetensors, or .pth read as tensors only), e.g. "
                                                  "ImageNet weights; refused by name when its keys do not fit.")
 
 
@@ -117,6 +117,8 @@ class RunSettings:
 
     epochs: int = setting(10, "Passes over the training split (0 publishes the initial, random encoder).",
                           resumable=True)
+    max_steps: int = setting(0, "Stop after this many steps, even inside an epoch (0: every step of --epochs). "
+                                "For budgets in steps or wall time: a run equal in time to another's.", resumable=True)
     seed: int = setting(0, "Seed for initialisation, data order and augmentation.")
     checkpoint_every: int = setting(500, SHARED_HELP["checkpoint_every"], resumable=True)
     keep_checkpoints: int = setting(3, SHARED_HELP["keep_checkpoints"], resumable=True)
@@ -210,8 +212,8 @@ class PretrainConfig:
         if min(objective.alpha, objective.beta, objective.gamma) < 0:
             raise UsageError("--alpha, --beta and --gamma must be ≥ 0")
         flat = self.to_dict()
-        for name in ("epochs", "checkpoint_every", "log_every", "keep_checkpoints", "crop_padding", "workers",
-                     "eval_every"):
+        for name in ("epochs", "max_steps", "checkpoint_every", "log_every", "keep_checkpoints", "crop_padding",
+                     "workers", "eval_every"):
             if flat[name] < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be ≥ 0")
         if self.optimiser.batch_size < 2:
@@ -289,8 +291,6 @@ class PretrainConfig:
             raise UsageError(f"--crop-size {self.data.crop_size} needs --image-size larger than the crop")
         if objective.occlude:
             raise UsageError(f"--occlude sizes its blocks by the paper encoders' receptive fields; not with {arch}")
-        if self.encoder.backbone_weights is not None and arch.startswith("timm:"):
-            raise UsageError(f"--backbone-weights loads torchvision state dicts; with {arch} it is not supported yet")
         if self.encoder.backbone_weights is not None:  # a FIFO or device is refused, never read
             require_file(self.encoder.backbone_weights, f"--backbone-weights {self.encoder.backbone_weights}")
         try:  # builds the untrained model once: its name, family, stem and stages are checked together

@@ -223,6 +223,8 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
                          f"lower --batch-size")
     steps_per_epoch = n // global_batch  # drop the ragged tail: every step sees the same number of negatives
     total_steps = config.run.epochs * steps_per_epoch
+    if config.run.max_steps:
+        total_steps = min(total_steps, config.run.max_steps)
 
     online = None
     if config.run.eval_every:  # before anything is written: a dataset without labels is refused first

@@ -165,12 +165,17 @@ def test_missing_folder_missing_extra_and_data_root_are_one_line_errors(tmp_path
     assert result.returncode == 2 and "dimctl[hf]" in result.stderr.decode()
 
 
-def test_a_name_that_is_no_folder_goes_to_datasets_load_dataset_only_with_download(tmp_path, monkeypatch):
+def test_a_name_that_is_no_folder_is_asked_of_the_hub_only_with_download(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
     images, labels = _digits(20)
     asked = []
 
     def fake_load_dataset(path):  # stands in for the Hub: nothing is downloaded in tests
-        asked.append(path)
+        offline = datasets.config.HF_HUB_OFFLINE and constants.HF_HUB_OFFLINE
+        asked.append((path, offline))
+        if offline:  # as datasets says when the name is not in its cache
+            raise ConnectionError(f"Couldn't reach the Hugging Face Hub for dataset '{path}': Offline mode is enabled.")
         if path != "someone/digits":
             raise FileNotFoundError(f"Dataset '{path}' doesn't exist on the Hub\nor cannot be accessed.")
         return datasets.DatasetDict({"train": _hf_split(images[:15], labels[:15]),
@@ -178,13 +183,40 @@ def test_a_name_that_is_no_folder_goes_to_datasets_load_dataset_only_with_downlo
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(DatasetNotFound, match="--download"):
+    with pytest.raises(DatasetNotFound, match="no dataset 'someone/digits' in the local Hugging Face cache .*--download"):
         load_dataset("hf:someone/digits")
-    assert asked == []  # without --download, nothing is asked of the Hub
+    assert asked == [("someone/digits", True)]  # without --download, only the cache is asked
+    assert not datasets.config.HF_HUB_OFFLINE and not constants.HF_HUB_OFFLINE  # and the mode is restored
     ds = load_dataset("hf:someone/digits", download=True, image_size=8)
+    assert asked[-1] == ("someone/digits", False)
     assert ds.name == "hf:someone/digits" and ds.test_images.shape[0] == 5 and ds.classes == CLASSES
     with pytest.raises(DatasetNotFound, match=r"could not load 'nobody/none' \(Dataset 'nobody/none' doesn't exist on the Hub\)$"):
         load_dataset("hf:nobody/none", download=True)
+
+
+def test_a_hub_dataset_in_the_local_cache_loads_offline_without_download(tmp_path, monkeypatch):
+    """The cache as a Hub download leaves it (a parquet builder's prepared Arrow files under
+    NAMESPACE___NAME/CONFIG/VERSION/HASH), read back by the real datasets.load_dataset in offline mode."""
+    from datasets.packaged_modules.parquet.parquet import Parquet
+
+    images, labels = _digits(40)
+    files = {}
+    for split, rows in (("train", slice(0, 30)), ("test", slice(30, 40))):
+        files[split] = str(tmp_path / f"{split}.parquet")
+        _hf_split(images[rows], labels[rows]).to_parquet(files[split])
+    cache = tmp_path / "hf-cache"
+    Parquet(cache_dir=str(cache), dataset_name="tinydigits", hash="0123abcd", data_files=files).download_and_prepare()
+    # Moved to where a download of someone/tinydigits from the Hub puts it: the builder refuses local
+    # files under a repo_id, and names their config default-<hash of the files> (a Hub one: default).
+    hub = cache / "someone___tinydigits"
+    (cache / "tinydigits").rename(hub)
+    (config,) = hub.iterdir()
+    config.rename(hub / "default")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)
+    ds = load_dataset("hf:someone/tinydigits", image_size=8)
+    assert ds.train_images.shape == (30, 1, 8, 8) and ds.test_images.shape[0] == 10 and ds.classes == CLASSES
+    assert ds.train_labels.tolist() == labels[:30]
 
 
 def test_stream_decodes_the_rows_in_workers_and_trains_as_in_memory(same_digits, tmp_path):

@@ -83,6 +83,34 @@ def test_local_state_dicts_load_into_the_trunk_or_are_refused_by_name(tmp_path):
     assert [name for name, _ in stages(classifier)][-4:] == ["layer1", "layer2", "layer3", "layer4"]
 
 
+def test_timm_state_dicts_load_through_timm_adapted_to_grey_or_are_refused_by_name(tmp_path):
+    timm = pytest.importorskip("timm")
+    classifier = timm.create_model("resnet18", pretrained=False)  # stands for a user's ImageNet weights
+    save_file(classifier.state_dict(), str(tmp_path / "r18.safetensors"))
+    for channels in (3, 1):
+        config = EncoderConfig(arch="timm:resnet18", in_channels=channels, image_size=32, fc_dim=32, y_dim=16)
+        encoder = build_encoder(config)
+        load_backbone_weights(encoder, tmp_path / "r18.safetensors")
+        torch.testing.assert_close(encoder.trunk["layer4"][1].conv2.weight, classifier.layer4[1].conv2.weight)
+        stem = classifier.conv1.weight if channels == 3 else classifier.conv1.weight.sum(1, keepdim=True)
+        torch.testing.assert_close(encoder.trunk["conv1"].weight, stem)  # timm's grey adaptation
+    # Through pretrain (--epochs 0 publishes the start): digits are grey, so the stem was adapted.
+    result = run_here("pretrain", "--arch", "timm:resnet18", "--backbone-weights", tmp_path / "r18.safetensors",
+                      "--dataset", "digits", "--epochs", "0", "--fc-dim", "16", "--out", tmp_path / "run")
+    assert result.returncode == 0, result.stderr.decode()
+    published = load_encoder(tmp_path / "run" / "encoder.safetensors").encoder
+    torch.testing.assert_close(published.trunk["conv1"].weight, classifier.conv1.weight.sum(1, keepdim=True))
+    # A flattened stage (features_only names stages.0 "stages_0") is found under its new name.
+    convnext = timm.create_model("convnext_atto", pretrained=False)
+    save_file(convnext.state_dict(), str(tmp_path / "cn.safetensors"))
+    encoder = build_encoder(EncoderConfig(arch="timm:convnext_atto", in_channels=3, image_size=32, fc_dim=8))
+    load_backbone_weights(encoder, tmp_path / "cn.safetensors")
+    torch.testing.assert_close(encoder.trunk["stages_3"].blocks[1].mlp.fc1.bias, convnext.stages[3].blocks[1].mlp.fc1.bias)
+    torch.save(timm.create_model("resnet34", pretrained=False).state_dict(), tmp_path / "r34.pth")
+    with pytest.raises(ValueError, match="has a tensor this trunk lacks, 'layer1.2.conv1.weight'.*timm:resnet18"):
+        load_backbone_weights(build_encoder(config), tmp_path / "r34.pth")
+
+
 @pytest.mark.parametrize("args, message", [
     (["--arch", "torchvision:nope"], "torchvision has no classification model 'nope'"),
     (["--arch", "torchvision:vit_b_16"], "not a convolutional backbone"),

@@ -63,3 +63,18 @@ def test_resume_continues_from_the_checkpoint(digits, tmp_path):
 def test_dataset_smaller_than_a_batch_is_refused(digits, tmp_path):
     with pytest.raises(UsageError, match="fewer than one batch"):
         pretrain(PretrainConfig.of(epochs=1, batch_size=4096, **SMALL), digits, tmp_path / "run")
+
+
+def test_max_steps_stops_inside_an_epoch_and_equals_the_longer_run_so_far(digits, tmp_path):
+    # 22 steps an epoch: 7 steps of a 2-epoch run are the first 7 steps of it, bit for bit (the
+    # data order and the schedule do not depend on where the run stops).
+    capped = pretrain(PretrainConfig.of(epochs=2, max_steps=7, width=0.25, **SMALL), digits, tmp_path / "capped")
+    assert capped.steps == 7 and load_encoder(capped.encoder_path).metadata["dimctl.step"] == "7"
+    longer = pretrain(PretrainConfig.of(epochs=2, max_steps=9, width=0.25, **{**SMALL, "checkpoint_every": 7}),
+                      digits, tmp_path / "longer")
+    assert longer.steps == 9
+    a = load_file(str(capped.encoder_path))
+    b = load_file(str(tmp_path / "longer" / "checkpoints" / "step_00000007" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[f"encoder.{k}"]) for k in a)
+    with pytest.raises(UsageError, match="--max-steps must be ≥ 0"):
+        PretrainConfig.of(max_steps=-1).validate()

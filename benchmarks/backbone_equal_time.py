@@ -1,0 +1,122 @@
+"""A torchvision backbone against the paper's DCGAN encoder at equal wall-clock time on this machine.
+
+    python benchmarks/backbone_equal_time.py --minutes 8 --out runs/equal-time --csv results/backbone_equal_time/accuracy.csv
+
+DIM(L) (infoNCE, the paper's 2048-wide heads, batch 64, `--precision auto`) on real Fashion-MNIST
+with each encoder of --archs. Each encoder's training speed is measured first (a short run of
+--calibration-steps; images/s over its later steps), which sets its step budget: the steps it
+takes in --minutes. Then, for every seed, `dimctl pretrain --max-steps` that budget (its wall
+time is recorded, start-up included), `dimctl extract --layer conv,fc,y` and `dimctl probe
+--classifier svm,mlp` on the 60,000 training and 10,000 test images; and the same encoder
+untrained (`--epochs 0`, seed 0) as the floor. A step whose output exists is skipped, so an
+interrupted study continues where it stopped. Nothing else may compute meanwhile: the budgets
+are wall-clock times.
+"""
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import append_rows, machine, running_commit  # noqa: E402
+
+ARCHS = {"dcgan": ["--arch", "dcgan"], "resnet18-cifar": ["--arch", "torchvision:resnet18", "--stem", "cifar"]}
+FIELDS = ["arch", "seed", "trained", "steps", "images_seen", "epochs_seen", "train_wall_s", "calibrated_img_s",
+          "layer", "classifier", "accuracy", "minutes", "machine", "cpu_flags", "torch", "commit", "date"]
+TRAIN_IMAGES = 60_000
+TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
+
+
+def dimctl(*args: str, stdout=None) -> None:
+    env = {**os.environ, "DIMCTL_NO_PROGRESS": "1"}
+    if TCMALLOC.exists():
+        env["LD_PRELOAD"] = str(TCMALLOC)
+    subprocess.run([sys.executable, "-m", "dimctl", *args], check=True, env=env, stdout=stdout)
+
+
+def pretrain_args(args, arch: str, seed: int) -> list[str]:
+    return ["pretrain", "--dataset", args.dataset, *ARCHS[arch], "--preset", "dim-l", "--estimator", "infonce",
+            "--mi-units", "2048", "--batch-size", "64", "--seed", str(seed), "--checkpoint-every", "0",
+            "--log-every", "10", *args.pretrain_args.split()]
+
+
+def calibrate(args, arch: str, out: Path) -> float:
+    """Images/s of ``arch``'s training loop, over the steps after the first half of a short run."""
+    run = out / f"{arch}-calibration"
+    if not (run / "encoder.safetensors").exists():
+        dimctl(*pretrain_args(args, arch, 0), "--epochs", "1", "--max-steps", str(args.calibration_steps),
+               "--out", str(run), "--force")
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    later = [m["images_per_s"] for m in lines if m["step"] > args.calibration_steps // 2]
+    return sum(later) / len(later)
+
+
+def one_run(args, out: Path, arch: str, seed: int, steps: int) -> tuple[float, list[dict]]:
+    name = f"{arch}-seed{seed}" if steps else f"{arch}-untrained"
+    run, features, results = out / name, out / f"{name}.h5", out / f"{name}.jsonl"
+    if not (run / "encoder.safetensors").exists():
+        budget = ["--epochs", str(steps * 64 // TRAIN_IMAGES + 1), "--max-steps", str(steps)] if steps else ["--epochs", "0"]
+        start = time.perf_counter()
+        dimctl(*pretrain_args(args, arch, seed), *budget, "--out", str(run), "--force")
+        (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
+    seconds = float((run / "wall_seconds.txt").read_text())
+    if not features.exists():
+        dimctl("extract", str(run / "encoder.safetensors"), "--dataset", args.dataset, "--layer", "conv,fc,y",
+               "-o", str(features))
+    if not results.exists():
+        with open(results.with_suffix(".tmp"), "w") as f:
+            dimctl("probe", str(features), "--layer", "conv,fc,y", "--classifier", "svm,mlp", "--mlp-epochs",
+                   str(args.mlp_epochs), "--seed", str(seed), "--json", stdout=f)
+        results.with_suffix(".tmp").rename(results)
+    return seconds, [json.loads(line) for line in results.read_text().splitlines()]
+
+
+def main(argv: list[str] | None = None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=8.0, help="each training run's wall-clock budget")
+    parser.add_argument("--archs", default=",".join(ARCHS), help=f"comma-separated, of: {', '.join(ARCHS)}")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--calibration-steps", type=int, default=60)
+    parser.add_argument("--mlp-epochs", type=int, default=10)
+    parser.add_argument("--pretrain-args", default="", help="more pretrain flags (tests: a tiny run)")
+    parser.add_argument("--out", type=Path, default=Path("runs/equal-time"))
+    parser.add_argument("--csv", type=Path, help="append the rows to this CSV")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    where, flags = machine()
+    import torch
+
+    common = {"minutes": args.minutes, "machine": where, "cpu_flags": flags, "torch": torch.__version__,
+              "commit": running_commit(), "date": datetime.date.today().isoformat()}
+    rows = []
+    for arch in args.archs.split(","):
+        rate = calibrate(args, arch, args.out)
+        steps = max(1, round(args.minutes * 60 * rate / 64))
+        print(f"{arch}: {rate:.1f} images/s in training → {steps} steps in {args.minutes:g} min "
+              f"({steps * 64 / TRAIN_IMAGES:.2f} epochs)", flush=True)
+        for seed, budget in [(int(s), steps) for s in args.seeds.split(",")] + [(0, 0)]:
+            seconds, results = one_run(args, args.out, arch, seed, budget)
+            for r in results:
+                rows.append({**common, "arch": arch, "seed": seed, "trained": bool(budget), "steps": budget,
+                             "images_seen": budget * 64, "epochs_seen": round(budget * 64 / TRAIN_IMAGES, 3),
+                             "train_wall_s": seconds, "calibrated_img_s": round(rate, 1), "layer": r["layer"],
+                             "classifier": r["classifier"], "accuracy": round(100 * r["accuracy"], 2)})
+            print(f"  seed {seed}{'' if budget else ' untrained'}: {seconds:.0f} s; "
+                  + ", ".join(f"{r['layer']} {r['classifier']} {100 * r['accuracy']:.2f}" for r in results), flush=True)
+    if args.csv:
+        append_rows(args.csv, FIELDS, rows)
+    with open(args.out / "rows.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()
