@@ -6,11 +6,11 @@ DIM(L) (infoNCE, the paper's 2048-wide heads, batch 64, `--precision auto`) on r
 with each encoder of --archs. Each encoder's training speed is measured first (a short run of
 --calibration-steps; images/s over its later steps), which sets its step budget: the steps it
 takes in --minutes. Then, for every seed, `dimctl pretrain --max-steps` that budget (its wall
-time is recorded, start-up included), `dimctl extract --layer conv,fc,y` and `dimctl probe
---classifier svm,mlp` on the 60,000 training and 10,000 test images; and the same encoder
-untrained (`--epochs 0`, seed 0) as the floor. A step whose output exists is skipped, so an
-interrupted study continues where it stopped. Nothing else may compute meanwhile: the budgets
-are wall-clock times.
+time is recorded, start-up included), and the same encoder untrained (`--epochs 0`, seed 0) as the
+floor; after all training, `dimctl extract --layer conv,fc,y` and `dimctl probe --classifier
+svm,mlp` on the 60,000 training and 10,000 test images. A step whose output exists is skipped, so
+an interrupted study continues where it stopped. Nothing else may compute while it calibrates and
+trains (it prints "training done"): the budgets are wall-clock times.
 """
 
 import argparse
@@ -57,15 +57,25 @@ def calibrate(args, arch: str, out: Path) -> float:
     return sum(later) / len(later)
 
 
-def one_run(args, out: Path, arch: str, seed: int, steps: int) -> tuple[float, list[dict]]:
-    name = f"{arch}-seed{seed}" if steps else f"{arch}-untrained"
-    run, features, results = out / name, out / f"{name}.h5", out / f"{name}.jsonl"
+def run_name(arch: str, seed: int, steps: int) -> str:
+    return f"{arch}-seed{seed}" if steps else f"{arch}-untrained"
+
+
+def train(args, out: Path, arch: str, seed: int, steps: int) -> float:
+    """Seconds of `dimctl pretrain` for ``steps`` steps (0: the untrained encoder), start-up included."""
+    run = out / run_name(arch, seed, steps)
     if not (run / "encoder.safetensors").exists():
         budget = ["--epochs", str(steps * 64 // TRAIN_IMAGES + 1), "--max-steps", str(steps)] if steps else ["--epochs", "0"]
         start = time.perf_counter()
         dimctl(*pretrain_args(args, arch, seed), *budget, "--out", str(run), "--force")
         (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
-    seconds = float((run / "wall_seconds.txt").read_text())
+    return float((run / "wall_seconds.txt").read_text())
+
+
+def evaluate(args, out: Path, arch: str, seed: int, steps: int) -> list[dict]:
+    """svm and mlp test accuracy on conv, fc and Y (dimctl probe's JSON lines)."""
+    name = run_name(arch, seed, steps)
+    run, features, results = out / name, out / f"{name}.h5", out / f"{name}.jsonl"
     if not features.exists():
         dimctl("extract", str(run / "encoder.safetensors"), "--dataset", args.dataset, "--layer", "conv,fc,y",
                "-o", str(features))
@@ -74,7 +84,7 @@ def one_run(args, out: Path, arch: str, seed: int, steps: int) -> tuple[float, l
             dimctl("probe", str(features), "--layer", "conv,fc,y", "--classifier", "svm,mlp", "--mlp-epochs",
                    str(args.mlp_epochs), "--seed", str(seed), "--json", stdout=f)
         results.with_suffix(".tmp").rename(results)
-    return seconds, [json.loads(line) for line in results.read_text().splitlines()]
+    return [json.loads(line) for line in results.read_text().splitlines()]
 
 
 def main(argv: list[str] | None = None):
@@ -95,21 +105,29 @@ def main(argv: list[str] | None = None):
 
     common = {"minutes": args.minutes, "machine": where, "cpu_flags": flags, "torch": torch.__version__,
               "commit": running_commit(), "date": datetime.date.today().isoformat()}
-    rows = []
+    # Every timed part first (calibration, then training), on a quiet machine; then the untimed
+    # extraction and probes.
+    budgets = {}
     for arch in args.archs.split(","):
         rate = calibrate(args, arch, args.out)
         steps = max(1, round(args.minutes * 60 * rate / 64))
+        budgets[arch] = rate, steps
         print(f"{arch}: {rate:.1f} images/s in training → {steps} steps in {args.minutes:g} min "
               f"({steps * 64 / TRAIN_IMAGES:.2f} epochs)", flush=True)
-        for seed, budget in [(int(s), steps) for s in args.seeds.split(",")] + [(0, 0)]:
-            seconds, results = one_run(args, args.out, arch, seed, budget)
-            for r in results:
-                rows.append({**common, "arch": arch, "seed": seed, "trained": bool(budget), "steps": budget,
-                             "images_seen": budget * 64, "epochs_seen": round(budget * 64 / TRAIN_IMAGES, 3),
-                             "train_wall_s": seconds, "calibrated_img_s": round(rate, 1), "layer": r["layer"],
-                             "classifier": r["classifier"], "accuracy": round(100 * r["accuracy"], 2)})
-            print(f"  seed {seed}{'' if budget else ' untrained'}: {seconds:.0f} s; "
-                  + ", ".join(f"{r['layer']} {r['classifier']} {100 * r['accuracy']:.2f}" for r in results), flush=True)
+    runs = [(arch, seed, budget) for arch, (_, steps) in budgets.items()
+            for seed, budget in [(int(s), steps) for s in args.seeds.split(",")] + [(0, 0)]]
+    seconds = {run: train(args, args.out, *run) for run in runs}
+    print("training done: " + ", ".join(f"{run_name(*run)} {s:.0f} s" for run, s in seconds.items()), flush=True)
+    rows = []
+    for arch, seed, budget in runs:
+        results = evaluate(args, args.out, arch, seed, budget)
+        for r in results:
+            rows.append({**common, "arch": arch, "seed": seed, "trained": bool(budget), "steps": budget,
+                         "images_seen": budget * 64, "epochs_seen": round(budget * 64 / TRAIN_IMAGES, 3),
+                         "train_wall_s": seconds[arch, seed, budget], "calibrated_img_s": round(budgets[arch][0], 1),
+                         "layer": r["layer"], "classifier": r["classifier"], "accuracy": round(100 * r["accuracy"], 2)})
+        print(f"  {run_name(arch, seed, budget)}: "
+              + ", ".join(f"{r['layer']} {r['classifier']} {100 * r['accuracy']:.2f}" for r in results), flush=True)
     if args.csv:
         append_rows(args.csv, FIELDS, rows)
     with open(args.out / "rows.csv", "w", newline="") as f:
