@@ -38,7 +38,7 @@ DEFAULT_PROBE = ProbeConfig()
 DEFAULT_KNN = knn_protocol(DEFAULT_PROBE.knn_k, DEFAULT_PROBE.knn_weights, DEFAULT_PROBE.knn_temperature)
 # Settings that do not change what a run learns: runs that differ only in them are the same experiment.
 BOOKKEEPING = {"preset", "data_root", "download", "checkpoint_every", "keep_checkpoints", "log_every", "cpu",
-               "workers", "nan_policy", "compile", "channels_last", "stream"}
+               "workers", "nan_policy", "compile", "channels_last", "stream", "deterministic"}
 
 
 @dataclass

@@ -20,6 +20,8 @@ from tests.cli.helpers import assert_one_line_error, run_here
     ("efficientnet_b0", "imagenet", "features.2", {"local": (24, 8, 8), "conv": (1280, 1, 1)}),
     ("regnet_y_400mf", "imagenet", "trunk_output.block1", {"local": (48, 8, 8), "conv": (440, 1, 1)}),
     ("convnext_tiny", "imagenet", "features.1", {"local": (96, 8, 8), "conv": (768, 1, 1)}),
+    ("wide_resnet50_2", "cifar", "layer3", {"local": (1024, 8, 8), "conv": (2048, 4, 4)}),
+    ("resnext50_32x4d", "imagenet", "layer1", {"local": (256, 8, 8), "conv": (2048, 1, 1)}),
 ])
 def test_every_family_keeps_the_local_and_global_contract(name, stem, local, shapes):
     torch.manual_seed(0)
