@@ -29,7 +29,9 @@ def test_smoke_runs_every_setting_through_the_loop_on_the_cpu(capsys, tmp_path):
         assert rate > 0 and 50e6 / (rate + 0.5) / 3600 - 0.005 <= hours <= 50e6 / max(rate - 0.5, 1e-9) / 3600 + 0.005
     assert re.search(r"^loop/bare, batch 8, fp32 eager: \d+ / \d+ = \d\.\d{3}$", out, re.MULTILINE), out
     table = list(csv.DictReader(open(tmp_path / "gpu.csv")))  # the same rows, kept as data
-    assert [(r["precision"], round(float(r["images_per_s"]))) for r in table] == [(p, int(r)) for p, r, _ in rows]
+    assert [r["precision"] for r in table] == [p for p, _, _ in rows]
+    # The CSV keeps one decimal, the table none.
+    assert all(abs(float(r["images_per_s"]) - int(printed)) <= 0.55 for r, (_, printed, _) in zip(table, rows))
     assert {r["commit"] for r in table} == {"abc1234"} and table[0]["device"] == "cpu (smoke)"
     assert float(table[0]["loop_over_bare"]) > 0 and table[1]["loop_over_bare"] == ""
 
