@@ -17,15 +17,13 @@ import argparse
 import csv
 import datetime
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import append_rows, between_markers, machine, running_commit  # noqa: E402
+from machine import append_rows, between_markers, machine, run_dimctl, running_commit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS, DOC = ROOT / "results" / "backbone_equal_time" / "accuracy.csv", ROOT / "docs" / "backbones.md"
@@ -34,14 +32,6 @@ TAPS = [(layer, classifier) for layer in ("conv", "fc", "y") for classifier in (
 ARCHS = {"dcgan": ["--arch", "dcgan"], "resnet18-cifar": ["--arch", "torchvision:resnet18", "--stem", "cifar"]}
 FIELDS = ["arch", "seed", "trained", "steps", "images_seen", "epochs_seen", "train_wall_s", "calibrated_img_s",
           "layer", "classifier", "accuracy", "minutes", "machine", "cpu_flags", "torch", "commit", "date"]
-TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
-
-
-def dimctl(*args: str, stdout=None) -> None:
-    env = {**os.environ, "DIMCTL_NO_PROGRESS": "1"}
-    if TCMALLOC.exists():
-        env["LD_PRELOAD"] = str(TCMALLOC)
-    subprocess.run([sys.executable, "-m", "dimctl", *args], check=True, env=env, stdout=stdout)
 
 
 def pretrain_args(args, arch: str, seed: int) -> list[str]:
@@ -85,7 +75,7 @@ def calibrate(args, arch: str, out: Path) -> float:
     on a 2-core VM single intervals moved between 270 and 440 images/s in one DCGAN run."""
     run = out / f"{arch}-calibration"
     if not (run / "encoder.safetensors").exists():
-        dimctl(*pretrain_args(args, arch, 0), "--epochs", "1", "--max-steps", str(args.calibration_steps),
+        run_dimctl(*pretrain_args(args, arch, 0), "--epochs", "1", "--max-steps", str(args.calibration_steps),
                "--out", str(run), "--force")
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     later = [m["images_per_s"] for m in lines[:-1] if m["step"] > args.calibration_steps // 5]
@@ -109,7 +99,7 @@ def train(args, out: Path, arch: str, seed: int, steps: int) -> float:
         budget = ["--epochs", str(-(-steps // steps_per_epoch(out, arch))), "--max-steps", str(steps)] if steps \
             else ["--epochs", "0"]
         start = time.perf_counter()
-        dimctl(*pretrain_args(args, arch, seed), *budget, "--out", str(run), "--force")
+        run_dimctl(*pretrain_args(args, arch, seed), *budget, "--out", str(run), "--force")
         (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
     return float((run / "wall_seconds.txt").read_text())
 
@@ -119,11 +109,11 @@ def evaluate(args, out: Path, arch: str, seed: int, steps: int) -> list[dict]:
     name = run_name(arch, seed, steps)
     run, features, results = out / name, out / f"{name}.h5", out / f"{name}.jsonl"
     if not features.exists():
-        dimctl("extract", str(run / "encoder.safetensors"), "--dataset", args.dataset, "--layer", "conv,fc,y",
+        run_dimctl("extract", str(run / "encoder.safetensors"), "--dataset", args.dataset, "--layer", "conv,fc,y",
                "-o", str(features))
     if not results.exists():
         with open(results.with_suffix(".tmp"), "w") as f:
-            dimctl("probe", str(features), "--layer", "conv,fc,y", "--classifier", "svm,mlp", "--mlp-epochs",
+            run_dimctl("probe", str(features), "--layer", "conv,fc,y", "--classifier", "svm,mlp", "--mlp-epochs",
                    str(args.mlp_epochs), "--seed", str(seed), "--json", stdout=f)
         results.with_suffix(".tmp").rename(results)
     return [json.loads(line) for line in results.read_text().splitlines()]

@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--csv", type=Path, help="append the rows to this CSV")
     parser.add_argument("--commit", help="the commit the rows name (default: git in the running checkout)")
     args = parser.parse_args(argv)
+    global EPOCHS
+    EPOCHS = 2 if args.smoke else EPOCHS  # the smoke test checks the path, not the steps
     PRETRAIN_ARGS[:] = args.pretrain_args.split()
     cuda = torch.cuda.is_available() and not args.smoke
     if not cuda and not args.smoke:

@@ -15,24 +15,17 @@ Debian's dataset-fashion-mnist package.
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import run_dimctl  # noqa: E402
+
 ESTIMATORS = ("infonce", "jsd")
 SEEDS = (0, 1)
 PRECISIONS = ("fp32", "bf16")
-TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
-
-
-def dimctl(*args: str, stdout=None) -> None:
-    env = {**os.environ, "DIMCTL_NO_PROGRESS": "1"}
-    if TCMALLOC.exists():
-        env["LD_PRELOAD"] = str(TCMALLOC)
-    subprocess.run([sys.executable, "-m", "dimctl", *args], check=True, env=env, stdout=stdout)
 
 
 def one_run(args, out: Path, estimator: str, seed: int, precision: str) -> tuple[list[dict], float]:
@@ -41,21 +34,21 @@ def one_run(args, out: Path, estimator: str, seed: int, precision: str) -> tuple
     seconds = 0.0
     if not (run_dir / "encoder.safetensors").exists():
         start = time.perf_counter()
-        dimctl("pretrain", "--dataset", args.dataset, "--preset", "dim-l", "--estimator", estimator,
+        run_dimctl("pretrain", "--dataset", args.dataset, "--preset", "dim-l", "--estimator", estimator,
                "--mi-units", str(args.mi_units), "--epochs", str(args.epochs), "--seed", str(seed),
                "--precision", precision, "--checkpoint-every", "0", "--out", str(run_dir), "--force")
         seconds = time.perf_counter() - start
         (run_dir / "wall_seconds.txt").write_text(f"{seconds:.1f}\n")
     seconds = float((run_dir / "wall_seconds.txt").read_text()) if (run_dir / "wall_seconds.txt").exists() else seconds
     if not features.exists():
-        dimctl("extract", str(run_dir / "encoder.safetensors"), "--dataset", args.dataset, "--layer", "fc,y",
+        run_dimctl("extract", str(run_dir / "encoder.safetensors"), "--dataset", args.dataset, "--layer", "fc,y",
                "-o", str(features))
     if not results.exists() and not args.train_only:
         # --quick: the linear SVM on y only (LinearSVC on 60,000 × 1,024 fc features takes minutes per run).
         probes = [("y", "svm"), ("fc,y", "mlp")] if args.quick else [("fc,y", "svm,mlp")]
         with open(results.with_suffix(".tmp"), "w") as f:
             for layers, classifiers in probes:
-                dimctl("probe", str(features), "--layer", layers, "--classifier", classifiers, "--mlp-epochs",
+                run_dimctl("probe", str(features), "--layer", layers, "--classifier", classifiers, "--mlp-epochs",
                        str(args.mlp_epochs), "--seed", str(seed), "--json", stdout=f)
         results.with_suffix(".tmp").rename(results)
     if not results.exists():
