@@ -30,17 +30,13 @@ from machine import append_rows, running_commit  # noqa: E402
 
 FIELDS = ["device", "precision", "pretrain_args", "mi_units", "steps", "killed_after_step", "repeat_identical", "repeat_max_diff",
           "resume_identical", "resume_max_diff", "torch", "commit", "date"]
-EPOCHS, EVERY = 4, 3  # digits: 22 steps an epoch at batch 64
+EVERY = 3  # digits: 22 steps an epoch at batch 64
 
 
-PRETRAIN_ARGS: list[str] = []
-
-
-def pretrain(out: Path, precision: str, units: int, cpu: bool, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "dimctl", "pretrain", "--dataset", "digits", "--mi-units", str(units),
-           "--epochs", str(EPOCHS), "--checkpoint-every", str(EVERY), "--log-every", "1", "--precision", precision,
-           "--out", str(out), *(["--cpu", "--width", "0.125", "--fc-dim", "128"] if cpu else []),
-           *PRETRAIN_ARGS, *extra]
+def pretrain(out: Path, flags: list[str], *extra: str) -> subprocess.Popen:
+    """`dimctl pretrain` on digits with the run's ``flags`` (settings, precision, device), into ``out``."""
+    cmd = [sys.executable, "-m", "dimctl", "pretrain", "--dataset", "digits", "--checkpoint-every", str(EVERY),
+           "--log-every", "1", "--out", str(out), *flags, *extra]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "DIMCTL_NO_PROGRESS": "1"})
 
@@ -63,10 +59,11 @@ def steps_checkpointed(run: Path) -> list[int]:
     return [int(p.name.split("_")[1]) for p in run.glob("checkpoints/step_*")] if run.is_dir() else []
 
 
-def killed_and_resumed(run: Path, precision: str, units: int, cpu: bool, rng: random.Random) -> int:
-    """Kill a run by SIGKILL once it has checkpointed at or past a random step, then resume it."""
-    after = EVERY * rng.randint(2, EPOCHS * 22 // EVERY // 2)
-    proc = pretrain(run, precision, units, cpu)
+def killed_and_resumed(run: Path, flags: list[str], steps: int, rng: random.Random) -> int:
+    """Kill a run of ``steps`` by SIGKILL once it has checkpointed at or past a random step in its
+    first half, then resume it."""
+    after = EVERY * rng.randint(2, steps // EVERY // 2)
+    proc = pretrain(run, flags)
     while proc.poll() is None and not any(s >= after for s in steps_checkpointed(run)):
         time.sleep(0.01)
     if proc.poll() is not None:
@@ -74,7 +71,7 @@ def killed_and_resumed(run: Path, precision: str, units: int, cpu: bool, rng: ra
     proc.kill()
     proc.wait()
     killed_at = max(steps_checkpointed(run))
-    finished(pretrain(run, precision, units, cpu, "--resume"))
+    finished(pretrain(run, flags, "--resume"))
     return killed_at
 
 
@@ -88,28 +85,28 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--csv", type=Path, help="append the rows to this CSV")
     parser.add_argument("--commit", help="the commit the rows name (default: git in the running checkout)")
     args = parser.parse_args(argv)
-    global EPOCHS
-    EPOCHS = 2 if args.smoke else EPOCHS  # the smoke test checks the path, not the steps
-    PRETRAIN_ARGS[:] = args.pretrain_args.split()
     cuda = torch.cuda.is_available() and not args.smoke
     if not cuda and not args.smoke:
         raise SystemExit("gpu_resume_check: no CUDA device here (--smoke checks the script on the CPU)")
     units = 32 if args.smoke else args.mi_units
+    epochs = 2 if args.smoke else 4  # the smoke test checks the path, not the steps
     device = torch.cuda.get_device_name() if cuda else "cpu (smoke)"
     rng, rows = random.Random(), []
-    print(f"device: {device} · torch {torch.__version__} · digits, {EPOCHS} epochs, mi-units {units}, "
+    print(f"device: {device} · torch {torch.__version__} · digits, {epochs} epochs, mi-units {units}, "
           f"checkpoint every {EVERY} steps {args.pretrain_args}")
     with TemporaryDirectory() as tmp:
         for precision in args.precisions.split(","):
+            flags = ["--mi-units", str(units), "--epochs", str(epochs), "--precision", precision,
+                     *(["--cpu", "--width", "0.125", "--fc-dim", "128"] if not cuda else []), *args.pretrain_args.split()]
             runs = [Path(tmp) / f"{precision}-{name}" for name in ("a", "b", "killed")]
             for run in runs[:2]:
-                finished(pretrain(run, precision, units, not cuda))
-            killed_at = killed_and_resumed(runs[2], precision, units, not cuda, rng)
+                finished(pretrain(run, flags))
+            killed_at = killed_and_resumed(runs[2], flags, epochs * 22, rng)
             repeat, resume = difference(runs[0], runs[1]), difference(runs[0], runs[2])
             print(f"{precision}: two uninterrupted runs identical: {repeat[0]} (max diff {repeat[1]:.3g}); "
                   f"killed after step {killed_at} and resumed, identical: {resume[0]} (max diff {resume[1]:.3g})",
                   flush=True)
-            rows.append({"device": device, "precision": precision, "pretrain_args": args.pretrain_args, "mi_units": units, "steps": EPOCHS * 22,
+            rows.append({"device": device, "precision": precision, "pretrain_args": args.pretrain_args, "mi_units": units, "steps": epochs * 22,
                          "killed_after_step": killed_at, "repeat_identical": repeat[0],
                          "repeat_max_diff": f"{repeat[1]:.3g}", "resume_identical": resume[0],
                          "resume_max_diff": f"{resume[1]:.3g}", "torch": torch.__version__,
