@@ -14,11 +14,11 @@ from dimctl.data.hf import is_hf, open_streaming_hf
 from dimctl.data.registry import load_dataset
 from dimctl.data.streaming import open_streaming_folder
 from dimctl.errors import UsageError
-from dimctl.train.config import RESUMABLE, PretrainConfig, resolve_weights
+from dimctl.methods import METHODS, WEIGHTS
+from dimctl.train.config import RESUMABLE, PretrainConfig
 from dimctl.train.loop import pretrain as run_pretrain
 
-RUN_FILES = ("config.json", "metrics.jsonl", "encoder.safetensors", "decoder.safetensors", "generator.safetensors",
-             "checkpoints")
+RUN_FILES = ("config.json", "metrics.jsonl", "encoder.safetensors", "checkpoints")  # and every method's companions
 
 
 @with_settings(PretrainConfig, after="out")  # every setting's option, default and help: train/config.py
@@ -50,15 +50,14 @@ def pretrain(
 
       accelerate launch -m dimctl pretrain --dataset cifar10 --out runs/c10
     """
-    method, preset, estimator, dataset = settings["method"], settings["preset"], settings["estimator"], settings["dataset"]
-    weights = resolve_weights(method, preset, *(settings[k] for k in ("alpha", "beta", "gamma")))
-    explicit = any(settings[k] is not None for k in ("alpha", "beta", "gamma"))
-    preset = None if method != "dim" or explicit else (preset or "dim-l")
-    estimator = estimator or ("infonce" if method == "cpc" else "jsd")
+    if settings["method"] not in METHODS:
+        raise UsageError(f"--method {settings['method']!r} is not one of: {', '.join(METHODS)}")
+    method = METHODS[settings["method"]]
+    # the method resolves its weights, preset and estimator (methods/base.py ``resolve``)
+    objective = method.resolve(settings["preset"], settings["estimator"], {k: settings[k] for k in WEIGHTS})
     # resolved: config.json and --resume's comparison hold what ran, not `auto`
-    config = PretrainConfig.of(**{**settings, **weights, "preset": preset, "estimator": estimator}).validate().resolved()
-    label = dataset_label(dataset)
-    name = f"{preset or 'custom'}-{estimator}-{label}" if method == "dim" else f"{method}-{label}"
+    config = PretrainConfig.of(**{**settings, **objective}).validate().resolved()
+    name = method.run_name(config.to_dict(), dataset_label(settings["dataset"]))
     run_dir = out or Path("runs") / name
     config = with_saved_settings(ctx, run_dir, config, resume).validate()
     _prepare_run_dir(run_dir, config, resume, force)
@@ -83,4 +82,5 @@ def pretrain(
 
 
 def _prepare_run_dir(run_dir: Path, config, resume: bool, force: bool) -> None:
-    prepare_run_dir(run_dir, config.to_dict(), resume, force, RUN_FILES, RESUMABLE)
+    companions = [c.file for method in METHODS.values() for c in method.companions]
+    prepare_run_dir(run_dir, config.to_dict(), resume, force, (*RUN_FILES, *companions), RESUMABLE)

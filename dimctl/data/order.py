@@ -18,3 +18,17 @@ def rank_batch_start(position: int, global_batch: int, rank: int, batch_size: in
     """Where process ``rank``'s slice of the ``position``-th global batch of an epoch starts. The
     global batch is split in rank order, so the gathered slices are the one process's batch."""
     return position * global_batch + rank * batch_size
+
+
+class EpochOrder:
+    """``epoch_order`` of ``n`` examples, drawn once per epoch and kept for that epoch's steps
+    (every trainer walks its epochs in turn)."""
+
+    def __init__(self, n: int, seed: int, device: torch.device | str = "cpu"):
+        self.n, self.seed, self.device = n, seed, device
+        self.epoch, self.order = -1, torch.zeros(0, dtype=torch.int64)
+
+    def __call__(self, epoch: int) -> torch.Tensor:
+        if epoch != self.epoch:
+            self.order, self.epoch = epoch_order(self.n, self.seed, epoch, self.device), epoch
+        return self.order

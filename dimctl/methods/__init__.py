@@ -1,7 +1,8 @@
 """What `dimctl pretrain --method` trains: Deep InfoMax and the paper's comparison methods.
 
 ``METHODS`` maps each name to its ``Method`` (methods/base.py), which owns everything about it:
-label, help, input size, objective weights, checks, networks, adversary, report name. Adding a
+label, help, input size, objective weights, default estimator, run name, checks, networks,
+adversary, companions, report names. Adding a
 method is its module plus one ``register_method`` call — here, or in the user's own code before
 `dimctl pretrain` runs (tests/methods/test_registry.py trains one defined in a test file).
 
@@ -14,7 +15,7 @@ method is its module plus one ``register_method`` call — here, or in the user'
 from torch import nn
 
 from dimctl.methods.autoencoders import AAE, AE, VAE, BetaVAE
-from dimctl.methods.base import WEIGHTS, Method, MethodOutput
+from dimctl.methods.base import WEIGHTS, Companion, Method, MethodOutput, PublishedRun
 from dimctl.methods.bigan import BiGAN
 from dimctl.methods.cpc import CPC
 from dimctl.methods.dim import DIM
@@ -42,4 +43,15 @@ def build_method(config, encoder: nn.Module, encoder_config: EncoderConfig, num_
     return METHODS[config.objective.method].build(config, encoder, encoder_config, num_train)
 
 
-__all__ = ["METHODS", "WEIGHTS", "Method", "MethodOutput", "build_method", "register_method"]
+def companion_help() -> str:
+    """Which methods publish which network beside the encoder, from their entries' ``companions``."""
+    by_file: dict[str, list[str]] = {}
+    for method in METHODS.values():
+        for companion in method.companions:
+            by_file.setdefault(companion.file, []).append(method.name)
+    return "; ".join(f"{'/'.join(names)} also publish{'es' if len(names) == 1 else ''} RUN/{file}"
+                     for file, names in by_file.items())
+
+
+__all__ = ["METHODS", "WEIGHTS", "Companion", "Method", "MethodOutput", "PublishedRun", "build_method",
+           "companion_help", "register_method"]

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dimctl.errors import UsageError
-from dimctl.methods.base import Method, MethodOutput
+from dimctl.io.artifacts import save_decoder, sha256_of
+from dimctl.methods.base import Companion, Method, MethodOutput
 from dimctl.models.decoders import DecoderConfig, build_decoder
 from dimctl.models.discriminators import PriorDiscriminator
 from dimctl.models.encoders import EncoderConfig
@@ -70,9 +71,16 @@ class AutoencoderModel(nn.Module):
         return terms["reconstruction_mse"] * pixels + self.kl_weight * terms["kl"]
 
 
+def _save_decoder(model: nn.Module, path, run) -> None:
+    """RUN/decoder.safetensors, bound to the run's encoder, which `dimctl reconstruct --decoder` scores."""
+    save_decoder(path, model.decoder, model.decoder_config, sha256_of(run.encoder_path), run.encoder_path, "y",
+                 run.dataset, run.step, run.training)
+
+
 class AE(Method):
     name, label, help = "ae", "AE", "ae"
     image_size = 32  # the paper's 32×32 DCGAN decoder
+    companions = (Companion("decoder.safetensors", _save_decoder),)
 
     def build(self, config, encoder, encoder_config, num_train):
         return AutoencoderModel(encoder, encoder_config), None

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dimctl.methods.base import Method, MethodOutput
+from dimctl.io.artifacts import save_generator
+from dimctl.methods.base import Companion, Method, MethodOutput
 from dimctl.models.encoders import EncoderConfig
 from dimctl.models.generators import DCGAN_WIDTH, GeneratorConfig, build_generator
 
@@ -57,9 +58,15 @@ class JointDiscriminator(nn.Module):
         return self.joint(torch.cat([self.image(x).flatten(1), self.code(z)], dim=1)).squeeze(-1)
 
 
+def _save_generator(model: nn.Module, path, run) -> None:
+    """RUN/generator.safetensors, which `dimctl generate sample` draws from."""
+    save_generator(path, model.generator, model.generator_config, run.dataset, run.step, run.training)
+
+
 class BiGAN(Method):
     name, label, help = "bigan", "BiGAN", "bigan"
     image_size = 32  # the paper's 32×32 DCGAN generator
+    companions = (Companion("generator.safetensors", _save_generator),)
 
     def build(self, config, encoder, encoder_config, num_train):
         return BiGANModel(encoder, encoder_config), JointDiscriminator(encoder_config.in_channels, config.encoder.y_dim,

@@ -113,6 +113,7 @@ class CPCModel(nn.Module):
 
 class CPC(Method):
     name, label = "cpc", "CPC"
+    default_estimator = "infonce"  # CPC's own bound (van den Oord et al.)
     help = "cpc (contrastive predictive coding over the local map's rows; best with --arch folded-resnet)"
 
     def build(self, config, encoder, encoder_config, num_train):

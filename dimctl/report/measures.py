@@ -12,22 +12,14 @@ from statistics import mean
 from dimctl.evaluate.knn import protocol as knn_protocol
 from dimctl.evaluate.probes import ProbeConfig
 from dimctl.methods import METHODS
-from dimctl.objectives.bounds import display_name
-from dimctl.objectives.dim import DIM_ONLY_OPTIONS, PRESETS
 from dimctl.report.inputs import Inputs, RunFolder
 
 # The measurement commands whose rows the paper's tables lay out, and the key of each one's number.
 SCALAR_RESULTS = {"reconstruct": "ms_ssim", "mine": "estimate", "ndm": "ndm"}
 LAYER_ORDER = ("conv", "fc", "y", "local", "pixels")
 CLASSIFIER_ORDER = ("svm", "mlp", "logreg", "knn")
-FAMILIES = {"dim-g": "DIM(G)", "dim-l": "DIM(L)", "dim-lg": "DIM(L+G)"}
 # How the report names each scalar measurement (SCALAR_RESULTS' commands).
 SCALAR_NAMES = {"reconstruct": "MS-SSIM", "mine": "I(X;Y)", "ndm": "NDM"}
-# How a label shows each of the paper's DIM variants (§4.3, Table 3) a run turned on; their off values
-# are DIM_ONLY_OPTIONS'. Its other two options, score_scale and shortcut_init, are left out on purpose:
-# they switch dimctl's departures to the authors' code, so a run with them is still the paper's objective
-# (and is still set beside the paper's numbers, which extras() would stop).
-VARIANT_LABELS = {"local_critic": "+{} critic", "occlude": "+occlusion", "coord": "+coord {}", "globals": "+{} globals"}
 # The settings a probe row records beside its classifier (evaluate/probes.py), as a column shows them
 # when off `dimctl probe`'s defaults; each is the ProbeConfig field of the same name (probe_seed: seed).
 PROBE_SETTINGS = {"svm": (("svm_c", "C"), ("svm_tol", "tol"), ("svm_max_iter", "max-iter")),
@@ -153,16 +145,10 @@ def pretrain_settings(model_or_run: Model | RunFolder | None) -> dict | None:
 
 
 def family(settings: dict) -> str | None:
-    """The paper's name of a run's method: DIM(G), DIM(L) or DIM(L+G) when DIM's weights are a
-    preset's; AE, VAE, β-VAE, AAE, BiGAN, NAT or CPC for a comparison method; else None."""
+    """The paper's name of a run's method (its entry's ``family``: DIM(G), DIM(L), DIM(L+G), AE, …),
+    or None for DIM weights of no preset; a method this dimctl does not know, by its name."""
     method = settings.get("method", "dim")
-    if method != "dim":
-        return METHODS[method].label if method in METHODS else method
-    weights = tuple(float(settings.get(k, -1)) for k in ("alpha", "beta", "gamma"))
-    for preset, w in PRESETS.items():
-        if weights == (w["alpha"], w["beta"], w["gamma"]):
-            return FAMILIES.get(preset, preset)
-    return None
+    return METHODS[method].family(settings) if method in METHODS else method
 
 
 def objective(model: Model) -> str:
@@ -172,28 +158,26 @@ def objective(model: Model) -> str:
         return "-"
     if settings.get("epochs") == 0:
         return "random init (untrained)"
-    method = settings.get("method", "dim")
-    if method != "dim":
-        return method_objective(settings)
-    name = family(settings) or " ".join(f"{s}={_weight(settings.get(k))}" for s, k in (("α", "alpha"), ("β", "beta"), ("γ", "gamma")))
-    estimator = settings.get("estimator")
-    name = f"{name} {display_name(estimator)}" if estimator else name
-    return " ".join([name, *extras(settings)])
+    return method_objective(settings)
 
 
 def method_objective(settings: dict) -> str:
-    """A comparison method with the setting that tells its runs apart: `β-VAE β=4`, `CPC infoNCE 3 rows`."""
-    method = settings["method"]
+    """A run's method with the settings that tell its runs apart (its entry's ``describe``):
+    `DIM(L) JSD +occlusion`, `β-VAE β=4`, `CPC infoNCE 3 rows`."""
+    method = settings.get("method", "dim")
     return METHODS[method].describe(settings, _weight) if method in METHODS else method
 
 
-def extras(settings: dict) -> list[str]:
-    """The DIM-family options a run turned on beyond the plain objective: `+occlusion`, `+coord abs`, …"""
-    out = []
-    for key, shown in VARIANT_LABELS.items():
-        if key in settings and settings[key] != DIM_ONLY_OPTIONS[key]:
-            out.append(shown.format(settings[key]))
-    return out
+def variants(settings: dict) -> list[str]:
+    """The options a run turned on beyond its method's plain objective (`+occlusion`, `+coord abs`, …)."""
+    method = settings.get("method", "dim")
+    return METHODS[method].variants(settings) if method in METHODS else []
+
+
+def paper_name(settings: dict) -> str | None:
+    """The paper's Table 1 row a run sits beside (its entry's ``paper_name``), or None."""
+    method = settings.get("method", "dim")
+    return METHODS[method].paper_name(settings) if method in METHODS else method
 
 
 def _weight(value) -> str:

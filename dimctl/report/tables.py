@@ -9,10 +9,10 @@ import re
 from dataclasses import dataclass, field
 from statistics import mean, stdev
 
-from dimctl.objectives.bounds import display_name
 from dimctl.report import paper
-from dimctl.report.measures import (CLASSIFIER_ORDER, LAYER_ORDER, SCALAR_NAMES, SCALAR_RESULTS, Model, extras,
-                                    family, objective, ordered, pretrain_settings, probe_accuracy, scalar_results)
+from dimctl.report.measures import (CLASSIFIER_ORDER, LAYER_ORDER, SCALAR_NAMES, SCALAR_RESULTS, Model, family,
+                                    objective, ordered, paper_name, pretrain_settings, probe_accuracy, scalar_results,
+                                    variants)
 
 MISSING = "-"
 RECALLED_MARK = "†"  # a paper number remembered rather than seen again (paper.py)
@@ -82,15 +82,12 @@ def _paper_name(model: Model) -> tuple[str, str, str] | None:
     """(family, Table-1 model name, arch) of a trained DIM(G)/DIM(L)/DIM(L+G) run or comparison
     method, else None."""
     settings = pretrain_settings(model)
-    if settings is None or not settings.get("epochs") or extras(settings):
+    if settings is None or not settings.get("epochs") or variants(settings):
         return None  # untrained, or with options the paper's Tables 1, 2 and 4 did not use
-    fam = family(settings)
-    if fam is None:
+    fam, name = family(settings), paper_name(settings)
+    if fam is None or name is None:
         return None
-    if settings.get("method", "dim") != "dim":
-        return fam, fam, str(settings.get("arch", "dcgan"))
-    est = display_name(settings.get("estimator"))
-    return fam, fam if fam == "DIM(G)" else f"{fam} {est}", str(settings.get("arch", "dcgan"))
+    return fam, name, str(settings.get("arch", "dcgan"))
 
 
 def classification_table(models: list[Model], with_paper: bool = False) -> Table | None:

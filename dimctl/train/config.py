@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from dimctl.data.registry import DATASETS
 from dimctl.errors import UsageError
 from dimctl.io.reading import require_file
-from dimctl.methods import METHODS
+from dimctl.methods import METHODS, companion_help
 from dimctl.models.backbones import MIN_INPUT, STEMS, check_stage, is_backbone
 from dimctl.models.encoders import ENCODERS, INPUT_SIZES
 from dimctl.objectives.dim import DIM_ONLY_OPTIONS, PRESETS, DIMConfig
@@ -30,7 +30,7 @@ ARCH_HELP = ("Encoder: " + ", ".join(f"{name} ({size}×{size})" for name, size i
              "stage, fc = pooling + --fc-dim, y = --y-dim. timm:NAME the same for a timm model (pip install "
              "'dimctl[timm]').")
 METHOD_HELP = ("What trains the encoder: " + ", ".join(m.help for m in METHODS.values())
-               + ". ae/vae/beta-vae/aae also publish RUN/decoder.safetensors, bigan RUN/generator.safetensors.")
+               + ". " + companion_help() + ".")
 PRECISION_HELP = ("auto, fp32, bf16 or fp16 (autocast; fp16 adds loss scaling and needs a GPU). auto: bf16 on a CUDA "
                   "GPU with bf16, a CPU with AMX, or a CPU with AVX512-BF16 where a timed bf16 matmul beats fp32 by "
                   "1.3×; fp32 elsewhere; the choice is recorded in config.json and the encoder. The MI bounds are "
@@ -85,7 +85,7 @@ class EncoderSettings:
 @dataclass(frozen=True)
 class ObjectiveSettings(DIMConfig):
     """DIM's settings (objectives/dim.py) and the method's. The CLI leaves the weights and the
-    estimator unset and resolves them from --method and --preset (``resolve_weights``)."""
+    estimator unset, and the method's entry resolves them with --preset (methods/base.py ``resolve``)."""
 
     PANEL = "Objective"  # the --help heading of the settings declared here
 
@@ -300,13 +300,3 @@ class PretrainConfig:
 
 
 RESUMABLE = frozenset(f.name for f in declared(PretrainConfig) if f.metadata["resumable"])  # --resume may change these
-
-
-def resolve_weights(method: str, preset: str | None, alpha: float | None, beta: float | None,
-                    gamma: float | None) -> dict:
-    """α, β, γ of a run, as the method's entry resolves them (methods/base.py ``resolve_weights``):
-    DIM's preset (default dim-l) with each given weight overriding it; the other methods use only
-    their own weights (beta-vae's KL weight --beta, aae's prior weight --gamma) and refuse the rest."""
-    if method not in METHODS:
-        raise UsageError(f"--method {method!r} is not one of: {', '.join(METHODS)}")
-    return METHODS[method].resolve_weights(preset, {"alpha": alpha, "beta": beta, "gamma": gamma})

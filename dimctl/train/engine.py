@@ -5,7 +5,7 @@
     dimctl finetune runs/dim-l/encoder.safetensors --out runs/ft             # train/finetune.py's FinetuneTrainer
 
 A trainer supplies its networks, optimisers and one ``step`` (one or several guarded updates, see
-train/guard.py), plus what it logs; the engine owns the rest:
+train/guard.py), plus what it logs and publishes; the engine (``train``) owns the rest:
 
 - with the trainers' batch order (data/order.py: fixed by (seed, epoch), split in rank order), a
   resumed or multi-process run sees exactly the batches of one uninterrupted process;
@@ -15,7 +15,9 @@ train/guard.py), plus what it logs; the engine owns the rest:
 - the steps (``run_steps``): a metrics.jsonl line (step, epoch, the trainer's values, images/s over
   the window, online evaluation if asked, time and elapsed seconds) every ``log_every`` steps and
   at the end of every epoch (to the experiment trackers too), a progress callback, periodic
-  checkpoints, a cooperative stop (SIGINT/SIGTERM) that checkpoints first, and the final checkpoint.
+  checkpoints, a cooperative stop (SIGINT/SIGTERM) that checkpoints first, and the final checkpoint;
+- the experiment trackers around the steps, then the trainer's artifacts (``publish``, on the main
+  process, from the unwrapped networks: ``unwrap``), and every process waiting for them.
 """
 
 import json
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from torch import nn
 
 from dimctl import threads
 from dimctl.errors import Interrupted, UsageError
@@ -82,10 +85,49 @@ class Trainer(ABC):
     def after_step(self, done: int, is_main_process: bool) -> None:
         """Side work after a step (e.g. a sample grid); runs on every process."""
 
+    def publish(self, run_dir: Path, metrics: dict[str, float]) -> None:
+        """Write the run's artifacts after its last step (the main process only; ``metrics``: the
+        last logged values). Nothing by default: the caller reads the trained networks."""
+
     def learning_rates(self) -> dict[str, float]:
         """What the trackers log beside the metrics: ``lr`` of the trainer's ``optimiser`` by default."""
         groups = getattr(getattr(self, "optimiser", None), "param_groups", None)
         return {"lr": float(groups[0]["lr"])} if groups else {}
+
+
+def train(trainer: Trainer, accelerator: Accelerator, run_dir: Path, resume: bool, record: dict,
+          schedule: Schedule, resume_command: str, on_progress: Callable[[Progress], None] | None = None,
+          should_stop: Callable[[], bool] | None = None, evaluate: Callable[[], dict[str, float]] | None = None,
+          eval_every: int = 0, outputs: tuple[str, ...] = ()) -> dict[str, float]:
+    """One whole run of ``trainer``: the run folder (``begin_run``: resume, config.json from
+    ``record``, whose "config" the trackers also get), the trackers around the steps
+    (``run_steps``), then the trainer's artifacts on the main process, and every process waiting
+    for them. Returns the last logged metrics."""
+    record = {**record, "num_processes": accelerator.num_processes, "device": str(accelerator.device)}
+    files = begin_run(accelerator, run_dir, resume, record, schedule.total_steps, outputs)
+    with trackers.tracking(accelerator, files, record["config"]):
+        metrics = run_steps(trainer, accelerator, files, schedule, resume_command, on_progress, should_stop,
+                            evaluate, eval_every)
+    if accelerator.is_main_process:
+        trainer.publish(run_dir, metrics)
+    accelerator.wait_for_everyone()
+    return metrics
+
+
+def global_batch_of(dataset_name: str, n: int, batch_size: int, accelerator: Accelerator) -> int:
+    """The images one step takes over all processes, refusing a training split smaller than that."""
+    global_batch = batch_size * accelerator.num_processes
+    if n < global_batch:
+        raise UsageError(f"{dataset_name} has {n} training images, fewer than one batch of {global_batch}; "
+                         f"lower --batch-size")
+    return global_batch
+
+
+def unwrap(accelerator: Accelerator, module: nn.Module) -> nn.Module:
+    """The bare network under Accelerate's wrappers (DDP, torch.compile)."""
+    # keep_torch_compile=False: with it on, Accelerate re-points the compiled wrapper at the bare
+    # module, silently dropping DDP from the model we keep training.
+    return accelerator.unwrap_model(module, keep_torch_compile=False)
 
 
 def begin_run(accelerator: Accelerator, run_dir: Path, resume: bool, record: dict, total_steps: int,

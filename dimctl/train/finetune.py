@@ -27,16 +27,16 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch import nn
 
 from dimctl.data.dataset import ImageDataset
-from dimctl.data.order import epoch_order, rank_batch_start
+from dimctl.data.order import EpochOrder, rank_batch_start
 from dimctl.data.transforms import augment, normalise
 from dimctl.errors import UsageError
 from dimctl.models.classifier import PAPER_DROPOUT, PAPER_HIDDEN, paper_classifier
 from dimctl.models.encoders import Encoder
 from dimctl.settings import SHARED_HELP, declared, setting
 from dimctl.train.distributed import accelerator_cpu
-from dimctl.train.engine import Progress, Schedule, Trainer, begin_run, run_steps
+from dimctl.train.engine import Progress, Schedule, Trainer, train, unwrap
 from dimctl.train.guard import NAN_POLICIES, checked_update, grad_norm
-from dimctl.train.trackers import TRACKERS, check_tracker, tracker_arguments, tracking
+from dimctl.train.trackers import TRACKERS, check_tracker, tracker_arguments
 
 
 @dataclass(frozen=True)
@@ -168,18 +168,14 @@ def finetune(encoder: Encoder, dataset: ImageDataset, config: FinetuneConfig, ru
     model, optimiser = accelerator.prepare(model, optimiser)
     set_seed(config.seed, device_specific=True)  # augmentation differs per process
 
-    files = begin_run(accelerator, run_dir, resume, {
-        "command": "finetune", "config": config.to_dict(), "dataset": dataset.describe(), "n_labels": int(n),
-        "num_processes": world, "device": str(device), "global_batch_size": global_batch,
-        "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-    }, total_steps)
     trainer = FinetuneTrainer(config, accelerator, model, optimiser, images, labels, steps_per_epoch)
+    record = {"command": "finetune", "config": config.to_dict(), "dataset": dataset.describe(), "n_labels": int(n),
+              "global_batch_size": global_batch, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps}
     schedule = Schedule(total_steps, steps_per_epoch, config.checkpoint_every, config.keep_checkpoints)
-    with tracking(accelerator, files, config.to_dict()):
-        run_steps(trainer, accelerator, files, schedule,
-                  resume_command or f"dimctl finetune ENCODER --out {run_dir} --resume", on_progress, should_stop)
+    train(trainer, accelerator, run_dir, resume, record, schedule,
+          resume_command or f"dimctl finetune ENCODER --out {run_dir} --resume", on_progress, should_stop)
 
-    bare = accelerator.unwrap_model(model)
+    bare = unwrap(accelerator, model)
     result = FinetuneResult(
         encoder=bare.encoder,
         accuracy=accuracy(bare, dataset.test_images, dataset.test_labels, device),
@@ -201,7 +197,7 @@ class FinetuneTrainer(Trainer):
         self.config, self.accelerator, self.model, self.optimiser = config, accelerator, model, optimiser
         self.images, self.labels, self.steps_per_epoch = images, labels, steps_per_epoch
         self.global_batch = config.batch_size * accelerator.num_processes
-        self.order, self.order_epoch = None, -1
+        self.order = EpochOrder(images.shape[0], config.seed, accelerator.device)
         self.images_per_step = 0
         self.loss = torch.full((), float("nan"), device=accelerator.device)  # the last update's
         self.skipped_steps = 0  # left out under --nan-policy skip
@@ -213,10 +209,8 @@ class FinetuneTrainer(Trainer):
     def step(self, step: int) -> None:
         config, accelerator, optimiser = self.config, self.accelerator, self.optimiser
         epoch, position = divmod(step, self.steps_per_epoch)
-        if epoch != self.order_epoch:
-            self.order, self.order_epoch = epoch_order(self.images.shape[0], config.seed, epoch, accelerator.device), epoch
         start = rank_batch_start(position, self.global_batch, accelerator.process_index, config.batch_size)
-        index = self.order[start:start + config.batch_size]
+        index = self.order(epoch)[start:start + config.batch_size]
         self.images_per_step = index.numel() * accelerator.num_processes
         if index.numel() < 2:  # BatchNorm needs two samples; only a ragged tail can be this short
             return

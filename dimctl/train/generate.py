@@ -9,8 +9,9 @@ Accelerate state folders (train/checkpoint.py) and ``--resume`` continues from t
 
 A step is ``critic_steps`` updates of the critic side (the IE encoder and its two 1-D
 discriminators, or a GAN's critic), each on a fresh real batch and a fresh generated one, then one
-update of the generator. Every loss and gradient is checked before its update, so a non-finite
-value never reaches the weights or a checkpoint. Every ``sample_every`` steps the generator, in
+update of the generator. Every loss and gradient is checked before its update (train/guard.py, as
+pretraining's), so a non-finite value never reaches the weights or a checkpoint: the run stops
+naming it, or with ``--nan-policy skip`` leaves that update out and counts the step. Every ``sample_every`` steps the generator, in
 eval mode, draws a grid from a fixed noise batch into RUN/samples/. At the end the generator's
 batch-norm running statistics are recomputed exactly for its final weights (as the mean over
 fresh batches), so its eval-mode samples match what it was trained to produce, and it is
@@ -28,21 +29,20 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from dimctl.data.dataset import ImageDataset
-from dimctl.data.order import epoch_order, rank_batch_start
+from dimctl.data.order import EpochOrder, rank_batch_start
 from dimctl.data.transforms import normalise
-from dimctl.errors import NonFiniteLoss, UsageError
+from dimctl.errors import UsageError
 from dimctl.io.artifacts import save_generator
 from dimctl.io.images import save_grid
 from dimctl.models.generators import DEFAULT_Z_DIM, IMAGE_SIZES, CriticConfig, GeneratorConfig, build_generator
 from dimctl.models.size import check_training_fits, meta_activations, meta_values, training_bytes
 from dimctl.objectives.generative import DEFAULT_CRITIC_STEPS, DEFAULT_PENALTY, GENERATOR_METHODS, build_objective
-from dimctl.settings import SHARED_HELP, declared, setting
+from dimctl.settings import SHARED_HELP, declared, invalid_choice, setting
 from dimctl.train.config import DataSource
 from dimctl.train.distributed import accelerator_cpu
-from dimctl.train.engine import Progress, Schedule, Trainer, begin_run, run_steps
-from dimctl.train.guard import grad_norm
-from dimctl.train.loop import unwrap
-from dimctl.train.trackers import TRACKERS, check_tracker, tracker_arguments, tracking
+from dimctl.train.engine import Progress, Schedule, Trainer, global_batch_of, train, unwrap
+from dimctl.train.guard import NAN_POLICIES, checked_update, grad_norm
+from dimctl.train.trackers import TRACKERS, check_tracker, tracker_arguments
 
 GRID_SIDE = 8  # training grids are 8 × 8 samples of one fixed noise batch
 BN_REFRESH_BATCHES = 20  # fresh noise batches that recompute the published generator's BN statistics
@@ -85,6 +85,7 @@ class GenerateConfig(DataSource):
     checkpoint_every: int = setting(500, SHARED_HELP["checkpoint_every"], resumable=True)
     keep_checkpoints: int = setting(3, SHARED_HELP["keep_checkpoints"], resumable=True)
     log_every: int = setting(10, SHARED_HELP["log_every"], resumable=True)
+    nan_policy: str = setting("stop", SHARED_HELP["nan_policy"], resumable=True, choices=NAN_POLICIES)
     log_with: str = setting("none", SHARED_HELP["log_with"], resumable=True, choices=TRACKERS)
     cpu: bool = setting(False, SHARED_HELP["cpu"], flags=("--cpu",), resumable=True)
 
@@ -109,6 +110,9 @@ class GenerateConfig(DataSource):
     def validate(self) -> "GenerateConfig":
         if self.method not in GENERATOR_METHODS:
             raise UsageError(f"--method {self.method!r} is not one of: {', '.join(GENERATOR_METHODS)}")
+        wrong_choice = invalid_choice(self)  # --nan-policy, --log-with
+        if wrong_choice:
+            raise UsageError(wrong_choice)
         if self.image_size not in IMAGE_SIZES:
             raise UsageError(f"--image-size {self.image_size}: the ResNet generator makes "
                              f"{' or '.join(map(str, IMAGE_SIZES))}-pixel images")
@@ -176,18 +180,8 @@ def generate_images(generator: nn.Module, z: torch.Tensor, batch_size: int = 256
     return torch.cat(out) if out else torch.zeros((0,), dtype=torch.uint8)
 
 
-def _check(loss: torch.Tensor, terms: dict[str, torch.Tensor], modules: list[nn.Module], step: int, who: str,
-           accelerator: Accelerator) -> None:
-    """Raise NonFiniteLoss if the loss or the gradients (already computed) are not finite."""
-    bad = None
-    if not torch.isfinite(loss):
-        bad = f"{who} loss term {next((k for k, v in terms.items() if not torch.isfinite(v)), 'total')} became " \
-              f"{next((v.item() for v in terms.values() if not torch.isfinite(v)), loss.item())}"
-    elif accelerator.scaler is None and not torch.isfinite(sum(grad_norm(m) for m in modules)):
-        bad = f"the {who} gradients became non-finite"
-    if bad is not None:
-        raise NonFiniteLoss(f"{bad} at step {step}; no update was made and the last checkpoint is intact "
-                            f"— lower --lr or raise --penalty, then --resume")
+# What the stop line suggests for a generator's or critic's bad value.
+REMEDY = "lower --lr or raise --penalty"
 
 
 def train_generator(config: GenerateConfig, dataset: ImageDataset, run_dir: Path, resume: bool = False,
@@ -203,12 +197,7 @@ def train_generator(config: GenerateConfig, dataset: ImageDataset, run_dir: Path
                          f"the generator makes {config.image_size}×{config.image_size}")
     accelerator = accelerator or Accelerator(cpu=accelerator_cpu(config.cpu),
                                              **tracker_arguments(config.log_with, run_dir))
-    world = accelerator.num_processes
-    n = dataset.train_images.shape[0]
-    global_batch = config.batch_size * world
-    if n < global_batch:
-        raise UsageError(f"{dataset.name} has {n} training images, fewer than one batch of {global_batch}; "
-                         f"lower --batch-size")
+    global_batch = global_batch_of(dataset.name, dataset.train_images.shape[0], config.batch_size, accelerator)
 
     check_networks_fit(config, accelerator.device, dataset.channels)
     # Same seed, same initial networks on every process; then per-process noise streams.
@@ -228,42 +217,33 @@ def train_generator(config: GenerateConfig, dataset: ImageDataset, run_dir: Path
     generator, objective, generator_optimiser, critic_optimiser = accelerator.prepare(
         generator, objective, generator_optimiser, critic_optimiser)
 
-    files = begin_run(accelerator, run_dir, resume, {
-        "command": "generate train", "config": config.to_dict(), "generator": generator_config.to_dict(),
-        "critic": critic_config.to_dict(), "dataset": dataset.describe(), "num_processes": world,
-        "device": str(accelerator.device), "global_batch_size": global_batch,
-    }, config.steps, outputs=("samples",))
     trainer = GeneratorTrainer(config, accelerator, dataset, run_dir, generator, objective,
-                               generator_optimiser, critic_optimiser)
+                               generator_optimiser, critic_optimiser, generator_config)
+    record = {"command": "generate train", "config": config.to_dict(), "generator": generator_config.to_dict(),
+              "critic": critic_config.to_dict(), "dataset": dataset.describe(), "global_batch_size": global_batch}
     schedule = Schedule(config.steps, config.log_every, config.checkpoint_every, config.keep_checkpoints)
-    with tracking(accelerator, files, config.to_dict()):
-        metrics = run_steps(trainer, accelerator, files, schedule,
-                            f"dimctl generate train --out {run_dir} --resume", on_progress, should_stop)
+    metrics = train(trainer, accelerator, run_dir, resume, record, schedule,
+                    f"dimctl generate train --out {run_dir} --resume", on_progress, should_stop, outputs=("samples",))
+    return GenerateResult(run_dir / "generator.safetensors", config.steps, metrics, accelerator.is_main_process)
 
-    generator_path = run_dir / "generator.safetensors"
-    bare_generator = trainer.bare_generator
-    if accelerator.is_main_process:
-        if config.steps:
-            # Running statistics trail the weights (momentum 0.1 over the last updates); replace
-            # them by the exact mean over fresh batches of the final generator. Seeded on its own,
-            # so it does not disturb the training noise a later --resume would continue.
-            refresh = fixed_noise(BN_REFRESH_BATCHES * config.batch_size, config.z_dim, config.seed + 1)
-            update_bn(list(refresh.to(accelerator.device).split(config.batch_size)), bare_generator)
-        save_grid(run_dir / "samples.png", generate_images(bare_generator, trainer.grid_noise))
-        save_generator(generator_path, bare_generator, generator_config, dataset.describe(), step=config.steps,
-                       training={**config.to_dict(), "final_metrics": metrics})
-    accelerator.wait_for_everyone()
-    return GenerateResult(generator_path, config.steps, metrics, accelerator.is_main_process)
+
+def _problem(who: str, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> str:
+    """Names a non-finite loss: its first non-finite term and value, or the loss."""
+    bad = next((k for k, v in terms.items() if not torch.isfinite(v)), None)
+    value = terms[bad].item() if bad is not None else loss.item()
+    return f"{who} loss term {bad or 'total'} became {value}"
 
 
 class GeneratorTrainer(Trainer):
     """One generator step: ``critic_steps`` critic updates, each on a fresh real batch (the
     draw-th global batch since the start, in (seed, epoch) order) and a fresh generated one, then
-    one generator update. Every loss and gradient is checked before its update."""
+    one generator update. Every loss and gradient is checked before its update (``checked_update``)."""
 
     def __init__(self, config: GenerateConfig, accelerator: Accelerator, dataset: ImageDataset, run_dir: Path,
-                 generator: nn.Module, objective: nn.Module, generator_optimiser, critic_optimiser):
+                 generator: nn.Module, objective: nn.Module, generator_optimiser, critic_optimiser,
+                 generator_config: GeneratorConfig):
         self.config, self.accelerator, self.run_dir = config, accelerator, run_dir
+        self.generator_config, self.dataset_record = generator_config, dataset.describe()
         self.generator, self.objective = generator, objective
         self.generator_optimiser, self.critic_optimiser = generator_optimiser, critic_optimiser
         self.bare_generator, self.bare_objective = unwrap(accelerator, generator), unwrap(accelerator, objective)
@@ -273,8 +253,9 @@ class GeneratorTrainer(Trainer):
         self.batches_per_epoch = self.images.shape[0] // self.global_batch
         self.images_per_step = self.global_batch * (config.critic_steps + 1)
         self.grid_noise = fixed_noise(GRID_SIDE * GRID_SIDE, config.z_dim, config.seed)
-        self.order, self.order_epoch = None, -1
+        self.order = EpochOrder(self.images.shape[0], config.seed, accelerator.device)
         self.last: dict[str, torch.Tensor] = {}
+        self.skipped = 0  # steps with an update left out under --nan-policy skip
         generator.train()
         objective.train()
 
@@ -291,39 +272,48 @@ class GeneratorTrainer(Trainer):
 
     def _real_batch(self, draw: int) -> torch.Tensor:
         epoch, position = divmod(draw, self.batches_per_epoch)
-        if epoch != self.order_epoch:
-            self.order = epoch_order(self.images.shape[0], self.config.seed, epoch, self.accelerator.device)
-            self.order_epoch = epoch
         start = rank_batch_start(position, self.global_batch, self.accelerator.process_index, self.config.batch_size)
-        return normalise(self.images[self.order[start:start + self.config.batch_size]])
+        return normalise(self.images[self.order(epoch)[start:start + self.config.batch_size]])
 
     def _noise(self) -> torch.Tensor:
         return torch.randn(self.config.batch_size, self.config.z_dim, device=self.accelerator.device)
 
     def step(self, step: int) -> None:
         config, accelerator = self.config, self.accelerator
-        done = step + 1
+        done, skipped = step + 1, False
+        clip = ((lambda: accelerator.clip_grad_norm_(self.prior_critics, config.clip_norm))
+                if self.prior_critics else None)
         for k in range(config.critic_steps):
             real = self._real_batch(step * config.critic_steps + k)
             with torch.no_grad():
                 fake = self.generator(self._noise())
             critic_loss, critic_terms = self.objective(real, fake)
-            self.critic_optimiser.zero_grad(set_to_none=True)
-            accelerator.backward(critic_loss)
-            _check(critic_loss, critic_terms, [self.objective], done, "critic", accelerator)
-            if self.prior_critics:
-                accelerator.clip_grad_norm_(self.prior_critics, config.clip_norm)
-            self.critic_optimiser.step()
+            skipped |= not checked_update(accelerator, self.critic_optimiser, critic_loss, lambda: grad_norm(self.objective),
+                                          config.nan_policy, done, lambda: _problem("critic", critic_loss, critic_terms),
+                                          clip, REMEDY, "critic")
 
         generator_loss, _ = self.bare_objective.generator_loss(self.generator(self._noise()))
-        self.generator_optimiser.zero_grad(set_to_none=True)
-        accelerator.backward(generator_loss)
-        _check(generator_loss, {}, [self.generator], done, "generator", accelerator)
-        self.generator_optimiser.step()
+        skipped |= not checked_update(accelerator, self.generator_optimiser, generator_loss,
+                                      lambda: grad_norm(self.generator), config.nan_policy, done,
+                                      lambda: _problem("generator", generator_loss, {}), None, REMEDY, "generator")
+        self.skipped += skipped
         self.last = {"critic_loss": critic_loss, "generator_loss": generator_loss, **critic_terms}
 
     def metrics(self) -> dict[str, float]:
-        return {k: v.item() for k, v in self.last.items()}
+        return {**{k: v.item() for k, v in self.last.items()}, "skipped_steps": self.skipped}
+
+    def publish(self, run_dir: Path, metrics: dict[str, float]) -> None:
+        """RUN/samples.png and RUN/generator.safetensors, its batch-norm statistics those of its final weights."""
+        config, bare_generator = self.config, self.bare_generator
+        if config.steps:
+            # Running statistics trail the weights (momentum 0.1 over the last updates); replace
+            # them by the exact mean over fresh batches of the final generator. Seeded on its own,
+            # so it does not disturb the training noise a later --resume would continue.
+            refresh = fixed_noise(BN_REFRESH_BATCHES * config.batch_size, config.z_dim, config.seed + 1)
+            update_bn(list(refresh.to(self.accelerator.device).split(config.batch_size)), bare_generator)
+        save_grid(run_dir / "samples.png", generate_images(bare_generator, self.grid_noise))
+        save_generator(run_dir / "generator.safetensors", bare_generator, self.generator_config, self.dataset_record,
+                       step=config.steps, training={**config.to_dict(), "final_metrics": metrics})
 
     def after_step(self, done: int, is_main_process: bool) -> None:
         if is_main_process and self.config.sample_every and done % self.config.sample_every == 0:

@@ -31,18 +31,23 @@ def grad_norm(module: nn.Module) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(())
 
 
-def stop_message(what: str, step: int) -> str:
+REMEDY = "lower --lr or try another --estimator"  # what the stop line suggests (pretraining's)
+
+
+def stop_message(what: str, step: int, remedy: str = REMEDY) -> str:
     """The one line for ``--nan-policy stop`` (``what`` names the bad value)."""
     return (f"{what} at step {step}; no update was made and the last checkpoint is intact "
-            f"— lower --lr or try another --estimator, then --resume (or --nan-policy skip to skip such steps)")
+            f"— {remedy}, then --resume (or --nan-policy skip to skip such steps)")
 
 
 def checked_update(accelerator, optimiser, loss: torch.Tensor, gradient_norm, policy: str, step: int,
-                   loss_problem) -> bool:
+                   loss_problem, before_update=None, remedy: str = REMEDY, who: str = "") -> bool:
     """The check-before-update path: backward and one optimiser step, unless the loss or (after
     backward) the gradients are non-finite — then ``NonFiniteLoss`` under ``--nan-policy stop``, or
     no update under ``skip`` (returns False). ``gradient_norm()`` gives the norm to check (None: the
-    loss only); ``loss_problem()`` names a bad loss for the message."""
+    loss only); ``loss_problem()`` names a bad loss for the message; ``before_update()`` runs
+    between a good backward and the step (gradient clipping); ``who`` names whose gradients (a
+    trainer with several optimisers)."""
     problem = None
     if not torch.isfinite(loss):
         problem = loss_problem()
@@ -50,12 +55,14 @@ def checked_update(accelerator, optimiser, loss: torch.Tensor, gradient_norm, po
         optimiser.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         if gradient_norm is not None and not torch.isfinite(gradient_norm()):
-            problem = "the gradients became non-finite"
+            problem = f"the {who + ' ' if who else ''}gradients became non-finite"
     if problem is None:
+        if before_update is not None:
+            before_update()
         optimiser.step()
         return True
     if policy == "stop":
-        raise NonFiniteLoss(stop_message(problem, step))
+        raise NonFiniteLoss(stop_message(problem, step, remedy))
     return False
 
 

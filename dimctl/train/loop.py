@@ -25,22 +25,26 @@ from accelerate.utils import set_seed
 from torch import nn
 
 from dimctl.data.dataset import ImageDataset
-from dimctl.data.order import epoch_order, rank_batch_start
+from dimctl.data.order import EpochOrder, rank_batch_start
 from dimctl.data.streaming import StreamingFolder, stream_batches
 from dimctl.data.transforms import augment, normalise
 from dimctl.errors import UsageError
-from dimctl.io.artifacts import save_decoder, save_encoder, save_generator, sha256_of
-from dimctl.methods import METHODS, build_method
+from dimctl.io.artifacts import save_encoder
+from dimctl.methods import METHODS, Method, build_method
+from dimctl.methods.base import PublishedRun
 from dimctl.models.backbones import is_backbone, load_backbone_weights
 from dimctl.models.encoders import EncoderConfig, build_encoder
 from dimctl.models.size import check_training_fits, meta_activations, meta_values, training_bytes
 from dimctl.precision import PRECISIONS
 from dimctl.train.config import PretrainConfig
 from dimctl.train.distributed import accelerator_cpu, convert_sync_batchnorm
-from dimctl.train.engine import Progress, Schedule, Trainer, begin_run, run_steps
+from dimctl.train.engine import Progress, Schedule, Trainer, global_batch_of, train, unwrap
 from dimctl.train.guard import DeferredGuard, checked_update, defer_checks, grad_norm
 from dimctl.train.online_eval import OnlineKNN
-from dimctl.train.trackers import tracker_arguments, tracking
+from dimctl.train.trackers import tracker_arguments
+
+
+ENCODER_FILE = "encoder.safetensors"
 
 
 @dataclass
@@ -163,12 +167,6 @@ def prepare_models(config: PretrainConfig, accelerator: Accelerator, channels: i
     return encoder_config, model, discriminator, optimiser
 
 
-def unwrap(accelerator: Accelerator, module: nn.Module) -> nn.Module:
-    # keep_torch_compile=False: with it on, Accelerate re-points the compiled wrapper at the bare
-    # module, silently dropping DDP from the model we keep training.
-    return accelerator.unwrap_model(module, keep_torch_compile=False)
-
-
 class StepLosses(NamedTuple):
     total: torch.Tensor  # what one backward runs on: the method's and the adversary's losses
     terms: dict[str, torch.Tensor]  # every named term, logged
@@ -176,8 +174,8 @@ class StepLosses(NamedTuple):
 
 
 def step_losses(model: nn.Module, discriminator: nn.Module | None, x: torch.Tensor,
-                config: PretrainConfig, accelerator: Accelerator, index: torch.Tensor | None = None
-                ) -> StepLosses:
+                config: PretrainConfig, accelerator: Accelerator, index: torch.Tensor | None = None,
+                method: Method | None = None) -> StepLosses:
     """One step's total loss, its named terms and the method's share of it.
 
     The total is the method's loss (DIM: -(α·I_G + β·I_L)) plus its adversarial part (γ·prior
@@ -186,7 +184,7 @@ def step_losses(model: nn.Module, discriminator: nn.Module | None, x: torch.Tens
     sum gives each network exactly its own loss's gradient: the method's adversarial term goes
     through the bare discriminator with its weights' gradients off, and the discriminator sees the
     method's outputs detached. (Summing a two-player game is only right because of those two
-    cuts; see objectives/prior.py.)
+    cuts; see objectives/prior.py.) ``method``: the run's entry (default: looked up from ``config``).
     """
     bare_model = unwrap(accelerator, model)
     with accelerator.autocast():
@@ -194,7 +192,7 @@ def step_losses(model: nn.Module, discriminator: nn.Module | None, x: torch.Tens
         loss = bare_model.loss(out.terms)
         if discriminator is None:
             return StepLosses(loss, out.terms, loss)
-        adversarial, disc_loss, adversary_terms = METHODS[config.objective.method].adversary_losses(
+        adversarial, disc_loss, adversary_terms = (method or METHODS[config.objective.method]).adversary_losses(
             out, bare_model, discriminator, unwrap(accelerator, discriminator), config)
     method_loss = loss + adversarial
     return StepLosses(method_loss + disc_loss, {**out.terms, **adversary_terms}, method_loss)
@@ -217,10 +215,7 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
         _check_same_precision(accelerator, config.run.precision)
 
     n = dataset.num_train if isinstance(dataset, StreamingFolder) else dataset.train_images.shape[0]
-    global_batch = config.optimiser.batch_size * world
-    if n < global_batch:
-        raise UsageError(f"{dataset.name} has {n} training images, fewer than one batch of {global_batch}; "
-                         f"lower --batch-size")
+    global_batch = global_batch_of(dataset.name, n, config.optimiser.batch_size, accelerator)
     steps_per_epoch = n // global_batch  # drop the ragged tail: every step sees the same number of negatives
     total_steps = config.run.epochs * steps_per_epoch
     if config.run.max_steps:
@@ -233,27 +228,17 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
     check_models_fit(config, accelerator.device, dataset.channels, dataset.image_size, n)
     encoder_config, model, discriminator, optimiser = prepare_models(
         config, accelerator, dataset.channels, dataset.image_size, n)
-    files = begin_run(accelerator, run_dir, resume, {
-        "command": "pretrain", "config": config.to_dict(), "encoder": encoder_config.to_dict(),
-        "dataset": dataset.describe(), "num_processes": world, "device": str(accelerator.device),
-        "global_batch_size": global_batch, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-    }, total_steps)
-    trainer = DIMTrainer(config, accelerator, dataset, model, discriminator, optimiser, steps_per_epoch)
+    trainer = DIMTrainer(config, accelerator, dataset, model, discriminator, optimiser, steps_per_epoch,
+                         encoder_config, total_steps)
+    record = {"command": "pretrain", "config": config.to_dict(), "encoder": encoder_config.to_dict(),
+              "dataset": dataset.describe(), "global_batch_size": global_batch, "steps_per_epoch": steps_per_epoch,
+              "total_steps": total_steps}
     schedule = Schedule(total_steps, config.run.log_every, config.run.checkpoint_every, config.run.keep_checkpoints)
     evaluate = (lambda: online(unwrap(accelerator, model).encoder)) if online is not None else None
-    with tracking(accelerator, files, config.to_dict()):
-        metrics = run_steps(trainer, accelerator, files, schedule,
-                            f"dimctl pretrain --out {run_dir} --resume", on_progress, should_stop,
-                            evaluate, config.run.eval_every)
-
-    encoder_path = run_dir / "encoder.safetensors"
-    if accelerator.is_main_process:
-        bare_model = unwrap(accelerator, model)
-        save_encoder(encoder_path, bare_model.encoder, encoder_config,
-                     dataset.describe(), step=total_steps, training=config.to_dict())
-        publish_companions(bare_model, run_dir, encoder_path, dataset.describe(), total_steps, config)
-    accelerator.wait_for_everyone()
-    return PretrainResult(encoder_path, total_steps, metrics, accelerator.is_main_process)
+    metrics = train(trainer, accelerator, run_dir, resume, record, schedule,
+                    f"dimctl pretrain --out {run_dir} --resume", on_progress, should_stop, evaluate,
+                    config.run.eval_every)
+    return PretrainResult(run_dir / ENCODER_FILE, total_steps, metrics, accelerator.is_main_process)
 
 
 class DIMTrainer(Trainer):
@@ -262,8 +247,11 @@ class DIMTrainer(Trainer):
     the device on a GPU (train/guard.py)."""
 
     def __init__(self, config: PretrainConfig, accelerator: Accelerator, dataset: ImageDataset | StreamingFolder,
-                 model: nn.Module, discriminator: nn.Module | None, optimiser, steps_per_epoch: int):
+                 model: nn.Module, discriminator: nn.Module | None, optimiser, steps_per_epoch: int,
+                 encoder_config: EncoderConfig, total_steps: int):
         self.config, self.accelerator, self.dataset = config, accelerator, dataset
+        self.encoder_config, self.total_steps = encoder_config, total_steps
+        self.method = METHODS[config.objective.method]
         self.model, self.discriminator, self.optimiser = model, discriminator, optimiser
         self.steps_per_epoch = steps_per_epoch
         self.images_per_step = config.optimiser.batch_size * accelerator.num_processes
@@ -271,7 +259,8 @@ class DIMTrainer(Trainer):
         self.n = dataset.num_train if self.streamed else dataset.train_images.shape[0]
         self.images = None if self.streamed else dataset.train_images.to(accelerator.device)
         self.memory_format = torch.channels_last if config.run.channels_last else torch.contiguous_format
-        self.order_epoch, self.batches, self.indices = -1, None, None
+        self.order = EpochOrder(self.n, config.run.seed, accelerator.device)
+        self.batches_epoch, self.batches, self.indices = -1, None, None
         self.losses: StepLosses | None = None
         self.skipped = 0  # steps left out under --nan-policy skip
         # Under fp16 loss scaling, overflowing gradients are expected now and then; the scaler skips
@@ -288,9 +277,9 @@ class DIMTrainer(Trainer):
 
     def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, position = divmod(step, self.steps_per_epoch)
-        if epoch != self.order_epoch:
+        if epoch != self.batches_epoch:  # the rest of the epoch's batches, drawn as the steps take them
             config, rank = self.config, self.accelerator.process_index
-            order, self.order_epoch = epoch_order(self.n, config.run.seed, epoch, self.accelerator.device), epoch
+            order, self.batches_epoch = self.order(epoch), epoch
             starts = [rank_batch_start(p, self.images_per_step, rank, config.optimiser.batch_size)
                       for p in range(position, self.steps_per_epoch)]
             self.indices = (order[s:s + config.optimiser.batch_size] for s in starts)
@@ -307,7 +296,7 @@ class DIMTrainer(Trainer):
         x = normalise(augment(batch, config.data.crop_padding, config.data.hflip, crop_size=config.data.crop_size)
                       ).contiguous(memory_format=self.memory_format)
         done = step + 1
-        self.losses = losses = step_losses(self.model, self.discriminator, x, config, accelerator, index)
+        self.losses = losses = step_losses(self.model, self.discriminator, x, config, accelerator, index, self.method)
         if self.deferred is not None:
             optimiser.zero_grad(set_to_none=True)
             accelerator.backward(losses.total)
@@ -333,6 +322,14 @@ class DIMTrainer(Trainer):
         if self.deferred is not None:
             self.skipped = self.deferred.settle(done)
 
+    def publish(self, run_dir: Path, metrics: dict[str, float]) -> None:
+        """RUN/encoder.safetensors, then the method's companions (which name the encoder)."""
+        bare_model, encoder_path = unwrap(self.accelerator, self.model), run_dir / ENCODER_FILE
+        dataset, training = self.dataset.describe(), self.config.to_dict()
+        save_encoder(encoder_path, bare_model.encoder, self.encoder_config, dataset, step=self.total_steps,
+                     training=training)
+        publish_companions(bare_model, run_dir, encoder_path, dataset, self.total_steps, self.config)
+
     def metrics(self) -> dict[str, float]:
         losses = self.losses
         return {"loss": losses.method.item(), **{k: v.item() for k, v in losses.terms.items()},
@@ -341,19 +338,18 @@ class DIMTrainer(Trainer):
 
 def publish_companions(model: nn.Module, run_dir: Path, encoder_path: Path, dataset: dict, step: int,
                        config: PretrainConfig) -> None:
-    """The networks a method trains beside the encoder, as their own artifacts: an autoencoder's
-    decoder (decoder.safetensors, which `dimctl reconstruct --decoder` scores) and BiGAN's generator
-    (generator.safetensors, which `dimctl generate sample` draws from)."""
-    training = {**config.to_dict(), "trained_with": "pretrain"}
-    decoder, generator = run_dir / "decoder.safetensors", run_dir / "generator.safetensors"
-    if hasattr(model, "decoder"):
-        save_decoder(decoder, model.decoder, model.decoder_config, sha256_of(encoder_path), encoder_path, "y", dataset,
-                     step, training)
-    if hasattr(model, "generator"):
-        save_generator(generator, model.generator, model.generator_config, dataset, step, training)
-    for path, made in ((decoder, hasattr(model, "decoder")), (generator, hasattr(model, "generator"))):
-        if not made:  # left by an earlier --force'd run of another method: it belongs to that run's encoder
-            path.unlink(missing_ok=True)
+    """The networks a method trains beside the encoder, as their own artifacts (its entry's
+    ``companions``: an autoencoder's decoder.safetensors, which `dimctl reconstruct --decoder`
+    scores; BiGAN's generator.safetensors, which `dimctl generate sample` draws from)."""
+    run = PublishedRun(encoder_path, dataset, step, {**config.to_dict(), "trained_with": "pretrain"})
+    made = METHODS[config.objective.method].companions
+    for companion in made:
+        companion.save(model, run_dir / companion.file, run)
+    for method in METHODS.values():
+        for companion in method.companions:
+            if companion.file not in {c.file for c in made}:
+                # left by an earlier --force'd run of another method: it belongs to that run's encoder
+                (run_dir / companion.file).unlink(missing_ok=True)
 
 
 def _check_same_precision(accelerator: Accelerator, precision: str) -> None:

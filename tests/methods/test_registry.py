@@ -1,42 +1,56 @@
 """A method is its module plus one registry entry: a toy method defined here, and nowhere else,
-trains through the path `dimctl pretrain` uses (the CLI, the config's checks, the loop, the
-adversary, the published encoder, the report's name)."""
+trains through the path `dimctl pretrain` uses (the CLI, the config's checks, its default
+estimator and run name, the loop, the adversary, the published encoder and its companion network,
+the report's name)."""
 
 import json
+from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dimctl.cli.main import run
 from dimctl.errors import UsageError
-from dimctl.methods import METHODS, Method, MethodOutput, register_method
+from dimctl.methods import METHODS, Companion, Method, MethodOutput, register_method
 from dimctl.models.discriminators import PriorDiscriminator
 from dimctl.report.measures import family, method_objective
 
 
 class SpreadModel(nn.Module):
-    """Y's coordinates pushed apart: the loss is minus their mean standard deviation."""
+    """Y's coordinates, through a projector trained beside the encoder, pushed apart: the loss is
+    minus their mean standard deviation."""
 
     prior = "uniform"  # the default adversary matches sigmoid(Y) to U(0, 1)
 
-    def __init__(self, encoder: nn.Module):
+    def __init__(self, encoder: nn.Module, y_dim: int):
         super().__init__()
         self.encoder = encoder
+        self.projector = nn.Linear(y_dim, 8)
 
     def forward(self, x, index=None):
         y = self.encoder(x)["y"]
-        return MethodOutput(y, {"spread": y.float().std(0).mean()})
+        return MethodOutput(y, {"spread": self.projector(y).float().std(0).mean()})
 
     def loss(self, terms):
         return -terms["spread"]
 
 
+def save_projector(model, path, run):
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.projector.state_dict().items()}, path,
+              metadata={"step": str(run.step), "estimator": run.training["estimator"]})
+
+
 class Spread(Method):
     name, label, help = "spread", "Spread", "spread (a test's own method)"
     weights = {"gamma": 0.5}
+    default_estimator = "infonce"  # recorded, though the toy loss uses none
+    companions = (Companion("projector.safetensors", save_projector),)
 
     def build(self, config, encoder, encoder_config, num_train):
-        return SpreadModel(encoder), PriorDiscriminator(config.encoder.y_dim) if config.objective.gamma > 0 else None
+        discriminator = PriorDiscriminator(config.encoder.y_dim) if config.objective.gamma > 0 else None
+        return SpreadModel(encoder, config.encoder.y_dim), discriminator
 
     def validate(self, config):
         if config.optimiser.batch_size < 8:
@@ -57,18 +71,26 @@ FLAGS = ["--method", "spread", "--width", "0.125", "--fc-dim", "32", "--batch-si
          "--checkpoint-every", "0", "--log-every", "1", "--precision", "fp32"]
 
 
-def test_a_registered_method_trains_through_the_pretrain_command(spread, tmp_path, capsys):
-    out = tmp_path / "run"
-    assert run(["pretrain", *FLAGS, "--out", str(out)]) == 0
-    assert capsys.readouterr().out.strip() == str(out / "encoder.safetensors")
+def test_a_registered_method_trains_through_the_pretrain_command(spread, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no --out: the method names its run folder under runs/
+    out = tmp_path / "runs" / "spread-digits"
+    assert run(["pretrain", *FLAGS]) == 0
+    assert capsys.readouterr().out.strip() == str(Path("runs/spread-digits/encoder.safetensors"))
     settings = json.loads((out / "config.json").read_text())["config"]
     assert settings["method"] == "spread" and settings["gamma"] == 0.5 and settings["alpha"] == settings["beta"] == 0
+    assert settings["estimator"] == "infonce" and settings["preset"] is None
+    # its companion network is published beside the encoder, as trained
+    projector = load_file(out / "projector.safetensors")
+    assert projector["weight"].shape == (8, 64) and torch.isfinite(projector["weight"]).all()
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"spread", "prior_encoder", "prior_discriminator", "loss"} <= set(lines[0])
     # The logged loss is the method's own (its loss plus γ·prior), not the adversary's.
     assert lines[-1]["loss"] == pytest.approx(-lines[-1]["spread"] + 0.5 * lines[-1]["prior_encoder"], rel=1e-5)
     assert lines[-1]["spread"] > lines[0]["spread"]  # it trained: Y spread out
     assert family(settings) == "Spread" and method_objective(settings) == "Spread γ=0.5"
+    # a --force'd run of another method in that folder removes the companion: it belongs to this encoder
+    assert run(["pretrain", "--method", "ae", *FLAGS[2:], "--out", str(out), "--force"]) == 0
+    assert not (out / "projector.safetensors").exists() and (out / "decoder.safetensors").is_file()
 
 
 def test_a_registered_method_owns_its_checks_and_weights(spread, tmp_path, capsys):

@@ -1,5 +1,5 @@
 """The generator training loop: every method trains on digits with finite losses, resumes exactly,
-and stops before a non-finite update."""
+and stops before a non-finite update, or skips it under --nan-policy skip."""
 
 import json
 import math
@@ -66,6 +66,24 @@ def test_a_non_finite_loss_stops_before_the_update(digits, tmp_path, monkeypatch
     with pytest.raises(NonFiniteLoss, match="generator loss .* at step 1; no update was made"):
         train_generator(GenerateConfig(method="nsgan-cp", steps=2, **TINY), digits, tmp_path / "run")
     assert not (tmp_path / "run" / "generator.safetensors").exists()
+
+
+def test_nan_policy_skip_leaves_out_only_the_bad_update(digits, tmp_path, monkeypatch):
+    real, calls = generative.NonSaturatingGAN.generator_loss, []
+
+    def bad_once(self, fake):  # the second step's generator loss is NaN; the rest are the real loss
+        calls.append(1)
+        loss, terms = real(self, fake)
+        return (loss * float("nan"), terms) if len(calls) == 2 else (loss, terms)
+
+    monkeypatch.setattr(generative.NonSaturatingGAN, "generator_loss", bad_once)
+    config = GenerateConfig(method="nsgan-cp", steps=4, nan_policy="skip", **TINY)
+    result = train_generator(config, digits, tmp_path / "run")
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["skipped_steps"] for line in lines] == [0, 1, 1, 1]
+    assert all(torch.isfinite(w).all() for w in load_file(str(result.generator_path)).values())
+    with pytest.raises(UsageError, match="--nan-policy 'later' is not one of: stop, skip"):
+        train_generator(GenerateConfig(steps=1, nan_policy="later", **TINY), digits, tmp_path / "other")
 
 
 def test_bad_settings_are_usage_errors(digits, tmp_path):
