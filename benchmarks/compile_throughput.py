@@ -22,7 +22,7 @@ import torch
 
 from dimctl.data.registry import load_dataset
 from dimctl.train.config import PretrainConfig
-from dimctl.train.loop import pretrain
+from dimctl.train.pretrain import pretrain
 
 
 def run(config: PretrainConfig, data, run_dir: Path, warmup: int) -> tuple[float, float, int]:

@@ -34,7 +34,7 @@ from pretrain_throughput import bare_loop  # noqa: E402
 
 from dimctl.data.dataset import ImageDataset
 from dimctl.train.config import PretrainConfig
-from dimctl.train.loop import pretrain
+from dimctl.train.pretrain import pretrain
 
 CIFAR_TRAIN = 50_000
 PAPER_EPOCHS = 1000

@@ -41,7 +41,7 @@ from dimctl.data.transforms import normalise
 from dimctl.objectives import prior
 from dimctl.train.config import PretrainConfig
 from dimctl.data.order import epoch_order
-from dimctl.train.loop import build_models, pretrain
+from dimctl.train.pretrain import build_models, pretrain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py, also when loaded by path
 from machine import append_rows, between_markers, machine, running_commit  # noqa: E402

@@ -5,7 +5,7 @@
     python benchmarks/profile_step.py --channels-last
     PYTHONPATH=<worktree of an older commit> python benchmarks/profile_step.py --csv F   # that commit's step
 
-Runs dimctl's own step (train/loop.py's ``step_losses``, backward and Adam, through Accelerate's
+Runs dimctl's own step (train/pretrain.py's ``step_losses``, backward and Adam, through Accelerate's
 autocast exactly as `dimctl pretrain` does) on digits at the paper's settings (DCGAN, DIM(L),
 JSD, prior on), warms up, then profiles --steps steps and prints the operators with the most
 self CPU time, how much of the step went to dtype conversions (``aten::copy_``/``aten::to``), and
@@ -28,7 +28,7 @@ from torch.profiler import ProfilerActivity, profile
 from dimctl.data.registry import load_dataset
 from dimctl.data.transforms import normalise
 from dimctl.train.config import PretrainConfig
-from dimctl.train.loop import make_accelerator, prepare_models, step_losses
+from dimctl.train.pretrain import make_accelerator, prepare_models, step_losses
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py, also when loaded by path
 from machine import append_rows, between_markers, machine, running_commit  # noqa: E402
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     images = normalise(data.train_images[:args.batch_size])
     for precision in args.precisions.split(","):
         config = PretrainConfig.of(dataset="digits", mi_units=args.mi_units, batch_size=args.batch_size, cpu=True,
-                                precision=precision, channels_last=args.channels_last, checkpoint_every=0)
+                                precision=precision, channels_last=args.channels_last, checkpoint_every=0).resolved()
         accelerator = make_accelerator(config)
         _, model, disc, optimiser = prepare_models(config, accelerator, data.channels, data.image_size)
         x = images.contiguous(memory_format=torch.channels_last if args.channels_last else torch.contiguous_format)

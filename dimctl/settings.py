@@ -12,15 +12,41 @@ from dataclasses import MISSING, Field, field, fields, is_dataclass, replace
 
 
 def setting(default, help: str, *, flags: tuple[str, ...] = (), resumable: bool = False, cli: bool = True,
-            unset: bool = False, choices: tuple[str, ...] = (), panel: str | None = None):
+            unset: bool = False, choices: tuple[str, ...] = (), panel: str | None = None,
+            minimum: float | None = None, positive: bool = False):
     """A field with its help. ``flags``: the option's spellings (default ``--field-name``; booleans
     name theirs: ``("--occlude",)`` or ``("--hflip/--no-hflip",)``). ``resumable``: ``--resume`` may
     change it. ``cli=False``: no option (a setting only the library sets). ``unset``: the option
     defaults to None, "not given", and the command resolves it (e.g. DIM's weights from the preset).
     ``choices``: the values it may take (``invalid_choice`` checks them). ``panel``: the heading it is
-    listed under in ``--help`` (default: the ``PANEL`` of the class that declares it, ``panel_of``)."""
+    listed under in ``--help`` (default: the ``PANEL`` of the class that declares it, ``panel_of``).
+    ``minimum`` (inclusive) or ``positive``: its range, which ``out_of_range`` checks in the
+    library and the derived option checks as it is parsed (cli/settings_options.py)."""
     return field(default=default, metadata={"help": help, "flags": flags, "resumable": resumable, "cli": cli,
-                                            "unset": unset, "choices": tuple(choices), "panel": panel})
+                                            "unset": unset, "choices": tuple(choices), "panel": panel,
+                                            "minimum": minimum, "positive": positive})
+
+
+def range_problem(f: Field, value) -> str | None:
+    """Why ``value`` is outside setting ``f``'s declared range ("must be ≥ 0"), or None."""
+    if value is None or isinstance(value, bool):
+        return None
+    if f.metadata.get("positive") and not value > 0:
+        return "must be positive"
+    minimum = f.metadata.get("minimum")
+    if minimum is not None and not value >= minimum:
+        return f"must be ≥ {minimum:g}"
+    return None
+
+
+def out_of_range(config) -> str | None:
+    """The first setting outside its declared range, as a message naming its option; None if all are in range."""
+    flat = flatten(config)
+    for f in declared(type(config)):
+        problem = range_problem(f, flat[f.name])
+        if problem:
+            return f"--{f.name.replace('_', '-')} {problem}, not {flat[f.name]:g}"
+    return None
 
 
 def invalid_choice(config) -> str | None:
@@ -98,16 +124,8 @@ SHARED_HELP = {
                  "Default ./data; fashion-mnist also looks where Debian's dataset-fashion-mnist package puts it "
                  "(under /usr/share/datasets/).",
     "download": "Fetch the dataset if its files are missing (off: nothing downloads unless asked).",
-    "checkpoint_every": "Save resume state every N steps (0: only at the end).",
-    "keep_checkpoints": "Keep the newest K checkpoints.",
     "log_every": "Write metrics.jsonl every N steps.",
-    "cpu": "Train on the CPU even when a GPU is present.",
     "hf_dataset": "hf:DIR (a Hugging Face dataset saved with save_to_disk) or hf:NAME (a Hub dataset in the local "
                   "Hugging Face cache; with --download, from the Hub); columns other than image and label as "
                   "hf:DIR?image=A&label=B.",
-    "log_with": "Also log every metrics.jsonl value and the learning rate to an experiment tracker: csv "
-                "(RUN/metrics.csv), tensorboard (RUN/<run>/, pip install 'dimctl[tensorboard]'), wandb or mlflow "
-                "(their own packages); none.",
-    "nan_policy": "A NaN/inf loss or gradient: `stop` (before the bad update; the last checkpoint stays good) or "
-                  "`skip` the step.",
 }

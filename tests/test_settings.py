@@ -3,11 +3,14 @@ and the commands' options derived from the fields."""
 
 import pytest
 
-from dimctl.cli.main import load_command
+from dimctl.cli.main import load_command, run
 from dimctl.errors import UsageError
-from dimctl.objectives.dim import DIMConfig
-from dimctl.settings import declared, flatten, updated
-from dimctl.train.config import RESUMABLE, PretrainConfig
+from dimctl.evaluate.mi import MIConfig
+from dimctl.evaluate.probe_settings import ProbeConfig
+from dimctl.methods import METHODS, WEIGHTS
+from dimctl.objectives.dim import DIMConfig, PRESETS
+from dimctl.settings import declared, flatten, out_of_range, updated
+from dimctl.train.config import RESUMABLE, Bookkeeping, PretrainConfig
 from dimctl.train.finetune import FinetuneConfig
 from dimctl.train.generate import GenerateConfig
 
@@ -40,7 +43,8 @@ def test_flat_configs_share_the_same_helpers():
 
 
 @pytest.mark.parametrize("words, config_class", [(("pretrain",), PretrainConfig), (("generate", "train"), GenerateConfig),
-                                                 (("finetune",), FinetuneConfig)])
+                                                 (("finetune",), FinetuneConfig), (("probe",), ProbeConfig),
+                                                 (("mi",), MIConfig)])
 def test_each_setting_is_an_option_with_the_fields_default_and_help(words, config_class):
     command = load_command(words[0])
     if len(words) > 1:
@@ -53,3 +57,47 @@ def test_each_setting_is_an_option_with_the_fields_default_and_help(words, confi
         option = options[f.name]
         assert option.help == f.metadata["help"]
         assert option.default == (None if f.metadata["unset"] else f.default), f.name
+
+
+def test_the_training_commands_share_one_declaration_of_their_bookkeeping():
+    shared = {f.name: f for f in declared(Bookkeeping)}
+    assert set(shared) == {"checkpoint_every", "keep_checkpoints", "nan_policy", "log_with", "cpu"}
+    for config_class in (PretrainConfig, GenerateConfig, FinetuneConfig):
+        mine = {f.name: f for f in declared(config_class)}
+        assert all(mine[name] is shared[name] for name in shared), config_class  # the same field, not a copy
+
+
+@pytest.mark.parametrize("config, message", [
+    (PretrainConfig.of(mi_units=0), "--mi-units must be positive, not 0"),
+    (PretrainConfig.of(gamma=-0.5), "--gamma must be ≥ 0, not -0.5"),
+    (PretrainConfig.of(keep_checkpoints=-1), "--keep-checkpoints must be ≥ 0, not -1"),
+    (GenerateConfig(clip_norm=0.0), "--clip-norm must be positive, not 0"),
+    (FinetuneConfig(epochs=0), "--epochs must be ≥ 1, not 0"),
+    (ProbeConfig(knn_temperature=0.0), "--knn-temperature must be positive, not 0"),
+    (MIConfig(batch_size=1), "--batch-size must be ≥ 2, not 1"),
+])
+def test_a_declared_range_is_checked_by_the_library(config, message):
+    assert out_of_range(config) == message
+
+
+@pytest.mark.parametrize("argv, flag", [(["pretrain", "--cpc-rows", "0"], "--cpc-rows"),
+                                        (["generate", "train", "--z-dim", "0"], "--z-dim"),
+                                        (["probe", "features.h5", "--knn-k", "0"], "--knn-k"),
+                                        (["mi", "features.h5", "--patience", "0"], "--patience")])
+def test_a_declared_range_is_checked_as_the_option_is_parsed(argv, flag, capsys):
+    assert run(argv) == 2  # before anything is read or written
+    err = capsys.readouterr().err
+    assert f"Invalid value for '{flag}': 0 must be positive (see `dimctl {' '.join(argv[:2 if argv[0] == 'generate' else 1])} --help`)" in err
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_a_resolved_objective_resolves_to_itself(method):
+    """--resume hands the saved (resolved) values back to the method: they must come out unchanged,
+    for each preset, custom weights and every method's defaults."""
+    entry = METHODS[method]
+    presets = list(PRESETS) if method == "dim" else [None]
+    for preset in presets:
+        for given in ({k: None for k in WEIGHTS}, {**{k: None for k in WEIGHTS}, "alpha": 0.25} if method == "dim" else {}):
+            first = entry.resolve(preset, None, {k: None for k in WEIGHTS} | given)
+            again = entry.resolve(first["preset"], first["estimator"], {k: first[k] for k in WEIGHTS})
+            assert again == first, (preset, given)

@@ -51,11 +51,11 @@ def finetune(
       dimctl finetune runs/dim-l/encoder.safetensors --out runs/ft \\
           --resume                                  # after Ctrl-C or a crash
     """
-    config = FinetuneConfig(**settings).validate()
-    out_dir = out or Path("runs") / f"finetune-{encoder.resolve().parent.name}-{dataset_label(dataset)}-{config.labels_fraction:g}"
+    fraction = settings["labels_fraction"]
+    out_dir = out or Path("runs") / f"finetune-{encoder.resolve().parent.name}-{dataset_label(dataset)}-{fraction:g}"
+    config = FinetuneConfig(**with_saved_settings(ctx, out_dir, settings, resume)).validate()
     artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, "cpu", skip_bad_images)
     config = replace(config, encoder_sha256=artifact.sha256)  # so --resume refuses another encoder
-    config = with_saved_settings(ctx, out_dir, config, resume).validate()
     prepare_run_dir(out_dir, config.to_dict(), resume, force, RUN_FILES, RESUMABLE)
 
     progress = TrainingProgress("finetune", ("loss", "images_per_s"), hint="fewer --epochs make it shorter")

@@ -66,10 +66,10 @@ def train(
       dimctl generate train --dataset celeba --image-size 64 --method nsgan-cp \\
           --out runs/celeba
     """
-    config = GenerateConfig(**settings).validate()
-    run_dir = out or Path("runs") / f"gen-{config.method}-{dataset_label(config.dataset)}"
-    config = with_saved_settings(ctx, run_dir, config, resume).validate()
-    _prepare_run_dir(run_dir, config.resolved(), resume, force)
+    run_dir = out or Path("runs") / f"gen-{settings['method']}-{dataset_label(settings['dataset'])}"
+    # resolved once: config.json and --resume's comparison hold every number that runs
+    config = GenerateConfig(**with_saved_settings(ctx, run_dir, settings, resume)).validate().resolved()
+    _prepare_run_dir(run_dir, config, resume, force)
     data = load_dataset(config.dataset, config.data_root, config.download, image_size=config.image_size)
     progress = TrainingProgress("generate", ("critic_loss", "generator_loss", "mode_overlap", "images_per_s"),
                                 per_epoch=False, hint="fewer --steps make it shorter")

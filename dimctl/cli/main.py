@@ -439,8 +439,11 @@ def _run(argv: list[str]) -> int:
         if _is_click_error(e):  # bad flag or value, found while parsing
             if not e.format_message():  # `dimctl` alone: the help was the message
                 return e.exit_code
-            ctx = getattr(e, "ctx", None)
-            where = f"dimctl {ctx.info_name}" if ctx is not None and ctx.parent is not None else "dimctl"
+            ctx, names = getattr(e, "ctx", None), []
+            while ctx is not None and ctx.parent is not None:  # `dimctl generate train`, not `dimctl train`
+                names.insert(0, ctx.info_name)
+                ctx = ctx.parent
+            where = " ".join(["dimctl", *names])
             return _fail(f"{e.format_message()} (see `{where} --help`)", e.exit_code)
         # A bug or an unexpected environment: one line, traceback on request.
         if debug:

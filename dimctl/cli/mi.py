@@ -9,12 +9,13 @@ from dimctl.cli.output import emit, note
 from dimctl.cli.progress import Pace, Tenths, announce, interval, seconds_since_last_line
 from dimctl.cli.results import ResultsDirOpt, check_results_dir, result_line, save_results
 from dimctl.cli.deprecations import warn
+from dimctl.cli.settings_options import setting_option, with_settings
 from dimctl.cli.sources import feature_layer, open_features
 from dimctl.errors import DimctlError, UsageError
 from dimctl.evaluate.heldout import EarlyStopping
 from dimctl.evaluate.known_mi import FAST_SUBSET, TASKS
-from dimctl.evaluate.marginals import MARGINALS
 from dimctl.evaluate.mi import MI_ESTIMATORS, MIConfig, MIResult, estimate_mi, selftest_band
+from dimctl.settings import updated
 from dimctl.text import one_line
 
 SELFTEST_PAIRS = 10_000  # training pairs, and as many test pairs, of each self-test task
@@ -22,17 +23,16 @@ SELFTEST_PAIRS = 10_000  # training pairs, and as many test pairs, of each self-
 # 20-45 % low (benchmarks/mi_known.py), a known limit of nearest-neighbour estimators, not a fault.
 KSG_SELFTEST_DIMS = 2
 
-# Early stopping's two settings, shared by mi, ndm and mine (one critic-fitting routine).
-ValidationOpt = Annotated[float, typer.Option(help="Fraction of the training pairs held out to decide when to stop and which critic to keep.")]
-PatienceOpt = Annotated[int, typer.Option(help="Validation checks (every 100 steps) without a gain before training stops.")]
+# Early stopping's two settings, shared by mi, ndm and mine (one critic-fitting routine), declared in
+# evaluate/heldout.py.
+ValidationOpt = setting_option(EarlyStopping, "fraction")
+PatienceOpt = setting_option(EarlyStopping, "patience")
 
 
 def early_stopping(validation: float, patience: int) -> EarlyStopping:
     """The two options as the library's setting, or a usage error naming the flag."""
     if not 0 < validation < 1:
         raise UsageError(f"--validation is a fraction of the training pairs, between 0 and 1, not {validation:g}")
-    if patience < 1:
-        raise UsageError(f"--patience must be ≥ 1, not {patience}")
     return EarlyStopping(validation, patience)
 
 
@@ -43,22 +43,16 @@ def fit_fields(result) -> dict:
             "stopped_improving": result.stopped_improving}
 
 
+@with_settings(MIConfig, after="layer")  # every estimate setting's option, default, help and range: evaluate/mi.py
 def mi(
     ctx: typer.Context,
     features: Annotated[str | None, typer.Argument(help="HDF5 feature file from `dimctl extract`, or - for stdin (another tool's HDF5, .npz or VISSL folder: read unverified).")] = None,
     layer: Annotated[str, typer.Option(help="The two arrays X,Y: layers of the file (conv, fc, y, …) or `labels` (one-hot).")] = "y,labels",
-    estimator: Annotated[str, typer.Option(help=f"Bound: {', '.join(MI_ESTIMATORS)} (ksg: k-nearest neighbours, no critic; for up to ~10 dimensions).")] = MIConfig.estimator,
-    marginals: Annotated[str, typer.Option(help="What the critic sees of each coordinate: rank (normal scores of its ranks: heavy tails and odd marginals tamed) or standard (centred and scaled). MI is the same under either.")] = MIConfig.marginals,
-    steps: Annotated[int, typer.Option(help="Most critic training steps; training stops earlier when the validation estimate stops rising.")] = MIConfig.steps,
-    batch_size: Annotated[int, typer.Option(help="Pairs per step; infoNCE cannot exceed log(batch size).")] = MIConfig.batch_size,
-    lr: Annotated[float, typer.Option(help="Adam learning rate of the critic.")] = MIConfig.lr,
-    validation: ValidationOpt = EarlyStopping.fraction,
-    patience: PatienceOpt = EarlyStopping.patience,
-    seed: Annotated[int, typer.Option(help="Seed of the critic and the batches.")] = MIConfig.seed,
     selftest: Annotated[bool, typer.Option("--selftest", help="Estimate the MI of known-MI distributions (Gaussian, Student-t, sparse, transformed) with every estimator, or the one --estimator names; exit 1 if one leaves its band.")] = False,
     results_dir: ResultsDirOpt = None,
     old_x: Annotated[str | None, typer.Option("--x", hidden=True)] = None,  # deprecated: --layer X,Y
     old_y: Annotated[str | None, typer.Option("--y", hidden=True)] = None,
+    **settings,
 ):
     """Estimate I(X; Y) in nats between two arrays of a feature file; one JSON line.
 
@@ -81,17 +75,13 @@ def mi(
 
       dimctl mi --selftest
     """
-    if steps < 1 or batch_size < 2:
-        raise UsageError("--steps must be ≥ 1 and --batch-size ≥ 2")
-    stopping = early_stopping(validation, patience)
+    try:
+        config = updated(MIConfig(), **settings).validate()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    estimator, marginals, steps, batch_size = config.estimator, config.marginals, config.steps, config.batch_size
     check_results_dir(results_dir)
     x, y = _two_layers(layer, old_x, old_y)
-    if estimator not in MI_ESTIMATORS:
-        raise UsageError(f"--estimator {estimator!r} is not one of: {', '.join(MI_ESTIMATORS)}")
-    if marginals not in MARGINALS:
-        raise UsageError(f"--marginals {marginals!r} is not one of: {', '.join(MARGINALS)}")
-    config = MIConfig(estimator=estimator, steps=steps, batch_size=batch_size, lr=lr, seed=seed, marginals=marginals,
-                      early_stopping=stopping)
     if selftest:
         given = getattr(ctx.get_parameter_source("estimator"), "name", "DEFAULT") != "DEFAULT"
         _selftest(config, [estimator] if given else list(MI_ESTIMATORS))

@@ -3,7 +3,9 @@
 One rule per kind of number rather than one check per command, so a flag added later is covered
 too: floats are finite (NaN trains silently, inf makes NaN later); learning rates and other
 scales are positive; counts are ≥ 0 and sizes ≥ 1; loss weights ≥ 0; a seed fits numpy's and
-torch's 32-bit seeds. Commands still check what depends on several flags at once.
+torch's 32-bit seeds. An option derived from a setting also checks the range the setting declares
+(dimctl/settings.py ``setting(…, minimum=…, positive=…)``, cli/settings_options.py), so the
+training commands' and the probes' settings are not listed here. Commands still check what depends on several flags at once.
 """
 
 import math
@@ -11,10 +13,9 @@ import math
 import typer
 
 SEED_MAX = 2**32 - 1
-# Options whose value must be positive: scales, sizes and counts that 0 makes meaningless.
-POSITIVE = {"--lr", "--svm-c", "--svm-tol", "--knn-temperature", "--width", "--clip-norm", "--batch-size", "--num",
-            "-n", "--knn-k", "--mlp-epochs", "--svm-max-iter", "--mi-units", "--y-dim", "--z-dim", "--splits",
-            "--fc-dim", "--image-size", "--critic-steps", "--cpc-rows", "--eval-images"}
+# Options not derived from a setting whose value must be positive: scales, sizes and counts that 0
+# makes meaningless (a setting declares its own range).
+POSITIVE = {"--lr", "--batch-size", "--num", "-n", "--splits"}
 # Float options that may be any finite number (the means of the generator's target distributions).
 ANY_SIGN = {"--mu-real", "--mu-fake"}
 

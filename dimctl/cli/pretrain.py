@@ -16,7 +16,7 @@ from dimctl.data.streaming import open_streaming_folder
 from dimctl.errors import UsageError
 from dimctl.methods import METHODS, WEIGHTS
 from dimctl.train.config import RESUMABLE, PretrainConfig
-from dimctl.train.loop import pretrain as run_pretrain
+from dimctl.train.pretrain import pretrain as run_pretrain
 
 RUN_FILES = ("config.json", "metrics.jsonl", "encoder.safetensors", "checkpoints")  # and every method's companions
 
@@ -50,16 +50,15 @@ def pretrain(
 
       accelerate launch -m dimctl pretrain --dataset cifar10 --out runs/c10
     """
-    if settings["method"] not in METHODS:
-        raise UsageError(f"--method {settings['method']!r} is not one of: {', '.join(METHODS)}")
-    method = METHODS[settings["method"]]
-    # the method resolves its weights, preset and estimator (methods/base.py ``resolve``)
-    objective = method.resolve(settings["preset"], settings["estimator"], {k: settings[k] for k in WEIGHTS})
-    # resolved: config.json and --resume's comparison hold what ran, not `auto`
-    config = PretrainConfig.of(**{**settings, **objective}).validate().resolved()
-    name = method.run_name(config.to_dict(), dataset_label(settings["dataset"]))
-    run_dir = out or Path("runs") / name
-    config = with_saved_settings(ctx, run_dir, config, resume).validate()
+    if out is None:  # named by the method, from what the flags resolve to
+        run_dir = Path("runs") / _method(settings).run_name({**settings, **_objective(settings)},
+                                                             dataset_label(settings["dataset"]))
+    else:
+        run_dir = out
+    settings = with_saved_settings(ctx, run_dir, settings, resume)
+    # Resolved once, here: config.json and --resume's comparison hold what runs (the method's
+    # weights, preset and estimator; the precision `auto` chose), and nothing downstream changes it.
+    config = PretrainConfig.of(**{**settings, **_objective(settings)}).validate().resolved()
     _prepare_run_dir(run_dir, config, resume, force)
 
     source = config.data
@@ -79,6 +78,17 @@ def pretrain(
         f"dimctl pretrain --out {run_dir} --resume", progress)
     if result.is_main_process:
         emit(str(result.encoder_path))
+
+
+def _method(settings: dict):
+    if settings["method"] not in METHODS:
+        raise UsageError(f"--method {settings['method']!r} is not one of: {', '.join(METHODS)}")
+    return METHODS[settings["method"]]
+
+
+def _objective(settings: dict) -> dict:
+    """The weights, preset and estimator the method resolves from the flags (methods/base.py ``resolve``)."""
+    return _method(settings).resolve(settings["preset"], settings["estimator"], {k: settings[k] for k in WEIGHTS})
 
 
 def _prepare_run_dir(run_dir: Path, config, resume: bool, force: bool) -> None:

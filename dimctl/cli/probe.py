@@ -8,34 +8,24 @@ import typer
 from dimctl.cli.options import split_list
 from dimctl.cli.output import emit, note, note_unverified
 from dimctl.cli.results import ResultsDirOpt, check_results_dir, result_line, save_results
+from dimctl.cli.settings_options import with_settings
 from dimctl.cli.stdin_frames import read_stdin_bytes
 from dimctl.errors import UsageError
 from dimctl.evaluate.probe_names import CLASSIFIER_NAMES
+from dimctl.evaluate.probe_settings import ProbeConfig
 
 # numpy, h5py (io/features.py) and torch (evaluate/probes.py) are imported when the command runs,
 # so that `dimctl probe --help` starts in milliseconds.
 
 
+@with_settings(ProbeConfig, after="as_json")  # every probe setting's option, default, help and range
 def probe(
     features: Annotated[list[str] | None, typer.Argument(help="HDF5 feature files from `dimctl extract`; none or - reads stdin. Another tool's HDF5 (train/test groups), .npz or a folder of VISSL's exported .npy files is read unverified.")] = None,
     layer: Annotated[str, typer.Option(help="Comma-separated layers to probe, or `all` (every layer in the file).")] = "all",
     classifier: Annotated[str, typer.Option(help=f"Comma-separated: {', '.join(CLASSIFIER_NAMES)}, or `all`.")] = "svm",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per (file, layer, classifier) on stdout.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the stochastic classifiers.")] = 0,
-    mlp_epochs: Annotated[int, typer.Option(help="Training epochs of the mlp probe.")] = 50,
-    mlp_lr: Annotated[float, typer.Option(help="Adam learning rate of the mlp probe (decayed ×0.1 at 50% and 75%).")] = 1e-3,
-    svm_c: Annotated[float, typer.Option(help="Regularisation C of the linear SVM.")] = 1.0,
-    svm_tol: Annotated[float, typer.Option(help="Tolerance of the ADMM linear SVM (relative gradient norm per class).")] = 1e-4,
-    svm_max_iter: Annotated[int, typer.Option(help="Iteration cap of the ADMM linear SVM.")] = 1000,
-    knn_k: Annotated[int, typer.Option(help="Neighbours of the knn probe (200 in the weighted protocol of SSL papers).")] = 10,
-    knn_weights: Annotated[str, typer.Option(help="knn votes: uniform (a majority vote) or distance (each neighbour "
-                                                  "weighted exp(cosine / --knn-temperature), the protocol of "
-                                                  "InstDisc, solo-learn and lightly; with --knn-k 200).")] = "uniform",
-    knn_temperature: Annotated[float, typer.Option(help="Temperature of the distance-weighted knn vote.")] = 0.07,
-    knn_bank: Annotated[int, typer.Option(help="Only the first N training samples as the knn bank (0: all). With "
-                                               "--knn-weights distance --knn-k 200 and N = pretrain's --eval-images "
-                                               "(10,000), the bank its online kNN uses.")] = 0,
     results_dir: ResultsDirOpt = None,
+    **settings,
 ):
     """Train classifiers on the train split's features and report test accuracy.
 
@@ -63,18 +53,14 @@ def probe(
     import numpy as np
 
     from dimctl import progress
-    from dimctl.evaluate.knn import WEIGHTS
-    from dimctl.evaluate.probes import CLASSIFIERS, ProbeConfig, probe_attribute_results, probe_result
+    from dimctl.evaluate.probes import CLASSIFIERS, probe_attribute_results, probe_result
     from dimctl.io.feature_reader import read_features, require_classes, require_rows
 
-    if knn_weights not in WEIGHTS:
-        raise UsageError(f"--knn-weights must be one of {', '.join(WEIGHTS)}, not {knn_weights!r}")
-    if knn_k < 1 or not knn_temperature > 0:
-        raise UsageError("--knn-k must be at least 1 and --knn-temperature positive")
+    try:
+        config = ProbeConfig(**settings).validate()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     classifiers = list(CLASSIFIERS) if classifier == "all" else split_list(classifier, list(CLASSIFIERS), "--classifier")
-    config = ProbeConfig(seed=seed, svm_c=svm_c, svm_tol=svm_tol, svm_max_iter=svm_max_iter, knn_k=knn_k,
-                         knn_weights=knn_weights, knn_temperature=knn_temperature, mlp_epochs=mlp_epochs, mlp_lr=mlp_lr,
-                         knn_bank=knn_bank)
     check_results_dir(results_dir)
     sources = features or ["-"]
     if sources.count("-") > 1:

@@ -15,7 +15,6 @@ from dimctl.cli.output import note
 from dimctl.errors import Interrupted, UsageError
 from dimctl.io.atomic import check_folder_or_absent
 from dimctl.io.run_lock import lock_run_dir
-from dimctl.settings import flatten, updated
 from dimctl.train import checkpoint
 from dimctl.train.distributed import check_launch
 
@@ -51,22 +50,23 @@ def prepare_run_dir(run_dir: Path, config: dict, resume: bool, force: bool, run_
                              f"use the run's settings or a new --out")
 
 
-def with_saved_settings(ctx: typer.Context, run_dir: Path, config, resume: bool):
-    """Under --resume, every setting left at its default on the command line (not given there, in
-    a --config file or the environment) takes the run's saved value (the newest checkpoint's
-    record, else config.json), so ``--resume`` alone continues a run and ``--resume --epochs N``
-    extends it; a setting given explicitly stays as given (and ``prepare_run_dir`` refuses it by
-    name if it cannot change). A setting's command-line parameter has the setting's name
-    (config.json's flat view)."""
+def with_saved_settings(ctx: typer.Context, run_dir: Path, settings: dict, resume: bool) -> dict:
+    """The command's settings (by name, as its options gave them) before anything resolves them:
+    under --resume, every one left at its default on the command line (not given there, in a
+    --config file or the environment) takes the run's saved value (the newest checkpoint's record,
+    else config.json), so ``--resume`` alone continues a run and ``--resume --epochs N`` extends
+    it; one given explicitly stays as given (and ``prepare_run_dir`` refuses it by name if it
+    cannot change). The saved values are resolved ones, and resolving them again changes nothing,
+    so the command then resolves its config once. A setting's command-line parameter has the
+    setting's name (config.json's flat view)."""
     record = checkpoint.saved_record(run_dir) if resume else None
     if record is None:  # nothing readable: prepare_run_dir and the checkpoint loader report what is wrong
-        return config
+        return settings
     saved = record["config"]
     # By name: typer may carry its own copy of click, whose ParameterSource is another enum.
     defaulted = {name for name in ctx.params
                  if getattr(ctx.get_parameter_source(name), "name", None) == "DEFAULT"}
-    updates = {name: saved[name] for name in flatten(config) if name in saved and name in defaulted}
-    return updated(config, **updates)
+    return {**settings, **{name: saved[name] for name in settings if name in saved and name in defaulted}}
 
 
 class StopRequest:

@@ -11,24 +11,44 @@ from typing import Annotated
 
 import typer
 
-from dimctl.settings import declared, panel_of
+from dimctl.settings import declared, panel_of, range_problem
 
 
 def setting_parameters(config_class) -> list[inspect.Parameter]:
     """One keyword option per setting with ``cli`` set; an ``unset`` setting defaults to None (not given)."""
     params = []
     for f in declared(config_class):
-        meta = f.metadata
-        if not meta.get("cli", True):
+        if not f.metadata.get("cli", True):
             continue
-        annotation, default = f.type, f.default
-        if meta["unset"]:
-            annotation, default = annotation | None, None
-        option = typer.Option(*meta["flags"], help=meta["help"], show_default=not meta["unset"],
-                              rich_help_panel=panel_of(config_class, f))
-        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                        annotation=Annotated[annotation, option]))
+        annotation, default = _option(config_class, f)
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
     return params
+
+
+def setting_option(config_class, name: str):
+    """The option of one setting, as an ``Annotated`` type for a command's own parameter (its default
+    is the setting's: ``param: setting_option(C, "name") = C.name``)."""
+    return _option(config_class, next(f for f in declared(config_class) if f.name == name))[0]
+
+
+def _option(config_class, f):
+    meta = f.metadata
+    annotation, default = f.type, f.default
+    if meta["unset"]:
+        annotation, default = annotation | None, None
+    option = typer.Option(*meta["flags"], help=meta["help"], show_default=not meta["unset"],
+                          rich_help_panel=panel_of(config_class, f), callback=_range_check(f))
+    return Annotated[annotation, option], default
+
+
+def _range_check(f):
+    """The setting's declared range, checked as its option is parsed: exit 2 naming the flag."""
+    def check(value):
+        problem = range_problem(f, value)
+        if problem:
+            raise typer.BadParameter(f"{value:g} {problem}")
+        return value
+    return check
 
 
 def with_settings(config_class, after: str):

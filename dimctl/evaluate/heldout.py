@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from dimctl.errors import UsageError
+from dimctl.settings import setting
 
 CURVE_EVERY = 100  # steps between the training curve's points (and on_step calls)
 
@@ -39,8 +40,12 @@ class EarlyStopping:
     """Fit against a validation split: a ``fraction`` of the training pairs is held out, the bound on
     it is measured every CURVE_EVERY steps, the best critic is kept, and training stops after
     ``patience`` measurements without a gain (the maximum steps being only a ceiling)."""
-    fraction: float = 0.2
-    patience: int = 5
+    PANEL = "Early stopping"  # the --help heading of the settings declared here
+
+    fraction: float = setting(0.2, "Fraction of the training pairs held out to decide when to stop and which "
+                                   "critic to keep (between 0 and 1).", flags=("--validation",), positive=True)
+    patience: int = setting(5, "Validation checks (every 100 steps) without a gain before training stops.",
+                            positive=True)
 
 
 @dataclass

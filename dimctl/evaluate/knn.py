@@ -15,8 +15,8 @@ import torch
 from torch.nn import functional as F
 
 from dimctl import progress
+from dimctl.evaluate.probe_settings import KNN_WEIGHTS as WEIGHTS  # declared with the probe settings
 
-WEIGHTS = ("distance", "uniform")
 PAPER_K, PAPER_TEMPERATURE = 200, 0.07  # the weighted protocol's usual settings
 
 

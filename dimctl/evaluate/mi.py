@@ -30,23 +30,41 @@ from dimctl.evaluate.heldout import (EarlyStopping, batch_mean, batch_size_for, 
 from dimctl.evaluate.ksg import ksg
 from dimctl.evaluate.marginals import MARGINALS, prepare
 from dimctl.objectives.bounds import ESTIMATORS, DVMovingAverage, dv
+from dimctl.settings import invalid_choice, out_of_range, setting
 
 MI_ESTIMATORS = (*ESTIMATORS, "ksg")  # the critic bounds, and Kraskov et al.'s k-nearest-neighbour estimator
 
 
 @dataclass(frozen=True)
 class MIConfig:
-    estimator: str = "smile"
-    steps: int = 2000  # the ceiling: training stops earlier once the validation bound stops rising
-    batch_size: int = 128
-    lr: float = 5e-4
-    hidden: int = 256
-    embedding: int = 64
-    ema_rate: float = 0.01
-    seed: int = 0
-    marginals: str = "rank"
-    early_stopping: EarlyStopping = EarlyStopping()
-    neighbours: int = 3  # KSG's k
+    """Settings of an MI estimate, each with its option's help (`dimctl mi`'s options are derived from these)."""
+
+    estimator: str = setting("smile", f"Bound: {', '.join(MI_ESTIMATORS)} (ksg: k-nearest neighbours, no critic; "
+                                      f"for up to ~10 dimensions).", choices=MI_ESTIMATORS)
+    marginals: str = setting("rank", "What the critic sees of each coordinate: rank (normal scores of its ranks: heavy "
+                                     "tails and odd marginals tamed) or standard (centred and scaled). MI is the same "
+                                     "under either.", choices=tuple(MARGINALS))
+    # the ceiling: training stops earlier once the validation bound stops rising
+    steps: int = setting(2000, "Most critic training steps; training stops earlier when the validation estimate "
+                               "stops rising.", positive=True)
+    batch_size: int = setting(128, "Pairs per step; infoNCE cannot exceed log(batch size).", minimum=2)
+    lr: float = setting(5e-4, "Adam learning rate of the critic.", positive=True)
+    early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
+    seed: int = setting(0, "Seed of the critic and the batches.")
+    hidden: int = setting(256, "Hidden units of the critic's two MLPs.", cli=False, positive=True)
+    embedding: int = setting(64, "Size of the critic's embeddings.", cli=False, positive=True)
+    ema_rate: float = setting(0.01, "dv: rate of MINE's moving average.", cli=False, positive=True)
+    neighbours: int = setting(3, "ksg: the k of the k nearest neighbours.", cli=False, positive=True)
+
+    def validate(self) -> "MIConfig":
+        """Every declared range and choice, and the held-out fraction below 1; a ValueError names the option."""
+        problem = out_of_range(self) or invalid_choice(self)
+        if problem is None and not self.early_stopping.fraction < 1:
+            fraction = self.early_stopping.fraction
+            problem = f"--validation is a fraction of the training pairs, between 0 and 1, not {fraction:g}"
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 @dataclass

@@ -34,26 +34,11 @@ import torch
 from torch import nn
 
 from dimctl import progress
+from dimctl.evaluate.probe_settings import ProbeConfig
 from dimctl.models.classifier import paper_classifier
 
 # scikit-learn is imported inside the functions that use it: it costs about a second at start-up,
 # which every other dimctl command would pay for nothing.
-
-
-@dataclass(frozen=True)
-class ProbeConfig:
-    seed: int = 0
-    svm_c: float = 1.0
-    svm_exact_max: int = 20_000   # libsvm's SVC up to this many training samples, ADMM above
-    svm_tol: float = 1e-4         # ADMM: relative gradient norm per class (evaluate/linear_svm.py)
-    svm_max_iter: int = 1000
-    knn_k: int = 10
-    knn_weights: str = "uniform"  # or "distance": votes weighted exp(cosine / knn_temperature) (evaluate/knn.py)
-    knn_temperature: float = 0.07
-    knn_bank: int = 0             # the first N training samples as the knn bank, as online evaluation's; 0: all
-    mlp_epochs: int = 50
-    mlp_lr: float = 1e-3
-    mlp_batch_size: int = 128
 
 
 def _standardise(train_x: np.ndarray, test_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

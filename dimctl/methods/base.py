@@ -23,7 +23,7 @@ checkpoint cover them all. It provides:
   ``decoder``, BiGAN's ``generator``).
 
 An adversary, when the method has one, is a separate discriminator network trained against the
-method in the same backward pass (train/loop.py ``step_losses``): by default prior matching of Y
+method in the same backward pass (train/pretrain.py ``step_losses``): by default prior matching of Y
 (DIM's γ term, AAE), or BiGAN's joint discriminator of (image, code) pairs.
 """
 
@@ -90,11 +90,12 @@ class Method(ABC):
 
     def resolve_weights(self, preset: str | None, given: dict[str, float | None]) -> dict[str, float]:
         """α, β, γ of a run: those it uses, as given or their defaults; 0 for the rest. A weight it
-        does not use, or a preset, is refused rather than silently ignored."""
+        does not use, or a preset, is refused rather than silently ignored; a weight it does not use
+        given as 0 is what it is (a resumed run hands its recorded weights back)."""
         if preset is not None:
             raise UsageError(f"--preset is a DIM option; --method {self.name} does not use it")
         for key, value in given.items():
-            if value is not None and key not in self.weights:
+            if value and key not in self.weights:
                 uses = ", ".join(f"--{k}" for k in self.weights) or "none"
                 raise UsageError(f"--{key} does not apply to --method {self.name} (its weights: {uses})")
         return {k: given.get(k) if given.get(k) is not None else self.weights.get(k, 0.0) for k in WEIGHTS}

@@ -72,10 +72,13 @@ class DIM(Method):
         return {k: given[k] if given.get(k) is not None else weights[k] for k in WEIGHTS}
 
     def resolve(self, preset, estimator, given):
-        """A run records its preset only when no weight was given: with one, its weights are its own."""
-        explicit = any(value is not None for value in given.values())
-        return {**self.resolve_weights(preset, given), "preset": None if explicit else (preset or "dim-l"),
-                "estimator": estimator or self.default_estimator}
+        """A run records its preset when it was named or no weight was given, and the weights are
+        still the preset's; with a weight of its own it records none (its weights say what it is).
+        So a resumed run's saved preset and weights resolve to themselves."""
+        weights, chosen = self.resolve_weights(preset, given), preset or "dim-l"
+        named = preset is not None or all(value is None for value in given.values())
+        keeps = named and all(weights[k] == PRESETS[chosen][k] for k in WEIGHTS)
+        return {**weights, "preset": chosen if keeps else None, "estimator": estimator or self.default_estimator}
 
     def run_name(self, settings, dataset_label):
         return f"{settings.get('preset') or 'custom'}-{settings.get('estimator')}-{dataset_label}"

@@ -34,14 +34,15 @@ class DIMConfig:
 
     PANEL = "DIM family"  # the --help heading of these settings
 
-    alpha: float = setting(0.0, "Global MI weight (overrides the preset).", unset=True)
+    alpha: float = setting(0.0, "Global MI weight (overrides the preset).", unset=True, minimum=0)
     beta: float = setting(1.0, "Local MI weight (overrides the preset); with --method beta-vae, the KL weight.",
-                          unset=True)
+                          unset=True, minimum=0)
     gamma: float = setting(0.1, "Prior-matching weight (overrides the preset); with --method aae, the weight of "
-                                "matching Y to N(0, I).", unset=True)
+                                "matching Y to N(0, I).", unset=True, minimum=0)
     estimator: str = setting("jsd", f"MI estimator: {', '.join(ESTIMATORS)}. Default jsd (cpc: infonce, as in the "
                                     f"paper's Table 3).", unset=True, choices=tuple(ESTIMATORS))
-    mi_units: int = setting(2048, "Width of the MI heads' embeddings (paper: 2048; smaller is much faster on CPU).")
+    mi_units: int = setting(2048, "Width of the MI heads' embeddings (paper: 2048; smaller is much faster on CPU).",
+                            positive=True)
     local_critic: str = setting("dot", "Local MI critic: dot (encode-and-dot-product, every pair in the batch) or "
                                        "concat (Y tiled and concatenated to the local map, 1×1 convs 512-512-1; one "
                                        "shuffled negative image, as in the paper).", choices=LOCAL_CRITICS)
@@ -50,10 +51,11 @@ class DIMConfig:
                             flags=("--occlude",))
     coord: str = setting("none", "Coordinate prediction from local + global features: none, abs (where a local "
                                  "feature is), rel (offset between two), both.")
-    coord_abs_weight: float = setting(1.0, "Weight of the absolute-coordinate cross-entropy.")
-    coord_rel_weight: float = setting(1.0, "Weight of the relative-coordinate cross-entropy.")
+    coord_abs_weight: float = setting(1.0, "Weight of the absolute-coordinate cross-entropy.", minimum=0)
+    coord_rel_weight: float = setting(1.0, "Weight of the relative-coordinate cross-entropy.", minimum=0)
     globals: int = setting(0, "Extra less-global features, each summarising a random block of the local map, scored "
-                              "by the same local estimator (paper Table 3; best with the folded encoders).")
+                              "by the same local estimator (paper Table 3; best with the folded encoders).",
+                           minimum=0)
     # Where dimctl departs from the authors' code, a switch to their choice (the default is dimctl's).
     score_scale: str = setting("sqrt", "Divide the dot-product critics' scores by sqrt(--mi-units) (sqrt, an AMDIM "
                                        "practice: LayerNorm'd embeddings' raw products grow like sqrt(units) and "

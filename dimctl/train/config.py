@@ -16,7 +16,7 @@ from dimctl.models.encoders import ENCODERS, INPUT_SIZES
 from dimctl.objectives.dim import DIM_ONLY_OPTIONS, PRESETS, DIMConfig
 from dimctl.objectives.prior import PENALTY_ON
 from dimctl.precision import PRECISIONS, resolve_precision
-from dimctl.settings import SHARED_HELP, declared, flatten, invalid_choice, setting, updated
+from dimctl.settings import SHARED_HELP, declared, flatten, invalid_choice, out_of_range, setting, updated
 from dimctl.train.guard import NAN_POLICIES
 from dimctl.train.trackers import TRACKERS, check_tracker
 
@@ -52,14 +52,15 @@ class DataSource:
 @dataclass(frozen=True)
 class DataSettings(DataSource):
     image_size: int | None = setting(None, "Load images at this size (default: the --arch's input size). Only with "
-                                           "--crop-size may it differ from that.")
+                                           "--crop-size may it differ from that.", positive=True)
     crop_size: int = setting(0, "Random crop-size × crop-size windows of the loaded images feed the encoder (STL-10 "
                                 "as in the paper: --image-size 96 --crop-size 64 --hflip). 0: off.")
-    crop_padding: int = setting(0, "Random-crop augmentation padding in pixels (0: off, as in the paper for CIFAR).")
+    crop_padding: int = setting(0, "Random-crop augmentation padding in pixels (0: off, as in the paper for CIFAR).",
+                                minimum=0)
     hflip: bool = setting(False, "Random horizontal flips.", flags=("--hflip/--no-hflip",))
     stream: bool = setting(False, "--dataset folder and hf:DIR only: decode images batch by batch in worker processes instead of "
                                   "loading the folder into memory (for folders larger than RAM).", flags=("--stream",))
-    workers: int = setting(4, "Decoding worker processes with --stream.", resumable=True)
+    workers: int = setting(4, "Decoding worker processes with --stream.", resumable=True, minimum=0)
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,11 @@ class EncoderSettings:
     PANEL = "Encoder"  # the --help heading of the settings declared here
 
     arch: str = setting("dcgan", ARCH_HELP)
-    width: float = setting(1.0, "Multiply the encoder's conv channels (1: the paper's; e.g. 0.25 for quick CPU runs).")
+    width: float = setting(1.0, "Multiply the encoder's conv channels (1: the paper's; e.g. 0.25 for quick CPU runs).",
+                           positive=True)
     fc_dim: int | None = setting(None, "Width of the encoder's fully connected layers (default: the paper's, 1024 or "
-                                       "4096 for AlexNet).")
-    y_dim: int = setting(64, "Size of the representation Y.")
+                                       "4096 for AlexNet).", positive=True)
+    y_dim: int = setting(64, "Size of the representation Y.", positive=True)
     stem: str = setting("imagenet", "torchvision ResNets only: cifar swaps the ImageNet stem (7×7/2 conv, max-pool) "
                                     "for a 3×3/1 conv and no pool, as solo-learn does for 32-px images.",
                         choices=STEMS)
@@ -91,7 +93,8 @@ class ObjectiveSettings(DIMConfig):
 
     method: str = setting("dim", METHOD_HELP)  # dim, or a comparison method of the paper (dimctl/methods/)
     preset: str | None = setting("dim-l", PRESET_HELP, unset=True, choices=tuple(PRESETS))
-    cpc_rows: int = setting(3, "--method cpc: predict 1 to this many rows ahead, one network per offset.")
+    cpc_rows: int = setting(3, "--method cpc: predict 1 to this many rows ahead, one network per offset.",
+                            positive=True)
     prior_gradient_penalty: float = setting(1.0, "Gradient-penalty weight of the prior discriminator.", cli=False)
     prior_penalty_on: str = setting("prior", "Where the prior discriminator's gradient penalty is taken: on prior "
                                              "samples (prior) or averaged over prior and encoded samples (both, as the "
@@ -103,7 +106,7 @@ class OptimiserSettings:
     PANEL = "Optimisation"  # the --help heading of the settings declared here
 
     batch_size: int = setting(64, "Images per step per process; negatives come from the batch.")
-    lr: float = setting(1e-4, "Adam learning rate (encoder, heads and prior discriminator).")
+    lr: float = setting(1e-4, "Adam learning rate (encoder, heads and prior discriminator).", positive=True)
     adam_beta1: float = setting(0.5, "Adam's β1 (the authors' code: 0.5).", cli=False)
     adam_beta2: float = setting(0.999, "Adam's β2.", cli=False)
 
@@ -112,28 +115,56 @@ EVAL_LAYERS = ("y", "fc", "conv", "local")  # every encoder's taps (models/encod
 
 
 @dataclass(frozen=True)
-class RunSettings:
+class Bookkeeping:
+    """What every training command (pretrain, generate train, finetune) keeps of a run beside its
+    weights, declared once: checkpoints, the NaN policy, experiment trackers, and the CPU switch.
+    None changes what a run learns, so ``--resume`` may change each."""
+
+    PANEL = "Checkpoints and logging"  # the --help heading of the settings declared here
+
+    checkpoint_every: int = setting(500, "Save resume state every N steps (0: only at the end).", resumable=True,
+                                    minimum=0)
+    keep_checkpoints: int = setting(3, "Keep the newest K checkpoints.", resumable=True, minimum=0)
+    nan_policy: str = setting("stop", "A NaN/inf loss or gradient: `stop` (before the bad update; the last checkpoint "
+                                      "stays good) or `skip` the step.", resumable=True, choices=NAN_POLICIES)
+    log_with: str = setting("none", "Also log every metrics.jsonl value and the learning rate to an experiment "
+                                    "tracker: csv (RUN/metrics.csv), tensorboard (RUN/<run>/, pip install "
+                                    "'dimctl[tensorboard]'), wandb or mlflow (their own packages); none.",
+                            resumable=True, choices=TRACKERS)
+    cpu: bool = setting(False, "Train on the CPU even when a GPU is present.", flags=("--cpu",), resumable=True,
+                        panel="Devices")
+
+    def check_declared(self) -> None:
+        """Every declared range and choice of this config (a subclass: all of its settings), and that an optional tracker's package is there, before anything is written."""
+        problem = out_of_range(self) or invalid_choice(self)
+        if problem:
+            raise UsageError(problem)
+        check_tracker(self.log_with)
+
+
+@dataclass(frozen=True)
+class _PretrainRun:
+    """The run settings of pretraining's own; ``RunSettings`` adds the shared ``Bookkeeping``
+    after them (a dataclass lists a base's fields first: this order keeps --epochs at the top of
+    its --help panel, the bookkeeping below)."""
+
     PANEL = "Run"  # the --help heading of the settings declared here
 
     epochs: int = setting(10, "Passes over the training split (0 publishes the initial, random encoder).",
-                          resumable=True)
+                          resumable=True, minimum=0)
     max_steps: int = setting(0, "Stop after this many steps, even inside an epoch (0: every step of --epochs). "
-                                "For budgets in steps or wall time: a run equal in time to another's.", resumable=True)
+                                "For budgets in steps or wall time: a run equal in time to another's.", resumable=True,
+                             minimum=0)
     seed: int = setting(0, "Seed for initialisation, data order and augmentation.")
-    checkpoint_every: int = setting(500, SHARED_HELP["checkpoint_every"], resumable=True)
-    keep_checkpoints: int = setting(3, SHARED_HELP["keep_checkpoints"], resumable=True)
-    log_every: int = setting(10, SHARED_HELP["log_every"], resumable=True)
-    nan_policy: str = setting("stop", SHARED_HELP["nan_policy"], resumable=True, choices=NAN_POLICIES)
-    log_with: str = setting("none", SHARED_HELP["log_with"], resumable=True, choices=TRACKERS)
+    log_every: int = setting(10, SHARED_HELP["log_every"], resumable=True, minimum=0)
     eval_every: int = setting(0, "Every N steps and at the end, score the frozen encoder by weighted kNN (cosine, "
                                  "k=200, T=0.07, the online accuracy of SSL papers): the first --eval-images "
                                  "training images are the bank, the test split's the queries; logged as knn_LAYER "
-                                 "in metrics.jsonl (0: off).", resumable=True, panel="Online evaluation")
+                                 "in metrics.jsonl (0: off).", resumable=True, panel="Online evaluation", minimum=0)
     eval_layers: str = setting("y", "Layers the online kNN scores, comma-separated (y, fc, conv).", resumable=True,
                                panel="Online evaluation")
     eval_images: int = setting(10_000, "At most this many images of each split for the online kNN.", resumable=True,
-                               panel="Online evaluation")
-    cpu: bool = setting(False, SHARED_HELP["cpu"], flags=("--cpu",), resumable=True, panel="Devices")
+                               panel="Online evaluation", positive=True)
     # auto is resolved before the run starts (dimctl/precision.py)
     precision: str = setting("auto", PRECISION_HELP, choices=PRECISIONS, panel="Devices")
     channels_last: bool = setting(False, "Channels-last memory format for the convolutions (faster on most CPUs and "
@@ -148,6 +179,11 @@ class RunSettings:
                                   flags=("--deterministic",), resumable=True, panel="Devices")
     sync_bn: bool = setting(False, "With several GPU processes: BatchNorm statistics over the global batch "
                                    "(SyncBatchNorm).", flags=("--sync-bn",), panel="Devices")
+
+
+@dataclass(frozen=True)
+class RunSettings(Bookkeeping, _PretrainRun):
+    """How long pretraining runs, on what, and what it keeps beside its weights."""
 
 
 @dataclass(frozen=True)
@@ -209,30 +245,20 @@ class PretrainConfig:
         wrong_choice = invalid_choice(self)  # every setting declared with choices: estimator, critic, coord, …
         if wrong_choice:
             raise UsageError(wrong_choice)
-        if min(objective.alpha, objective.beta, objective.gamma) < 0:
-            raise UsageError("--alpha, --beta and --gamma must be ≥ 0")
-        flat = self.to_dict()
-        for name in ("epochs", "max_steps", "checkpoint_every", "log_every", "keep_checkpoints", "crop_padding",
-                     "workers", "eval_every"):
-            if flat[name] < 0:
-                raise UsageError(f"--{name.replace('_', '-')} must be ≥ 0")
+        out_of_place = out_of_range(self)  # every setting declared with a range: weights, counts, sizes, rates
+        if out_of_place:
+            raise UsageError(out_of_place)
         if self.optimiser.batch_size < 2:
             raise UsageError("--batch-size must be at least 2: negatives come from the other images in the batch")
-        check_tracker(run.log_with)  # an optional tracker's package is there, before anything is written
+        self.run.check_declared()
         if run.eval_every and data.stream:
             raise UsageError("--eval-every needs the images in memory; it does not work with --stream")
-        if run.eval_every and run.eval_images < 1:
-            raise UsageError("--eval-images must be at least 1")
         wrong_layers = [name for name in run.eval_layers.split(",") if name not in EVAL_LAYERS]
         if run.eval_every and wrong_layers:
             raise UsageError(f"--eval-layers {wrong_layers[0]!r} is not one of: {', '.join(EVAL_LAYERS)}")
         if data.stream and data.dataset != "folder" and not data.dataset.startswith("hf:"):
             raise UsageError(f"--stream reads image folders (--dataset folder) and hf:DIR; {data.dataset} loads into memory")
-        if min(objective.coord_abs_weight, objective.coord_rel_weight) < 0 or objective.globals < 0:
-            raise UsageError("--coord-abs-weight, --coord-rel-weight and --globals must be ≥ 0")
         self._validate_encoder()
-        if self.optimiser.lr <= 0 or objective.mi_units < 1 or self.encoder.y_dim < 1:
-            raise UsageError("--lr, --mi-units and --y-dim must be positive")
         self._validate_method()
         return self
 

@@ -1,6 +1,6 @@
 """The training engine: what every dimctl training loop shares, written once.
 
-    dimctl pretrain --dataset digits --preset dim-l --out runs/dim-l          # train/loop.py's DIMTrainer
+    dimctl pretrain --dataset digits --preset dim-l --out runs/dim-l          # train/pretrain.py's PretrainTrainer
     dimctl generate train --dataset digits --method ie --out runs/gen-ie      # train/generate.py's GeneratorTrainer
     dimctl finetune runs/dim-l/encoder.safetensors --out runs/ft             # train/finetune.py's FinetuneTrainer
 

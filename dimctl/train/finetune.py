@@ -32,50 +32,43 @@ from dimctl.data.transforms import augment, normalise
 from dimctl.errors import UsageError
 from dimctl.models.classifier import PAPER_DROPOUT, PAPER_HIDDEN, paper_classifier
 from dimctl.models.encoders import Encoder
-from dimctl.settings import SHARED_HELP, declared, setting
+from dimctl.settings import declared, setting
 from dimctl.train.distributed import accelerator_cpu
 from dimctl.train.engine import Progress, Schedule, Trainer, train, unwrap
-from dimctl.train.guard import NAN_POLICIES, checked_update, grad_norm
-from dimctl.train.trackers import TRACKERS, check_tracker, tracker_arguments
+from dimctl.train.config import Bookkeeping
+from dimctl.train.guard import checked_update, grad_norm
+from dimctl.train.trackers import tracker_arguments
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(Bookkeeping):
     """Settings of `dimctl finetune`, each with its option's help (the command's options are derived from these)."""
 
     labels_fraction: float = setting(0.1, "Fraction of the training labels to learn from, drawn per class (seeded), "
                                           "in (0, 1].")
-    epochs: int = setting(20, "Passes over the labelled subset.", resumable=True)
-    lr: float = setting(1e-4, "Adam learning rate of the encoder and the classifier.")  # the authors': Adam, 1e-4
+    epochs: int = setting(20, "Passes over the labelled subset.", resumable=True, minimum=1)
+    lr: float = setting(1e-4, "Adam learning rate of the encoder and the classifier.",
+                        positive=True)  # the authors': Adam, 1e-4
     batch_size: int = setting(64, "Labelled images per step per process (at least 2, for BatchNorm).")
     seed: int = setting(0, "Seed for the labelled subset, the classifier's initialisation and the data order.")
-    hidden: int = setting(PAPER_HIDDEN, "Hidden units of the classifier.", cli=False)  # models/classifier.py
+    hidden: int = setting(PAPER_HIDDEN, "Hidden units of the classifier.", cli=False, positive=True)  # models/classifier.py
     dropout: float = setting(PAPER_DROPOUT, "Dropout of the classifier.", cli=False)
-    crop_padding: int = setting(0, "Random-crop augmentation padding in pixels (0: off).")
+    crop_padding: int = setting(0, "Random-crop augmentation padding in pixels (0: off).", minimum=0)
     hflip: bool = setting(False, "Random horizontal flips.", flags=("--hflip/--no-hflip",))
-    checkpoint_every: int = setting(500, SHARED_HELP["checkpoint_every"], resumable=True)
-    keep_checkpoints: int = setting(3, SHARED_HELP["keep_checkpoints"], resumable=True)
-    nan_policy: str = setting("stop", SHARED_HELP["nan_policy"], resumable=True)
-    log_with: str = setting("none", SHARED_HELP["log_with"], resumable=True, choices=TRACKERS)
     # the encoder it starts from, so --resume refuses another (the command sets it)
     encoder_sha256: str | None = setting(None, "sha256 of the encoder fine-tuned.", cli=False)
-    cpu: bool = setting(False, SHARED_HELP["cpu"], flags=("--cpu",), resumable=True)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def validate(self) -> "FinetuneConfig":
+        self.check_declared()  # every setting's declared range and choice
         if not 0 < self.labels_fraction <= 1:
             raise UsageError(f"--labels-fraction must be in (0, 1], not {self.labels_fraction}")
-        if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.hidden < 1 or self.crop_padding < 0:
-            raise UsageError("--epochs must be ≥ 1, --batch-size ≥ 2 (BatchNorm), --lr positive")
+        if self.batch_size < 2:
+            raise UsageError("--batch-size must be at least 2 (BatchNorm needs two images)")
         if not 0 <= self.dropout < 1:
             raise UsageError("dropout must be in [0, 1)")
-        if self.checkpoint_every < 0 or self.keep_checkpoints < 0:
-            raise UsageError("--checkpoint-every and --keep-checkpoints must be ≥ 0")
-        if self.nan_policy not in NAN_POLICIES:
-            raise UsageError(f"--nan-policy must be one of {', '.join(NAN_POLICIES)}, not {self.nan_policy!r}")
-        check_tracker(self.log_with)  # an optional tracker's package is there, before anything is written
         return self
 
 

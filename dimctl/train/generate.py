@@ -37,12 +37,12 @@ from dimctl.io.images import save_grid
 from dimctl.models.generators import DEFAULT_Z_DIM, IMAGE_SIZES, CriticConfig, GeneratorConfig, build_generator
 from dimctl.models.size import check_training_fits, meta_activations, meta_values, training_bytes
 from dimctl.objectives.generative import DEFAULT_CRITIC_STEPS, DEFAULT_PENALTY, GENERATOR_METHODS, build_objective
-from dimctl.settings import SHARED_HELP, declared, invalid_choice, setting
-from dimctl.train.config import DataSource
+from dimctl.settings import SHARED_HELP, declared, setting
+from dimctl.train.config import Bookkeeping, DataSource
 from dimctl.train.distributed import accelerator_cpu
 from dimctl.train.engine import Progress, Schedule, Trainer, global_batch_of, train, unwrap
-from dimctl.train.guard import NAN_POLICIES, checked_update, grad_norm
-from dimctl.train.trackers import TRACKERS, check_tracker, tracker_arguments
+from dimctl.train.guard import checked_update, grad_norm
+from dimctl.train.trackers import tracker_arguments
 
 GRID_SIDE = 8  # training grids are 8 × 8 samples of one fixed noise batch
 BN_REFRESH_BATCHES = 20  # fresh noise batches that recompute the published generator's BN statistics
@@ -54,40 +54,38 @@ METHOD_HELP = ("ie: the paper's implicit prior matching (an encoder pushed to N(
 
 
 @dataclass(frozen=True)
-class GenerateConfig(DataSource):
+class GenerateConfig(Bookkeeping, DataSource):
     """Settings of `dimctl generate train`, each with its option's help (the command's options are derived from these)."""
 
     method: str = setting("ie", METHOD_HELP)
-    image_size: int = setting(32, "32 or 64: Gulrajani et al.'s 32×32 or 64×64 ResNet; images load at this size.")
-    z_dim: int = setting(DEFAULT_Z_DIM, "Size of the generator's input noise z ~ N(0, I).")
+    image_size: int = setting(32, "32 or 64: Gulrajani et al.'s 32×32 or 64×64 ResNet; images load at this size.",
+                              positive=True)
+    z_dim: int = setting(DEFAULT_Z_DIM, "Size of the generator's input noise z ~ N(0, I).", positive=True)
     width: int | None = setting(None, "Channels of generator and critic (default Gulrajani et al.'s: 128 at 32×32, 64 "
-                                      "at 64×64; 16–32 for quick CPU runs).")
-    steps: int = setting(2000, "Generator updates (each after --critic-steps critic updates).", resumable=True)
+                                      "at 64×64; 16–32 for quick CPU runs).", positive=True)
+    steps: int = setting(2000, "Generator updates (each after --critic-steps critic updates).", resumable=True,
+                         minimum=0)
     batch_size: int = setting(64, "Real and generated images per update, per process.")
-    critic_steps: int | None = setting(None, f"Critic updates per generator update (default: {DEFAULT_CRITIC_STEPS}).")
-    lr: float = setting(2e-4, "Adam learning rate of every network (betas 0, 0.9, as Gulrajani et al.).")
+    critic_steps: int | None = setting(None, f"Critic updates per generator update (default: {DEFAULT_CRITIC_STEPS}).",
+                                       positive=True)
+    lr: float = setting(2e-4, "Adam learning rate of every network (betas 0, 0.9, as Gulrajani et al.).", positive=True)
     # Gulrajani et al.'s Adam, for every method ("identical training procedures")
     adam_beta1: float = setting(0.0, "Adam's β1.", cli=False)
     adam_beta2: float = setting(0.9, "Adam's β2.", cli=False)
     penalty: float | None = setting(None, f"Contractive penalty (ie, nsgan-cp) or gradient penalty λ (wgan-gp) "
-                                          f"(default: {DEFAULT_PENALTY}).")
+                                          f"(default: {DEFAULT_PENALTY}).", minimum=0)
     mu_real: float = setting(0.0, "ie: the encoder's target mean for real images.")
     mu_fake: float = setting(1.0, "ie: its target mean for generated images (unit variances; the gap sets how much "
                                   "the modes overlap).")
-    clip_norm: float = setting(1.0, "ie: gradient-norm clipping of the two 1-D discriminators.")
+    clip_norm: float = setting(1.0, "ie: gradient-norm clipping of the two 1-D discriminators.", positive=True)
     prior_critic_lr: float = setting(5e-3, "ie: Adam learning rate of the two 1-D discriminators (they must keep up "
-                                           "with the encoder).")
+                                           "with the encoder).", positive=True)
     prior_critic_penalty: float = setting(1.0, "ie: contractive penalty on the two 1-D discriminators (the authors' "
-                                               "code penalises them too).")
+                                               "code penalises them too).", minimum=0)
     seed: int = setting(0, "Seed for initialisation, data order and noise.")
     sample_every: int = setting(500, "Write RUN/samples/step_N.png (8×8, fixed noise) every N steps (0: only "
-                                     "RUN/samples.png at the end).", resumable=True)
-    checkpoint_every: int = setting(500, SHARED_HELP["checkpoint_every"], resumable=True)
-    keep_checkpoints: int = setting(3, SHARED_HELP["keep_checkpoints"], resumable=True)
-    log_every: int = setting(10, SHARED_HELP["log_every"], resumable=True)
-    nan_policy: str = setting("stop", SHARED_HELP["nan_policy"], resumable=True, choices=NAN_POLICIES)
-    log_with: str = setting("none", SHARED_HELP["log_with"], resumable=True, choices=TRACKERS)
-    cpu: bool = setting(False, SHARED_HELP["cpu"], flags=("--cpu",), resumable=True)
+                                     "RUN/samples.png at the end).", resumable=True, minimum=0)
+    log_every: int = setting(10, SHARED_HELP["log_every"], resumable=True, minimum=0)
 
     def resolved(self) -> "GenerateConfig":
         """Method defaults filled in, so config.json and the artifact hold every number."""
@@ -110,26 +108,12 @@ class GenerateConfig(DataSource):
     def validate(self) -> "GenerateConfig":
         if self.method not in GENERATOR_METHODS:
             raise UsageError(f"--method {self.method!r} is not one of: {', '.join(GENERATOR_METHODS)}")
-        wrong_choice = invalid_choice(self)  # --nan-policy, --log-with
-        if wrong_choice:
-            raise UsageError(wrong_choice)
+        self.check_declared()  # every setting's declared range and choice
         if self.image_size not in IMAGE_SIZES:
             raise UsageError(f"--image-size {self.image_size}: the ResNet generator makes "
                              f"{' or '.join(map(str, IMAGE_SIZES))}-pixel images")
-        for name in ("steps", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every"):
-            if getattr(self, name) < 0:
-                raise UsageError(f"--{name.replace('_', '-')} must be ≥ 0")
         if self.batch_size < 2:
             raise UsageError("--batch-size must be at least 2 (the generator's batch norm needs two images)")
-        if self.z_dim < 1 or (self.width is not None and self.width < 1) or self.lr <= 0:
-            raise UsageError("--z-dim, --width and --lr must be positive")
-        if self.critic_steps is not None and self.critic_steps < 1:
-            raise UsageError("--critic-steps must be at least 1")
-        if (self.penalty is not None and self.penalty < 0) or self.prior_critic_penalty < 0:
-            raise UsageError("--penalty and --prior-critic-penalty must be ≥ 0")
-        if self.clip_norm <= 0 or self.prior_critic_lr <= 0:
-            raise UsageError("--clip-norm and --prior-critic-lr must be positive")
-        check_tracker(self.log_with)  # an optional tracker's package is there, before anything is written
         return self
 
 

@@ -208,7 +208,8 @@ def test_pretrain_help_in_panels_and_nothing_cut_at_80_columns():
     text = result.stdout.decode()
     assert result.returncode == 0
     panels = [line.split("─")[1].strip() for line in text.splitlines() if line.startswith("╭─")]
-    assert panels == ["Options", "Data", "Encoder", "DIM family", "Objective", "Optimisation", "Run", "Online evaluation", "Devices"]
+    assert panels == ["Options", "Data", "Encoder", "DIM family", "Objective", "Optimisation", "Run", "Online evaluation",
+                      "Devices", "Checkpoints and logging"]
     assert "…" not in text and max(map(len, text.splitlines())) <= 80
     devices = text[text.index("─ Devices"):]
     assert all(flag in devices for flag in ("--cpu", "--precision", "--channels-last", "--compile", "--sync-bn"))

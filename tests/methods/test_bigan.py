@@ -7,7 +7,7 @@ from dimctl.methods import build_method
 from dimctl.methods.bigan import BiGANModel, JointDiscriminator
 from dimctl.models.encoders import EncoderConfig, build_encoder
 from dimctl.train.config import PretrainConfig
-from dimctl.train.loop import make_accelerator, step_losses
+from dimctl.train.pretrain import make_accelerator, step_losses
 
 SMALL = EncoderConfig(in_channels=1, image_size=32, width=0.25, fc_dim=32, y_dim=8)
 

@@ -88,6 +88,10 @@ def test_a_registered_method_trains_through_the_pretrain_command(spread, tmp_pat
     assert lines[-1]["loss"] == pytest.approx(-lines[-1]["spread"] + 0.5 * lines[-1]["prior_encoder"], rel=1e-5)
     assert lines[-1]["spread"] > lines[0]["spread"]  # it trained: Y spread out
     assert family(settings) == "Spread" and method_objective(settings) == "Spread γ=0.5"
+    # --resume hands the run's recorded settings back to the method (its unused weights as 0) and extends it
+    assert run(["pretrain", "--method", "spread", "--out", str(out), "--resume", "--epochs", "2"]) == 0
+    resumed = json.loads((out / "config.json").read_text())["config"]
+    assert resumed == {**settings, "epochs": 2}
     # a --force'd run of another method in that folder removes the companion: it belongs to this encoder
     assert run(["pretrain", "--method", "ae", *FLAGS[2:], "--out", str(out), "--force"]) == 0
     assert not (out / "projector.safetensors").exists() and (out / "decoder.safetensors").is_file()

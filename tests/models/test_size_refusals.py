@@ -10,7 +10,7 @@ from dimctl.errors import UsageError
 from dimctl.io.memory import MemoryLimit
 from dimctl.models.encoders import EncoderConfig, build_encoder
 from dimctl.train.config import PretrainConfig
-from dimctl.train.loop import build_models, check_models_fit
+from dimctl.train.pretrain import build_models, check_models_fit
 from tests.cli.helpers import assert_one_line_error, run_here
 
 DIGITS = ("--dataset", "digits", "--epochs", "1", "--checkpoint-every", "0", "--cpu")

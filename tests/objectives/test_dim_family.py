@@ -15,7 +15,7 @@ from dimctl.objectives.blocks import random_blocks
 from dimctl.objectives.bounds import ESTIMATORS, PAIRED_ESTIMATORS, _split
 from dimctl.objectives.occlusion import block_size, occlusion_masks, receptive_field
 from dimctl.train.config import PretrainConfig
-from dimctl.train.loop import pretrain
+from dimctl.train.pretrain import pretrain
 
 
 def test_dcgan_receptive_field_and_block_size():

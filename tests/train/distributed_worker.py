@@ -21,9 +21,9 @@ from safetensors.torch import save_file
 
 from dimctl.data.registry import load_dataset
 from dimctl.data.transforms import normalise
-from dimctl.train import loop
+from dimctl.train import pretrain as pretraining
 from dimctl.train.config import PretrainConfig
-from dimctl.train.loop import prepare_models, pretrain, step_losses
+from dimctl.train.pretrain import prepare_models, pretrain, step_losses
 
 ESTIMATORS = ("jsd", "infonce", "dv")
 TRAIN_CONFIG = dict(mi_units=64, batch_size=32, epochs=2, checkpoint_every=0, seed=3, log_every=5)
@@ -44,7 +44,7 @@ def one_step(accelerator: Accelerator, config: PretrainConfig, images: torch.Ten
     loss, terms, _ = step_losses(model, discriminator, x, config, accelerator)
     accelerator.backward(loss)
     out = {f"term.{k}": v.detach().reshape(1) for k, v in terms.items()}
-    for name, p in loop.unwrap(accelerator, model).named_parameters():
+    for name, p in pretraining.unwrap(accelerator, model).named_parameters():
         out[f"grad.{name}"] = p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
     return out
 
@@ -57,7 +57,7 @@ def reference_grads(estimator: str, total: int) -> dict[str, torch.Tensor]:
     # make_accelerator, not Accelerator(): in the test process an earlier test may have left
     # Accelerate's process-wide state in bf16, which a bare Accelerator() would inherit.
     config = grads_config(estimator, total)
-    return one_step(loop.make_accelerator(config), config, fixed_batch(total))
+    return one_step(pretraining.make_accelerator(config), config, fixed_batch(total))
 
 
 def main() -> None:
@@ -92,10 +92,10 @@ def capture_models(accelerator: Accelerator) -> list:
 
     def prepare_and_capture(*args, **kwargs):
         built = prepare_models(*args, **kwargs)
-        captured.append(loop.unwrap(accelerator, built[1]))
+        captured.append(pretraining.unwrap(accelerator, built[1]))
         return built
 
-    loop.prepare_models = prepare_and_capture
+    pretraining.prepare_models = prepare_and_capture
     return captured
 
 

@@ -15,7 +15,7 @@ from dimctl.evaluate.extract import iter_features
 from dimctl.io.artifacts import load_encoder
 from dimctl.models.encoders import ENCODERS, INPUT_SIZES, EncoderConfig, build_encoder, tap_shapes
 from dimctl.train.config import PretrainConfig
-from dimctl.train.loop import pretrain
+from dimctl.train.pretrain import pretrain
 from tests.data.fakes import write_stl10
 
 SMALL = dict(width=0.125, fc_dim=32, mi_units=16, batch_size=8, checkpoint_every=0, log_every=1)

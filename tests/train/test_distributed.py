@@ -84,13 +84,14 @@ def test_comparison_methods_train_in_two_processes(tmp_path, method):
     has an adversary of its own: each runs under torchrun to the end with finite losses."""
     out = tmp_path / method
     done = _launch(["-m", "dimctl", "pretrain", "--method", method, "--width", "0.25", "--fc-dim", "32", "--mi-units", "16",
-                    "--batch-size", "16", "--epochs", "1", "--checkpoint-every", "0", "--log-every", "5", "--out", str(out)],
+                    "--batch-size", "16", "--epochs", "1", "--max-steps", "8", "--checkpoint-every", "0", "--log-every", "5",
+                    "--out", str(out)],
                    tmp_path)
     assert done.stdout.strip() == str(out / "encoder.safetensors")
     config = json.loads((out / "config.json").read_text())
     assert config["num_processes"] == 2 and config["config"]["method"] == method
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert metrics[-1]["step"] == config["total_steps"] == 1438 // 32
+    assert metrics[-1]["step"] == config["total_steps"] == 8  # past the second step, where a frozen layer would hang DDP
     assert all(v == v and abs(v) < float("inf") for m in metrics for k, v in m.items() if k != "time")
 
 

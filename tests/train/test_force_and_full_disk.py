@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from dimctl.cli.main import run
-from dimctl.train import loop
+from dimctl.train import pretrain as pretraining
 from dimctl.train.checkpoint import list_checkpoints
 
 TINY = ["--mi-units", "16", "--width", "0.125", "--fc-dim", "32", "--batch-size", "128", "--log-every", "1",
@@ -57,20 +57,20 @@ def test_force_that_fails_before_its_first_checkpoint_leaves_the_old_run_byte_id
     assert _snapshot(copied_run) == before
 
     # … and stopped by a second Ctrl-C after four logged steps, with no checkpoint yet.
-    real_step = loop.DIMTrainer.step
+    real_step = pretraining.PretrainTrainer.step
 
     def interrupted_at_five(self, step):
         if step == 4:
             raise KeyboardInterrupt
         real_step(self, step)
 
-    monkeypatch.setattr(loop.DIMTrainer, "step", interrupted_at_five)
+    monkeypatch.setattr(pretraining.PretrainTrainer, "step", interrupted_at_five)
     code = run(["pretrain", *TINY, "--force", "--epochs", "2", "--checkpoint-every", "0", "--seed", "2",
                 "--out", str(copied_run)])
     assert code == 130 and "interrupted" in _one_error(capsys)
     assert _snapshot(copied_run) == before
     # The old run is still the one that resumes.
-    monkeypatch.setattr(loop.DIMTrainer, "step", real_step)
+    monkeypatch.setattr(pretraining.PretrainTrainer, "step", real_step)
     assert run(["pretrain", "--out", str(copied_run), "--resume"]) == 0
     assert json.loads((copied_run / "config.json").read_text())["config"]["seed"] == 1
 

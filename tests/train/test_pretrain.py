@@ -13,7 +13,7 @@ from dimctl.evaluate.extract import iter_features
 from dimctl.evaluate.probes import probe
 from dimctl.io.artifacts import load_encoder
 from dimctl.train.config import PretrainConfig
-from dimctl.train.loop import pretrain
+from dimctl.train.pretrain import pretrain
 
 SMALL = dict(mi_units=128, checkpoint_every=0, seed=0)
 

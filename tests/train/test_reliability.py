@@ -20,7 +20,7 @@ from dimctl.errors import NonFiniteLoss
 from dimctl.objectives import bounds
 from dimctl.train.checkpoint import list_checkpoints
 from dimctl.train.config import PretrainConfig
-from dimctl.train.loop import pretrain
+from dimctl.train.pretrain import pretrain
 
 CMD = [sys.executable, "-m", "dimctl", "pretrain", "--dataset", "digits", "--mi-units", "32", "--log-every", "1"]
 ENV = {**os.environ, "DIMCTL_NO_PROGRESS": "1"}
@@ -120,7 +120,7 @@ def test_nan_stops_before_the_bad_update_and_keeps_the_checkpoint(nan_on_call, t
 def deferred_checks(monkeypatch):
     """The GPU's way of checking (train/guard.py), here on the CPU: flags on the device, fused Adam
     skipping the update, the host reading the flags only at log steps and checkpoints."""
-    monkeypatch.setattr("dimctl.train.loop.defer_checks", lambda device: True)
+    monkeypatch.setattr("dimctl.train.pretrain.defer_checks", lambda device: True)
 
 
 def test_deferred_checks_stop_at_the_first_bad_step_without_a_checkpoint_after_it(nan_on_call, deferred_checks,
@@ -136,7 +136,7 @@ def test_deferred_checks_skip_exactly_the_bad_update(nan_on_call, deferred_check
     config = PretrainConfig.of(epochs=1, mi_units=16, checkpoint_every=0, log_every=7, nan_policy="skip", precision="fp32")
     deferred = pretrain(config, load_dataset("digits"), tmp_path / "deferred")
     assert deferred.final_metrics["skipped_steps"] == 1
-    monkeypatch.setattr("dimctl.train.loop.defer_checks", lambda device: False)
+    monkeypatch.setattr("dimctl.train.pretrain.defer_checks", lambda device: False)
     calls = {"n": 0}  # the same NaN at the 5th step, counted afresh
     real = bounds.jsd
 

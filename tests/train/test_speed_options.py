@@ -12,7 +12,7 @@ from dimctl.cli.main import run
 from dimctl.data.registry import load_dataset
 from dimctl.io.artifacts import load_encoder
 from dimctl.train.config import PretrainConfig
-from dimctl.train.loop import make_accelerator, prepare_models, step_losses
+from dimctl.train.pretrain import make_accelerator, prepare_models, step_losses
 
 
 def test_channels_last_gives_the_same_losses_and_gradients():
@@ -58,7 +58,7 @@ def test_fp16_on_the_cpu_is_a_usage_error(tmp_path, capsys):
 def test_deterministic_switches_torch_to_deterministic_kernels_for_one_run(monkeypatch):
     # What it does on a GPU is measured there (results/gpu_resume.csv: fp32 runs bit-identical with
     # it, 0.127 apart without); here: the switch is set per run, and reset by a run without it.
-    from dimctl.train.loop import deterministic_gpu_kernels
+    from dimctl.train.pretrain import deterministic_gpu_kernels
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     assert PretrainConfig.of().run.deterministic is False

@@ -1,4 +1,4 @@
-"""The pretraining loop: one Accelerate code path for one CPU, one GPU, many GPUs or machines.
+"""Pretraining an encoder by any `--method`: one Accelerate code path for one CPU, one GPU, many GPUs or machines.
 
     dimctl pretrain --dataset digits --preset dim-l --epochs 10 --out runs/dim-l
     accelerate launch -m dimctl pretrain --dataset cifar10 --data-root data --out runs/c10
@@ -102,8 +102,10 @@ def check_models_fit(config: PretrainConfig, device: torch.device, channels: int
 
 def make_accelerator(config: PretrainConfig, run_dir: Path | None = None) -> Accelerator:
     """The run's Accelerator: device, process group, mixed precision (autocast and, for fp16,
-    loss scaling) and experiment trackers (``--log-with``, kept in ``run_dir``) all come from Accelerate."""
-    config = config.resolved()
+    loss scaling) and experiment trackers (``--log-with``, kept in ``run_dir``) all come from Accelerate.
+    ``config`` is resolved (``PretrainConfig.resolved``): what runs is decided once, before this."""
+    if config.run.precision == "auto":
+        raise ValueError("make_accelerator needs a resolved config (PretrainConfig.resolved: --precision auto decided)")
     if config.run.precision == "fp16" and (config.run.cpu or not torch.cuda.is_available()):
         # Accelerate would silently fall back to fp32 here. Checked before the Accelerator exists:
         # its settings are process-wide and cannot change once made.
@@ -205,10 +207,9 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
     """Train, checkpoint and publish the encoder. ``should_stop`` is polled after steps (the CLI
     sets it from SIGINT/SIGTERM): when it turns true, a checkpoint is written and ``Interrupted``
     is raised (train/engine.py)."""
-    config.validate()
     if accelerator is not None and config.run.precision == "auto":  # a given Accelerator has its precision already
         config = config.replace(precision={"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision))
-    config = config.resolved()
+    config = config.validate().resolved()  # once, at the library's door (the CLI's config is resolved already)
     accelerator = accelerator or make_accelerator(config, run_dir)
     world = accelerator.num_processes
     if world > 1:
@@ -228,7 +229,7 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
     check_models_fit(config, accelerator.device, dataset.channels, dataset.image_size, n)
     encoder_config, model, discriminator, optimiser = prepare_models(
         config, accelerator, dataset.channels, dataset.image_size, n)
-    trainer = DIMTrainer(config, accelerator, dataset, model, discriminator, optimiser, steps_per_epoch,
+    trainer = PretrainTrainer(config, accelerator, dataset, model, discriminator, optimiser, steps_per_epoch,
                          encoder_config, total_steps)
     record = {"command": "pretrain", "config": config.to_dict(), "encoder": encoder_config.to_dict(),
               "dataset": dataset.describe(), "global_batch_size": global_batch, "steps_per_epoch": steps_per_epoch,
@@ -241,10 +242,10 @@ def pretrain(config: PretrainConfig, dataset: ImageDataset | StreamingFolder, ru
     return PretrainResult(run_dir / ENCODER_FILE, total_steps, metrics, accelerator.is_main_process)
 
 
-class DIMTrainer(Trainer):
-    """One pretraining step: a batch by (seed, epoch) order, its losses (``step_losses``), one
-    backward and one update of both parameter groups — checked before the update on the CPU, on
-    the device on a GPU (train/guard.py)."""
+class PretrainTrainer(Trainer):
+    """One pretraining step of any --method: a batch by (seed, epoch) order, its losses
+    (``step_losses``), one backward and one update of both parameter groups — checked before the
+    update on the CPU, on the device on a GPU (train/guard.py)."""
 
     def __init__(self, config: PretrainConfig, accelerator: Accelerator, dataset: ImageDataset | StreamingFolder,
                  model: nn.Module, discriminator: nn.Module | None, optimiser, steps_per_epoch: int,
