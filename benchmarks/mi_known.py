@@ -53,7 +53,7 @@ def estimate(task, estimator: str, marginals: str, seed: int, pairs: int, steps:
     x, y = task.pairs(2 * pairs, seed)
     split = (x[:pairs], y[:pairs], x[pairs:], y[pairs:])
     if "marginals" not in mi.MIConfig.__dataclass_fields__:  # an older checkout: standardised inputs only
-        from dimctl.evaluate.heldout import standardise
+        from dimctl.evaluate.critic_fit import standardise
         (tx, ex), (ty, ey) = standardise(split[0], split[2]), standardise(split[1], split[3])
         config = mi.MIConfig(estimator=estimator, seed=seed, **({"steps": steps} if steps else {}))
         result = mi.estimate_mi(tx, ty, ex, ey, config)

@@ -116,10 +116,9 @@ def peaks() -> dict[str, float]:
 def bare_step(model, disc, optimiser, x, config):
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=config.run.precision == "bf16"):
         out = model(x)
-        y, terms = out.y, out.terms
-        encoded = prior.encode_for_prior(y.float())
+        encoded = prior.encode_for_prior(out.y.float())
         disc.requires_grad_(False)
-        loss = model.loss(terms) + config.objective.gamma * prior.encoder_prior_loss(disc, encoded)
+        loss = out.loss + config.objective.gamma * prior.encoder_prior_loss(disc, encoded)
         disc.requires_grad_(True)
         loss = loss + prior.discriminator_loss(disc, encoded.detach(), config.objective.prior_gradient_penalty)
     optimiser.zero_grad(set_to_none=True)

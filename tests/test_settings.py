@@ -6,6 +6,8 @@ import pytest
 from dimctl.cli.main import load_command, run
 from dimctl.errors import UsageError
 from dimctl.evaluate.mi import MIConfig
+from dimctl.evaluate.mine import MINEConfig
+from dimctl.evaluate.ndm import NDMConfig
 from dimctl.evaluate.probe_settings import ProbeConfig
 from dimctl.methods import METHODS, WEIGHTS
 from dimctl.objectives.dim import DIMConfig, PRESETS
@@ -44,7 +46,7 @@ def test_flat_configs_share_the_same_helpers():
 
 @pytest.mark.parametrize("words, config_class", [(("pretrain",), PretrainConfig), (("generate", "train"), GenerateConfig),
                                                  (("finetune",), FinetuneConfig), (("probe",), ProbeConfig),
-                                                 (("mi",), MIConfig)])
+                                                 (("mi",), MIConfig), (("ndm",), NDMConfig), (("mine",), MINEConfig)])
 def test_each_setting_is_an_option_with_the_fields_default_and_help(words, config_class):
     command = load_command(words[0])
     if len(words) > 1:
@@ -75,6 +77,7 @@ def test_the_training_commands_share_one_declaration_of_their_bookkeeping():
     (FinetuneConfig(epochs=0), "--epochs must be ≥ 1, not 0"),
     (ProbeConfig(knn_temperature=0.0), "--knn-temperature must be positive, not 0"),
     (MIConfig(batch_size=1), "--batch-size must be ≥ 2, not 1"),
+    (NDMConfig(lr=0.0), "--lr must be positive, not 0"),
 ])
 def test_a_declared_range_is_checked_by_the_library(config, message):
     assert out_of_range(config) == message

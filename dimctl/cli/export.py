@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.options import ReplaceOpt, refuse_to_replace, split_list
+from dimctl.cli.options import EncoderArg, ReplaceOpt, refuse_to_replace, split_list
 from dimctl.cli.output import emit, note
 from dimctl.errors import UsageError
 
@@ -13,15 +13,8 @@ from dimctl.errors import UsageError
 TAPS = ["local", "conv", "fc", "y"]
 
 
-def _encoder_argument(value: Path | None) -> Path | None:
-    from dimctl.cli.sources import encoder_argument  # imports torch: only once the command runs
-
-    return encoder_argument(value)
-
-
 def export(
-    encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain`, or its run folder.",
-                                            callback=_encoder_argument)],
+    encoder: EncoderArg,
     fmt: Annotated[str, typer.Option("--format", "-f", help="onnx, torchscript, or hf (a Hugging Face Hub folder).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The file to write (onnx, torchscript) or the folder (hf).")],
     layer: Annotated[str | None, typer.Option(

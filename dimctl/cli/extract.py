@@ -5,16 +5,15 @@ import io
 import os
 import stat
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from dimctl import progress
-from dimctl.cli.options import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ForwardBatchOpt, ReplaceOpt,
-                                SkipBadImagesOpt, refuse_to_replace, split_list)
+from dimctl.cli.options import (CpuOpt, DataRootOpt, DownloadOpt, EncoderArg, EncoderDatasetOpt, ForwardBatchOpt,
+                                ReplaceOpt, SkipBadImagesOpt, refuse_to_replace, split_list)
 from dimctl.cli.output import stdout_is_terminal, write_stdout_bytes
-from dimctl.cli.sources import check_encoder_fits, dataset_for, encoder_argument, pick_device
+from dimctl.cli.sources import check_encoder_fits, dataset_for, pick_device
 from dimctl.data.registry import load_dataset
 from dimctl.errors import UsageError
 from dimctl.evaluate.extract import PIXELS, iter_features
@@ -28,8 +27,7 @@ PRECISIONS = ("fp32", "bf16", "auto")
 
 
 def extract(
-    encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain`, or its run folder.",
-                                            callback=encoder_argument)],
+    encoder: EncoderArg,
     dataset: EncoderDatasetOpt = None,
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,

@@ -26,7 +26,8 @@ from dimctl.io.features import looks_like_features
 from dimctl.io.reading import require_file
 from dimctl.io.samples import read_samples, samples_bytes, write_samples
 from dimctl.io.images import save_grid, save_png
-from dimctl.train.generate import RESUMABLE, GenerateConfig, fixed_noise, generate_images, train_generator
+from dimctl.models.generators import fixed_noise, generate_images
+from dimctl.train.generate import RESUMABLE, GenerateConfig, train_generator
 
 app = typer.Typer(
     name="generate",

@@ -9,10 +9,9 @@ from dimctl.cli.output import emit, note
 from dimctl.cli.progress import Pace, Tenths, announce, interval, seconds_since_last_line
 from dimctl.cli.results import ResultsDirOpt, check_results_dir, result_line, save_results
 from dimctl.cli.deprecations import warn
-from dimctl.cli.settings_options import setting_option, with_settings
+from dimctl.cli.settings_options import with_settings
 from dimctl.cli.sources import feature_layer, open_features
 from dimctl.errors import DimctlError, UsageError
-from dimctl.evaluate.heldout import EarlyStopping
 from dimctl.evaluate.known_mi import FAST_SUBSET, TASKS
 from dimctl.evaluate.mi import MI_ESTIMATORS, MIConfig, MIResult, estimate_mi, selftest_band
 from dimctl.settings import updated
@@ -23,17 +22,13 @@ SELFTEST_PAIRS = 10_000  # training pairs, and as many test pairs, of each self-
 # 20-45 % low (benchmarks/mi_known.py), a known limit of nearest-neighbour estimators, not a fault.
 KSG_SELFTEST_DIMS = 2
 
-# Early stopping's two settings, shared by mi, ndm and mine (one critic-fitting routine), declared in
-# evaluate/heldout.py.
-ValidationOpt = setting_option(EarlyStopping, "fraction")
-PatienceOpt = setting_option(EarlyStopping, "patience")
-
-
-def early_stopping(validation: float, patience: int) -> EarlyStopping:
-    """The two options as the library's setting, or a usage error naming the flag."""
-    if not 0 < validation < 1:
-        raise UsageError(f"--validation is a fraction of the training pairs, between 0 and 1, not {validation:g}")
-    return EarlyStopping(validation, patience)
+def estimate_config(config_class, settings: dict):
+    """A critic-based estimate's config (mi, ndm, mine) from its derived options, checked: a usage
+    error names the first option outside its declared range."""
+    try:
+        return updated(config_class(), **settings).validate()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def fit_fields(result) -> dict:
@@ -75,10 +70,7 @@ def mi(
 
       dimctl mi --selftest
     """
-    try:
-        config = updated(MIConfig(), **settings).validate()
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    config = estimate_config(MIConfig, settings)
     estimator, marginals, steps, batch_size = config.estimator, config.marginals, config.steps, config.batch_size
     check_results_dir(results_dir)
     x, y = _two_layers(layer, old_x, old_y)

@@ -6,15 +6,14 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.options import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ReplaceOpt, SkipBadImagesOpt,
-                                refuse_to_replace)
+from dimctl.cli.options import (CpuOpt, DataRootOpt, DownloadOpt, EncoderArg, EncoderDatasetOpt, ReplaceOpt,
+                                SkipBadImagesOpt, refuse_to_replace)
 from dimctl.cli.output import emit
 from dimctl.cli.results import result_line
-from dimctl.cli.mi import PatienceOpt, ValidationOpt, _progress, early_stopping, fit_fields
-from dimctl.cli.sources import encoder_and_dataset, encoder_argument, encoder_layer, pick_device
-from dimctl.errors import UsageError
+from dimctl.cli.settings_options import with_settings
+from dimctl.cli.mi import _progress, estimate_config, fit_fields
+from dimctl.cli.sources import encoder_and_dataset, encoder_layer, pick_device
 from dimctl.evaluate.marginals import standardise
-from dimctl.evaluate.heldout import EarlyStopping
 from dimctl.evaluate.mine import MINEConfig, estimate_image_mi
 from dimctl.io.atomic import atomic_folder, check_folder_target, owned_names, write_text
 
@@ -24,23 +23,18 @@ OUTPUTS = ("metrics.jsonl", "result.json")
 _is_output = owned_names(r"metrics\.jsonl|result\.json")
 
 
+@with_settings(MINEConfig, after="layer")  # every estimate setting's option, default, help and range
 def mine(
-    encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain`, or its run folder.",
-                                            callback=encoder_argument)],
+    encoder: EncoderArg,
     dataset: EncoderDatasetOpt = None,
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
     skip_bad_images: SkipBadImagesOpt = False,
     layer: Annotated[str, typer.Option(help="The representation Y (y, fc or conv).")] = "y",
-    steps: Annotated[int, typer.Option(help="Most statistics-network training steps; training stops earlier when the validation estimate stops rising.")] = MINEConfig.steps,
-    batch_size: Annotated[int, typer.Option(help="Image/representation pairs per step.")] = 64,
-    lr: Annotated[float, typer.Option(help="Initial Adam learning rate (decays to 0 on a cosine).")] = 1e-4,
-    validation: ValidationOpt = EarlyStopping.fraction,
-    patience: PatienceOpt = EarlyStopping.patience,
-    seed: Annotated[int, typer.Option(help="Seed of the network and the batches.")] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for the training curve and result, made beside itself and renamed into place whole (so it may hold only those). Default runs/mine-<encoder's folder>-<layer>.")] = None,
     cpu: CpuOpt = False,
     force: ReplaceOpt = False,
+    **settings,
 ):
     """Estimate I(X; Y) in nats between images X and the encoder's frozen Y, as MINE does; one JSON line.
 
@@ -52,9 +46,7 @@ def mine(
 
       dimctl mine runs/demo/encoder.safetensors --dataset digits --steps 2000
     """
-    if steps < 1 or batch_size < 2:
-        raise UsageError("--steps must be ≥ 1 and --batch-size ≥ 2")
-    stopping = early_stopping(validation, patience)
+    config = estimate_config(MINEConfig, settings)
     run_dir = out or Path("runs") / f"mine-{encoder.resolve().parent.name}-{layer}"
     check_folder_target(run_dir, _is_output, "--out: ")
     refuse_to_replace([run_dir / name for name in OUTPUTS], force, "--out: ")
@@ -62,12 +54,11 @@ def mine(
     artifact, data = encoder_and_dataset(encoder, dataset, data_root, download, device, skip_bad_images)
     arrays = encoder_layer(artifact, data, layer, device)
     train_y, test_y = standardise(arrays.train, arrays.test)
-    config = MINEConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, early_stopping=stopping)
     result = estimate_image_mi(data.train_images.to(device), train_y.to(device), data.test_images.to(device),
-                               test_y.to(device), config, on_step=_progress("mine", steps), device=device)
+                               test_y.to(device), config, on_step=_progress("mine", config.steps), device=device)
     row = {
         "command": "mine", "layer": layer, "estimate": round(result.estimate, 6), "stderr": round(result.stderr, 6),
-        "unit": "nats", **fit_fields(result), "batch_size": batch_size,
+        "unit": "nats", **fit_fields(result), "batch_size": config.batch_size,
         "eval_batches": result.eval_batches, "encoder": artifact.sha256, "dataset": data.name, "run": str(run_dir),
     }
     line = result_line(row, str(encoder))

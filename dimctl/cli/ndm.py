@@ -8,17 +8,18 @@ import typer
 from dimctl.cli.options import DataRootOpt, DownloadOpt, EncoderDatasetOpt, SkipBadImagesOpt
 from dimctl.cli.output import emit
 from dimctl.cli.results import ResultsDirOpt, check_results_dir, result_line, save_results
-from dimctl.cli.mi import PatienceOpt, ValidationOpt, _progress, early_stopping, fit_fields
+from dimctl.cli.settings_options import with_settings
+from dimctl.cli.mi import _progress, estimate_config, fit_fields
 from dimctl.cli.sources import (ENCODER_FILE, encoder_and_dataset, encoder_file, encoder_layer, feature_layer,
                                 open_features, pick_device)
 from dimctl.errors import UsageError
 from dimctl.evaluate.marginals import standardise
 from dimctl.io.features import looks_like_features
 from dimctl.io.reading import check_regular
-from dimctl.evaluate.heldout import EarlyStopping
 from dimctl.evaluate.ndm import NDMConfig, neural_dependency
 
 
+@with_settings(NDMConfig, after="skip_bad_images")  # every estimate setting's option, default, help and range
 def ndm(
     source: Annotated[str, typer.Argument(help="A feature file (or - for stdin; another tool's HDF5, .npz or VISSL folder, unverified) or an encoder.safetensors (or its run folder).")] = "-",
     layer: Annotated[str, typer.Option(help="The representation to measure.")] = "y",
@@ -26,14 +27,9 @@ def ndm(
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,
     skip_bad_images: SkipBadImagesOpt = False,
-    steps: Annotated[int, typer.Option(help="Most discriminator training steps; training stops earlier when the validation estimate stops rising.")] = NDMConfig.steps,
-    batch_size: Annotated[int, typer.Option(help="Samples per step (each shuffled per dimension for the negatives).")] = 128,
-    lr: Annotated[float, typer.Option(help="Adam learning rate of the discriminator.")] = 1e-4,
-    validation: ValidationOpt = EarlyStopping.fraction,
-    patience: PatienceOpt = EarlyStopping.patience,
-    seed: Annotated[int, typer.Option(help="Seed of the discriminator and the shuffles.")] = 0,
     cpu: Annotated[bool, typer.Option("--cpu", help="Run the encoder on the CPU even when a GPU is present.")] = False,
     results_dir: ResultsDirOpt = None,
+    **settings,
 ):
     """Estimate KL(joint ‖ product of marginals) of a representation's dimensions, in nats; one JSON line.
 
@@ -49,9 +45,7 @@ def ndm(
 
       dimctl extract runs/demo/encoder.safetensors --layer y | dimctl ndm -
     """
-    if steps < 1 or batch_size < 2:
-        raise UsageError("--steps must be ≥ 1 and --batch-size ≥ 2")
-    stopping = early_stopping(validation, patience)
+    config = estimate_config(NDMConfig, settings)
     check_results_dir(results_dir)
     if source != "-" and (Path(source) / ENCODER_FILE).is_file():  # a run folder: its encoder, not VISSL's .npy
         source = str(encoder_file(Path(source)))
@@ -67,11 +61,10 @@ def ndm(
         artifact, data = encoder_and_dataset(Path(source), dataset, data_root, download, device, skip_bad_images)
         arrays, name = encoder_layer(artifact, data, layer, device), source
     train, test = standardise(arrays.train, arrays.test)
-    config = NDMConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, early_stopping=stopping)
-    result = neural_dependency(train, test, config, on_step=_progress("ndm", steps))
+    result = neural_dependency(train, test, config, on_step=_progress("ndm", config.steps))
     row = {
         "command": "ndm", "layer": layer, "ndm": round(result.ndm, 6), "stderr": round(result.stderr, 6),
-        "unit": "nats", **fit_fields(result), "batch_size": batch_size, "eval_batches": result.eval_batches,
+        "unit": "nats", **fit_fields(result), "batch_size": config.batch_size, "eval_batches": result.eval_batches,
         "source": name, "encoder": arrays.encoder, "dataset": arrays.dataset,
     }
     save_results(results_dir, "ndm", [row])

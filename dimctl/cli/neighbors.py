@@ -7,11 +7,11 @@ import torch
 import typer
 
 from dimctl import progress
-from dimctl.cli.options import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ForwardBatchOpt, ReplaceOpt,
-                                SkipBadImagesOpt, refuse_to_replace)
+from dimctl.cli.options import (CpuOpt, DataRootOpt, DownloadOpt, EncoderArg, EncoderDatasetOpt, ForwardBatchOpt,
+                                ReplaceOpt, SkipBadImagesOpt, refuse_to_replace)
 from dimctl.cli.output import emit
 from dimctl.cli.results import result_line
-from dimctl.cli.sources import encoder_and_dataset, encoder_argument, pick_device
+from dimctl.cli.sources import encoder_and_dataset, pick_device
 from dimctl.data.transforms import normalise
 from dimctl.errors import UsageError
 from dimctl.evaluate.extract import extract_layer
@@ -27,8 +27,7 @@ _is_output = owned_names("|".join(name.replace(".", r"\.") for name in OUTPUTS))
 
 
 def neighbors(
-    encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain`, or its run folder.",
-                                            callback=encoder_argument)],
+    encoder: EncoderArg,
     dataset: EncoderDatasetOpt = None,
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,

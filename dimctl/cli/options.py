@@ -46,6 +46,15 @@ def dataset_label(dataset: str) -> str:
     return dataset
 
 
+def _encoder_path(value: Path | None) -> Path | None:
+    from dimctl.cli.sources import encoder_argument  # imports torch: only once the command runs
+
+    return encoder_argument(value)
+
+
+# The encoder a measuring command reads (extract, export, mine, neighbors, reconstruct).
+EncoderArg = Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain`, or its run folder.",
+                                            callback=_encoder_path)]
 DataRootOpt = Annotated[Path | None, typer.Option("--data-root", help=SHARED_HELP["data_root"])]
 SkipBadImagesOpt = Annotated[bool, typer.Option(
     "--skip-bad-images", help="In an image folder, leave out files that cannot be read (each is an error otherwise).")]

@@ -6,12 +6,12 @@ from typing import Annotated
 
 import typer
 
-from dimctl.cli.options import (CpuOpt, DataRootOpt, DownloadOpt, EncoderDatasetOpt, ReplaceOpt, SkipBadImagesOpt,
-                                refuse_to_replace)
+from dimctl.cli.options import (CpuOpt, DataRootOpt, DownloadOpt, EncoderArg, EncoderDatasetOpt, ReplaceOpt,
+                                SkipBadImagesOpt, refuse_to_replace)
 from dimctl.cli.output import emit
 from dimctl.cli.progress import TrainingProgress
 from dimctl.cli.results import result_line
-from dimctl.cli.sources import encoder_and_dataset, encoder_argument, pick_device
+from dimctl.cli.sources import encoder_and_dataset, pick_device
 from dimctl.errors import ArtifactError, UsageError
 from dimctl.evaluate.msssim import describe_setting, ms_ssim_setting
 from dimctl.evaluate.reconstruct import DEFAULT_LR, SOURCE_LAYERS, train_decoder
@@ -27,8 +27,7 @@ _is_output = owned_names("|".join(name.replace(".", r"\.") for name in OUTPUTS))
 
 
 def reconstruct(
-    encoder: Annotated[Path, typer.Argument(help="An encoder.safetensors made by `dimctl pretrain`, or its run folder.",
-                                            callback=encoder_argument)],
+    encoder: EncoderArg,
     dataset: EncoderDatasetOpt = None,
     data_root: DataRootOpt = None,
     download: DownloadOpt = False,

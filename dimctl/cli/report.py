@@ -11,7 +11,8 @@ from dimctl.cli.options import ReplaceOpt, refuse_to_replace
 from dimctl.cli.output import emit, note
 from dimctl.errors import UsageError
 from dimctl.report.document import ReportOptions, build
-from dimctl.report.inputs import bounded_lines, collect, read_result_lines
+from dimctl.io.result_lines import bounded_lines, read_result_lines
+from dimctl.report.inputs import collect
 from dimctl.report.render import check_target, to_text, write
 
 

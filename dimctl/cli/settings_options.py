@@ -25,12 +25,6 @@ def setting_parameters(config_class) -> list[inspect.Parameter]:
     return params
 
 
-def setting_option(config_class, name: str):
-    """The option of one setting, as an ``Annotated`` type for a command's own parameter (its default
-    is the setting's: ``param: setting_option(C, "name") = C.name``)."""
-    return _option(config_class, next(f for f in declared(config_class) if f.name == name))[0]
-
-
 def _option(config_class, f):
     meta = f.metadata
     annotation, default = f.type, f.default

@@ -11,7 +11,7 @@ of the bounds of ``objectives.bounds`` and evaluated on held-out pairs:
   the DV bound evaluated with that critic, so its estimate is in nats as well.
 
 Training stops when the bound on a validation part of the training pairs stops rising, and the
-critic with the best validation bound is kept (``heldout.fit_critic``). Inputs are mapped by
+critic with the best validation bound is kept (``critic_fit.fit_critic``). Inputs are mapped by
 ``marginals`` first (rank by default: normal scores, which tame heavy tails). The estimate is the
 mean over evaluation batches; its standard error is their standard deviation over sqrt(number of
 batches). ``ksg`` is the k-nearest-neighbour estimator, which trains nothing (``evaluate.ksg``).
@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from dimctl.evaluate.heldout import (EarlyStopping, batch_mean, batch_size_for, fit_critic, heldout_estimate,
+from dimctl.evaluate.critic_fit import (EarlyStopping, check_estimate_config, batch_mean, batch_size_for, fit_critic, heldout_estimate,
                                      validation_split)
 from dimctl.evaluate.ksg import ksg
 from dimctl.evaluate.marginals import MARGINALS, prepare
 from dimctl.objectives.bounds import ESTIMATORS, DVMovingAverage, dv
-from dimctl.settings import invalid_choice, out_of_range, setting
+from dimctl.settings import setting
 
 MI_ESTIMATORS = (*ESTIMATORS, "ksg")  # the critic bounds, and Kraskov et al.'s k-nearest-neighbour estimator
 
@@ -57,13 +57,8 @@ class MIConfig:
     neighbours: int = setting(3, "ksg: the k of the k nearest neighbours.", cli=False, positive=True)
 
     def validate(self) -> "MIConfig":
-        """Every declared range and choice, and the held-out fraction below 1; a ValueError names the option."""
-        problem = out_of_range(self) or invalid_choice(self)
-        if problem is None and not self.early_stopping.fraction < 1:
-            fraction = self.early_stopping.fraction
-            problem = f"--validation is a fraction of the training pairs, between 0 and 1, not {fraction:g}"
-        if problem:
-            raise ValueError(problem)
+        """Every declared range and choice; a ValueError names the first option outside them."""
+        check_estimate_config(self)
         return self
 
 

@@ -137,7 +137,7 @@ def read_probe_rows(path: str | Path, sha256: str) -> list[dict]:
     """The probe results of one encoder from a JSON-lines file of `dimctl probe --json` rows.
     Other commands' lines are skipped; a probe of another encoder is refused (its numbers would
     describe a different model)."""
-    from dimctl.report.inputs import read_result_file  # the one reader of result lines (bounded, typed)
+    from dimctl.io.result_lines import read_result_file  # the one reader of result lines (bounded, typed)
 
     path = Path(path)
     require_file(path, f"--results {path}")  # a FIFO or device is refused, never read (it would block)

@@ -61,7 +61,7 @@ class AutoencoderModel(nn.Module):
             terms["kl"] = gaussian_kl(y.float(), log_var).mean()
         reconstruction = self.decoder(code).float()
         terms["reconstruction_mse"] = F.mse_loss(reconstruction, x.float())
-        return MethodOutput(y, terms)
+        return MethodOutput(y, terms, self.loss(terms))
 
     def loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         if not self.variational:

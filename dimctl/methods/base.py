@@ -14,11 +14,12 @@ Its model is one ``nn.Module`` holding the encoder (``.encoder``) and every netw
 beside it (heads, decoder, generator, summary network), so one forward, one DDP wrapper and one
 checkpoint cover them all. It provides:
 
-- ``forward(x, index=None) -> MethodOutput``: Y of the batch, the named scalar terms to log, and
-  what an adversary scores. ``index`` holds the batch's positions in the training split (NAT's
+- ``forward(x, index=None) -> MethodOutput``: Y of the batch, the named scalar terms to log, its
+  loss, and what its own adversary scores. ``index`` holds the batch's positions in the training split (NAT's
   targets follow images). Contrastive methods gather their embeddings over processes with
   gradient (dimctl/collectives.py ``gather_with_grad``), so negatives come from the global batch.
-- ``loss(terms)``: the loss of the encoder and its companions (without the adversarial part).
+- ``loss(terms)``: the loss of the encoder and its companions (without the adversarial part), which
+  ``forward`` returns.
 - the networks its entry's ``companions`` publish beside encoder.safetensors (an autoencoder's
   ``decoder``, BiGAN's ``generator``).
 
@@ -44,10 +45,14 @@ WEIGHTS = ("alpha", "beta", "gamma")  # the objective weights a run records (DIM
 
 @dataclass
 class MethodOutput:
+    """What a method's model returns for a batch, its loss included (as nanoGPT's model returns its loss)."""
+
     y: torch.Tensor
-    terms: dict[str, torch.Tensor]
-    # BiGAN: ((image, code) pairs of the data, (image, code) pairs of the generator); None for the rest.
-    pairs: tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
+    terms: dict[str, torch.Tensor]  # every named term, logged
+    loss: torch.Tensor  # the loss of the encoder and its companions (the adversarial part is the entry's)
+    # What the method's own adversary scores (BiGAN: the (image, code) pairs of the data and of the
+    # generator); None where the default adversary, prior matching, scores ``y``.
+    adversary: object = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,9 @@ class Method(ABC):
     weights: ClassVar[dict[str, float]] = {}  # the weights of WEIGHTS it uses → their defaults
     dim_options: ClassVar[bool] = False  # DIM's --occlude, --coord, --globals, --local-critic apply
     default_estimator: ClassVar[str] = "jsd"  # --estimator when none is given (the methods that use one)
+    # Its own settings section (a dataclass of settings), part of the objective section; a value off
+    # its default is refused under another --method.
+    settings: ClassVar[type | None] = None
     companions: ClassVar[tuple[Companion, ...]] = ()  # networks published beside the encoder
 
     @abstractmethod

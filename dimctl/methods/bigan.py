@@ -32,7 +32,7 @@ class BiGANModel(nn.Module):
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> MethodOutput:
         y = self.encoder(x)["y"]
         z = torch.randn_like(y)
-        return MethodOutput(y, {}, pairs=((x, y), (self.generator(z), z)))
+        return MethodOutput(y, {}, self.loss({}), adversary=((x, y), (self.generator(z), z)))
 
     def loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.zeros((), device=next(self.parameters()).device)  # all of BiGAN's loss is adversarial
@@ -75,7 +75,7 @@ class BiGAN(Method):
     def adversary_losses(self, out, model, discriminator, bare_discriminator, config):
         """Non-saturating: the encoder and generator make data pairs look generated and generated
         pairs look like data; the discriminator the opposite, on detached pairs."""
-        (x, y), (fake, z) = out.pairs
+        (x, y), (fake, z) = out.adversary
         bare_discriminator.requires_grad_(False)
         fool = F.softplus(bare_discriminator(x, y.float())).mean() + F.softplus(-bare_discriminator(fake, z)).mean()
         bare_discriminator.requires_grad_(True)

@@ -19,6 +19,7 @@ trained local map. Probe the local map: ``conv`` for the folded encoders, where 
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -29,6 +30,7 @@ from dimctl.methods.base import Method, MethodOutput
 from dimctl.models.encoders import EncoderConfig, tap_shapes
 from dimctl.models.heads import LocalEmbedding, VectorEmbedding
 from dimctl.objectives.bounds import PAIRED_ESTIMATORS, REGISTRY, display_name
+from dimctl.settings import setting
 
 
 def positive_index(n: int, height: int, width: int, k: int) -> torch.Tensor:
@@ -93,7 +95,7 @@ class CPCModel(nn.Module):
             y = self.encoder.summarise(local)["y"]
         terms = {f"cpc_mi_{k}": self.offset_mi(local, self.context(local), k) for k in range(1, self.rows + 1)}
         terms["cpc_mi"] = torch.stack(list(terms.values())).mean()
-        return MethodOutput(y, terms)
+        return MethodOutput(y, terms, self.loss(terms))
 
     def offset_mi(self, local: torch.Tensor, context: torch.Tensor, k: int) -> torch.Tensor:
         """The bound for offset k: predictions from rows 0..H-1-k against every local feature."""
@@ -111,8 +113,19 @@ class CPCModel(nn.Module):
         return -terms["cpc_mi"]
 
 
+@dataclass(frozen=True)
+class CPCSettings:
+    """CPC's own settings: a section of the objective's (train/config.py), refused with another --method."""
+
+    PANEL = "CPC"  # the --help heading of the settings declared here
+
+    cpc_rows: int = setting(3, "--method cpc: predict 1 to this many rows ahead, one network per offset.",
+                            positive=True)
+
+
 class CPC(Method):
     name, label = "cpc", "CPC"
+    settings = CPCSettings
     default_estimator = "infonce"  # CPC's own bound (van den Oord et al.)
     help = "cpc (contrastive predictive coding over the local map's rows; best with --arch folded-resnet)"
 

@@ -10,7 +10,8 @@ from dimctl.models.discriminators import PriorDiscriminator
 from dimctl.models.encoders import build_encoder, tap_shapes
 from dimctl.objectives.bounds import display_name
 from dimctl.objectives.dim import DIM_ONLY_OPTIONS, PRESETS, DIMHeads
-from dimctl.objectives.occlusion import block_size, receptive_field
+from dimctl.objectives.blocks import random_blocks
+from dimctl.objectives.occlusion import block_size, occlude, receptive_field
 
 
 # The paper's names of the presets' weights.
@@ -34,9 +35,17 @@ class DIMModel(nn.Module):
         self.heads = heads
 
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> MethodOutput:
+        config, encoder = self.heads.config, self.encoder
+        taps = encoder(x)
+        y, local = taps["y"], taps["local"]
+        # The global feature: of an occluded copy (locals always come from the full image).
+        y_global = encoder(occlude(x, self.heads.occlusion_block))["y"] if config.occlude else y
+        h, w = local.shape[-2:]  # less-global features: Y of the map with random blocks kept (paper Table 3)
+        summaries = [encoder.summarise(local * random_blocks(local.shape[0], h, w, local.device).to(local.dtype))["y"]
+                     for _ in range(config.globals)]
         # Negatives from the global batch: embeddings are gathered across processes, with gradient.
-        y, terms = self.heads.terms(self.encoder, x, gather_with_grad)
-        return MethodOutput(y, terms)
+        terms = self.heads.terms(local, y_global, summaries, gather_with_grad)
+        return MethodOutput(y, terms, self.loss(terms))
 
     def loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.heads.mi_loss(terms)

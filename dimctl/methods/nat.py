@@ -51,7 +51,8 @@ class NATModel(nn.Module):
         if self.training:
             self.reassign(gather_with_grad(features.detach()), gather_with_grad(index))
         target = self.targets[self.assignment[index]]
-        return MethodOutput(y, {"nat_l2": (features - target).pow(2).sum(dim=1).mean()})
+        terms = {"nat_l2": (features - target).pow(2).sum(dim=1).mean()}
+        return MethodOutput(y, terms, self.loss(terms))
 
     @torch.no_grad()
     def reassign(self, features: torch.Tensor, index: torch.Tensor) -> None:

@@ -27,6 +27,7 @@ the 32×32 decoder of models/decoders.py with z as its input; its ``width`` is t
 last up-block (64 in DCGAN: 512-256-128-64).
 
 Both networks are rebuilt from a config dataclass alone; the generator artifact's header carries it.
+``fixed_noise`` and ``generate_images`` sample a generator (training grids, `dimctl generate sample`).
 """
 
 from dataclasses import asdict, dataclass
@@ -233,3 +234,22 @@ def build_generator(config: GeneratorConfig) -> nn.Module:
 
 def build_critic(config: CriticConfig) -> ResNetCritic:
     return ResNetCritic(config)
+
+
+def fixed_noise(n: int, z_dim: int, seed: int) -> torch.Tensor:
+    """The same z for a given (n, z_dim, seed) on every machine: drawn on the CPU by its own generator."""
+    return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def generate_images(generator: nn.Module, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """uint8 images (N, C, H, W), the form datasets are held in, from ``z`` in eval mode."""
+    was_training = generator.training
+    generator.eval()
+    device = next(generator.parameters()).device
+    out = []
+    for start in range(0, z.shape[0], batch_size):
+        x = generator(z[start:start + batch_size].to(device))
+        out.append(x.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu())
+    generator.train(was_training)
+    return torch.cat(out) if out else torch.zeros((0,), dtype=torch.uint8)

@@ -2,8 +2,8 @@
 the paper's extensions: the concat-and-convolve local critic, occlusion, coordinate prediction and
 multiple less-global features.
 
-``DIMHeads`` owns the critics and predictors; ``DIMHeads.terms`` runs the encoder on a batch and
-returns Y and every term. The encoder's loss is ``DIMHeads.loss(terms)`` (−α·I_global − β·I_local +
+``DIMHeads`` owns the critics and predictors; ``DIMHeads.terms`` scores the encoder's features of
+a batch (methods/dim.py runs the encoder) and returns every term. The encoder's loss is ``DIMHeads.loss(terms)`` (−α·I_global − β·I_local +
 coordinate cross-entropies) + γ·prior; the prior discriminator is trained separately
 (``objectives.prior``).
 """
@@ -16,9 +16,7 @@ from torch import nn
 
 from dimctl.models.heads import ConcatCritic, CoordinatePredictor, LocalEmbedding, MapEmbedding, VectorEmbedding, dot_scores
 from dimctl.objectives import coordinates
-from dimctl.objectives.blocks import random_blocks
 from dimctl.objectives.bounds import ESTIMATORS, PAIRED_ESTIMATORS
-from dimctl.objectives.occlusion import occlude
 from dimctl.settings import setting
 
 LOCAL_CRITICS = ("dot", "concat")
@@ -124,22 +122,15 @@ class DIMHeads(nn.Module):
         if config.coord in ("rel", "both"):
             self.coord_rel = CoordinatePredictor(2 * channels + y_dim, 2 * height - 1, 2 * width - 1)
 
-    def terms(self, encoder: nn.Module, x: torch.Tensor, gather: Gather | None = None
-              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Y of the full images and the named terms (MI estimates to maximise, ``coord_*`` cross-
-        entropies to minimise). ``gather`` (multi-process training) concatenates embeddings from
-        every process, so negatives come from the global batch (dimctl/collectives.py)."""
+    def terms(self, local: torch.Tensor, y_global: torch.Tensor, summaries: list[torch.Tensor],
+              gather: Gather | None = None) -> dict[str, torch.Tensor]:
+        """The named terms (MI estimates to maximise, ``coord_*`` cross-entropies to minimise) of
+        the local map, the global feature Y (of an occluded copy with ``occlude``) and the
+        ``globals`` less-global summaries of the map (the method's model runs the encoder for them:
+        methods/dim.py). ``gather`` (multi-process training) concatenates embeddings from every
+        process, so negatives come from the global batch (dimctl/collectives.py)."""
         config, gather = self.config, gather or _same
-        taps = encoder(x)
-        y, local = taps["y"], taps["local"]
-        # The global feature: of an occluded copy (locals always come from the full image).
-        y_global = encoder(occlude(x, self.occlusion_block))["y"] if config.occlude else y
-        globals_ = [y_global]
-        if config.globals:
-            h, w = local.shape[-2:]
-            for _ in range(config.globals):
-                mask = random_blocks(local.shape[0], h, w, local.device).to(local.dtype)
-                globals_.append(encoder.summarise(local * mask)["y"])
+        globals_ = [y_global, *summaries]
         terms = {}
         if config.beta > 0:
             terms["local_mi"] = torch.stack([self._local_mi(g, local, gather) for g in globals_]).mean()
@@ -150,7 +141,7 @@ class DIMHeads(nn.Module):
             terms["coord_abs_ce"] = coordinates.absolute_loss(self.coord_abs, local, y_global)
         if config.coord in ("rel", "both"):
             terms["coord_rel_ce"] = coordinates.relative_loss(self.coord_rel, local, y_global)
-        return y, terms
+        return terms
 
     def _local_mi(self, y: torch.Tensor, local: torch.Tensor, gather: Gather) -> torch.Tensor:
         if self.config.local_critic == "concat":

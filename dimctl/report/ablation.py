@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dimctl.report.measures import BOOKKEEPING, CLASSIFIER_ORDER, LAYER_ORDER, Model, pretrain_settings, summary
+from dimctl.report.measures import (BOOKKEEPING, CLASSIFIER_ORDER, LAYER_ORDER, EncoderRecord, pretrain_settings,
+                                    summary)
 
 WEIGHTS = ("alpha", "beta", "gamma")
 SYMBOLS = {"alpha": "α", "beta": "β", "gamma": "γ"}
@@ -37,9 +38,9 @@ class Sweep:
         return f"{self.dataset}: {SYMBOLS[self.y]} × {SYMBOLS[self.x]}" + "".join(f"; {s}" for s in (fixed, shared) if s)
 
 
-def find_sweeps(models: list[Model]) -> list[Sweep]:
+def find_sweeps(models: list[EncoderRecord]) -> list[Sweep]:
     """Every grid of runs that differ only in α, β and γ, with at least three weight settings."""
-    groups: dict[str, list[tuple[Model, dict]]] = {}
+    groups: dict[str, list[tuple[EncoderRecord, dict]]] = {}
     for m in models:
         settings = pretrain_settings(m)
         if settings is None or not all(isinstance(settings.get(w), (int, float)) for w in WEIGHTS):
@@ -71,7 +72,7 @@ def _axes(points: set[tuple[float, float, float]]) -> tuple[str, str, str]:
     return x, y, WEIGHTS[split]
 
 
-def _grid(members: list[tuple[Model, dict]], x: str, y: str, fixed: dict[str, float]) -> Sweep:
+def _grid(members: list[tuple[EncoderRecord, dict]], x: str, y: str, fixed: dict[str, float]) -> Sweep:
     settings = members[0][1]
     held = {k: v for k, v in settings.items() if k not in BOOKKEEPING and k not in WEIGHTS}
     xs = sorted({float(s[x]) for _, s in members})

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from statistics import mean, stdev
 
 from dimctl.report.inputs import RunFolder
-from dimctl.report.measures import (BOOKKEEPING, CLASSIFIER_ORDER, LAYER_ORDER, Model, objective, ordered,
+from dimctl.report.measures import (BOOKKEEPING, CLASSIFIER_ORDER, LAYER_ORDER, EncoderRecord, objective, ordered,
                                     pretrain_settings, probe_accuracy)
 from dimctl.report.tables import Table, number
 
@@ -27,7 +27,7 @@ FLOOR = "random init"
 @dataclass
 class Curve:
     label: str  # the objective, in the paper's words: "DIM(L) infoNCE", "AE"
-    points: dict[int, Model]  # epochs → model, in increasing epochs
+    points: dict[int, EncoderRecord]  # epochs → model, in increasing epochs
 
 
 @dataclass
@@ -35,15 +35,15 @@ class Budget:
     """The curves of one dataset, the floor (untrained encoders) and the probes both have."""
     dataset: str
     curves: list[Curve]
-    floor: list[Model]
+    floor: list[EncoderRecord]
     probes: list[tuple[str, str]]  # (layer, classifier)
 
 
-def find_budgets(models: list[Model]) -> list[Budget]:
+def find_budgets(models: list[EncoderRecord]) -> list[Budget]:
     """One Budget per dataset on which some settings were trained to two or more epoch counts, with
     every curve on that dataset (one-budget curves included)."""
-    groups: dict[str, dict[int, Model]] = {}
-    floor: list[Model] = []
+    groups: dict[str, dict[int, EncoderRecord]] = {}
+    floor: list[EncoderRecord] = []
     for m in models:
         settings = pretrain_settings(m)
         if settings is None or not isinstance(settings.get("epochs"), int) or not probe_accuracy(m):
@@ -67,12 +67,12 @@ def find_budgets(models: list[Model]) -> list[Budget]:
     return budgets
 
 
-def accuracies(model: Model, dataset: str, layer: str, classifier: str) -> list[float]:
+def accuracies(model: EncoderRecord, dataset: str, layer: str, classifier: str) -> list[float]:
     """Test accuracies (%) of one probe over the model's results (one per seed when pooled)."""
     return [100 * a for a in probe_accuracy(model).get((dataset, layer, classifier), [])]
 
 
-def wall_minutes(model: Model) -> list[float]:
+def wall_minutes(model: EncoderRecord) -> list[float]:
     """Minutes each of the model's runs trained for, from the start (resumes included)."""
     runs = model.runs or ([model.run] if model.run is not None else [])
     return [seconds / 60 for seconds in map(_elapsed, runs) if seconds is not None]

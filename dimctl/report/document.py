@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from dimctl.report.ablation import SYMBOLS, Sweep, find_sweeps
 from dimctl.report.budget import budget_table, curve_series, find_budgets
 from dimctl.report.inputs import Inputs, RunFolder
-from dimctl.report.measures import (CLASSIFIER_ORDER, LAYER_ORDER, Model, group, objective, ordered, pool_seeds,
+from dimctl.report.measures import (CLASSIFIER_ORDER, LAYER_ORDER, EncoderRecord, group, objective, ordered, pool_seeds,
                                     probe_accuracy)
 from dimctl.report.tables import (MISSING, Table, classification_table, config_table, neighbors_table, other_results_tables,
                                   representation_table, training_table)
@@ -137,7 +137,7 @@ def build(inputs: Inputs, options: ReportOptions = ReportOptions()) -> Document:
     return doc
 
 
-def _accuracy_pictures(models: list[Model]) -> list[Picture]:
+def _accuracy_pictures(models: list[EncoderRecord]) -> list[Picture]:
     """Probe accuracy per layer, one figure per dataset: a line per (run, classifier)."""
     pictures = []
     by_dataset: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
@@ -166,7 +166,7 @@ def _sweep_table(sweep: Sweep) -> Table:
     return Table(f"Sweep {sweep.title}", header, body, [True, True, False, *[True] * len(names)])
 
 
-def _model_section(doc: Document, model: Model) -> None:
+def _model_section(doc: Document, model: EncoderRecord) -> None:
     doc.add(Heading(model.label, 3))
     facts = [f"encoder sha256 `{model.sha256[:16]}…`"]
     if objective(model) != "-":

@@ -1,7 +1,8 @@
 """The numbers of each encoder: results grouped by the encoder they measure, and its objective.
 
-A *model* is one encoder file, known by its sha256: its run folder (when given), the folders of
-measurements made on it (decoders, MINE curves, neighbour grids), and every result row that names it.
+An encoder record (``EncoderRecord``) is one encoder file, known by its sha256: its run folder
+(when given), the folders of measurements made on it (decoders, MINE curves, neighbour grids), and
+every result row that names it.
 """
 
 import json
@@ -34,7 +35,7 @@ BOOKKEEPING = {"preset", "data_root", "download", "checkpoint_every", "keep_chec
 
 
 @dataclass
-class Model:
+class EncoderRecord:
     sha256: str
     label: str
     run: RunFolder | None = None
@@ -49,17 +50,17 @@ class Model:
 
 @dataclass
 class Grouped:
-    models: list[Model]
+    models: list[EncoderRecord]
     other_runs: list[RunFolder]  # folders about no encoder (generators, …)
     loose_rows: list[dict]  # rows that name no encoder (mi --selftest, …)
     artifacts: dict[str, str] = field(default_factory=dict)  # sha256 → "RUN/FILE" of every artifact given
 
 
 def group(inputs: Inputs) -> Grouped:
-    models: dict[str, Model] = {}
+    models: dict[str, EncoderRecord] = {}
     for run in inputs.runs:
         if run.encoder_sha256 and run.encoder_sha256 not in models:
-            models[run.encoder_sha256] = Model(run.encoder_sha256, run.name, run)
+            models[run.encoder_sha256] = EncoderRecord(run.encoder_sha256, run.name, run)
         elif run.encoder_sha256:  # a copy of the same encoder file: shown with the first folder that holds it
             models[run.encoder_sha256].attached.append(run)
     loose = []
@@ -69,7 +70,7 @@ def group(inputs: Inputs) -> Grouped:
             loose.append(row)
             continue
         if sha not in models:
-            models[sha] = Model(sha, _label_from_row(row, sha))
+            models[sha] = EncoderRecord(sha, _label_from_row(row, sha))
         models[sha].rows.append(row)
     others = []
     for run in inputs.runs:
@@ -78,7 +79,7 @@ def group(inputs: Inputs) -> Grouped:
         if run.about:
             if run.about not in models:
                 label = Path(run.about_path).parent.name if run.about_path else f"encoder {run.about[:8]}"
-                models[run.about] = Model(run.about, label)
+                models[run.about] = EncoderRecord(run.about, label)
             models[run.about].attached.append(run)
         else:
             others.append(run)
@@ -88,12 +89,12 @@ def group(inputs: Inputs) -> Grouped:
     return Grouped(ordered, others, loose, artifacts)
 
 
-def pool_seeds(models: list[Model]) -> list[Model]:
+def pool_seeds(models: list[EncoderRecord]) -> list[EncoderRecord]:
     """Runs that differ only in ``--seed`` (and bookkeeping) as one model: their result rows
     together, so a table cell is the mean ± standard deviation over the seeds, labelled with them.
     Models without a pretrain run, and runs with no other seed, stay as they are."""
-    groups: dict[str, list[tuple[int, Model]]] = {}
-    order: list[Model | str] = []
+    groups: dict[str, list[tuple[int, EncoderRecord]]] = {}
+    order: list[EncoderRecord | str] = []
     for m in models:
         settings = pretrain_settings(m)
         if settings is None or not isinstance(settings.get("seed"), int):
@@ -105,7 +106,7 @@ def pool_seeds(models: list[Model]) -> list[Model]:
         groups.setdefault(key, []).append((settings["seed"], m))
     pooled = []
     for entry in order:
-        members = [(0, entry)] if isinstance(entry, Model) else sorted(groups[entry], key=lambda s_m: s_m[0])
+        members = [(0, entry)] if isinstance(entry, EncoderRecord) else sorted(groups[entry], key=lambda s_m: s_m[0])
         if len(members) == 1:
             pooled.append(members[0][1])
             continue
@@ -113,7 +114,7 @@ def pool_seeds(models: list[Model]) -> list[Model]:
         first = members[0][1]
         attached = [run for _, m in members for run in m.attached]
         rows = [row for _, m in members for row in m.rows]
-        pooled.append(Model(first.sha256, f"{first.label} (seeds {', '.join(map(str, seeds))})", first.run,
+        pooled.append(EncoderRecord(first.sha256, f"{first.label} (seeds {', '.join(map(str, seeds))})", first.run,
                             attached, rows, seeds, [m.run for _, m in members]))
     return pooled
 
@@ -126,7 +127,7 @@ def _label_from_row(row: dict, sha: str) -> str:
     return f"encoder {sha[:8]}"
 
 
-def _disambiguate(models: list[Model]) -> None:
+def _disambiguate(models: list[EncoderRecord]) -> None:
     counts: dict[str, int] = {}
     for m in models:
         counts[m.label] = counts.get(m.label, 0) + 1
@@ -135,9 +136,9 @@ def _disambiguate(models: list[Model]) -> None:
             m.label = f"{m.label} ({m.sha256[:8]})"
 
 
-def pretrain_settings(model_or_run: Model | RunFolder | None) -> dict | None:
+def pretrain_settings(model_or_run: EncoderRecord | RunFolder | None) -> dict | None:
     """The resolved `dimctl pretrain` settings of a model's run, if it has one."""
-    run = model_or_run.run if isinstance(model_or_run, Model) else model_or_run
+    run = model_or_run.run if isinstance(model_or_run, EncoderRecord) else model_or_run
     if run is None or not run.config or run.config.get("command") != "pretrain":
         return None
     settings = run.config.get("config")
@@ -151,7 +152,7 @@ def family(settings: dict) -> str | None:
     return METHODS[method].family(settings) if method in METHODS else method
 
 
-def objective(model: Model) -> str:
+def objective(model: EncoderRecord) -> str:
     """The training objective in the paper's words: `DIM(L) JSD`, `α=0.5 β=1 γ=0 infoNCE`, `random init`."""
     settings = pretrain_settings(model)
     if settings is None:
@@ -216,7 +217,7 @@ def _setting(value) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def probe_accuracy(model: Model) -> dict[tuple[str, str, str], list[float]]:
+def probe_accuracy(model: EncoderRecord) -> dict[tuple[str, str, str], list[float]]:
     """(dataset, layer, classifier) → test accuracies of every probe row (several: repeated probes,
     or pooled seeds); the classifier is named with its protocol (``probe_classifier``)."""
     out: dict[tuple[str, str, str], list[float]] = {}
@@ -227,7 +228,7 @@ def probe_accuracy(model: Model) -> dict[tuple[str, str, str], list[float]]:
     return out
 
 
-def scalar_results(model: Model) -> dict[tuple[str, str, str], list[tuple[float, float | None]]]:
+def scalar_results(model: EncoderRecord) -> dict[tuple[str, str, str], list[tuple[float, float | None]]]:
     """(dataset, command, layer) → (value, standard error) of every reconstruct, mine and ndm row."""
     out: dict[tuple[str, str, str], list[tuple[float, float | None]]] = {}
     for command, key in SCALAR_RESULTS.items():
@@ -239,7 +240,7 @@ def scalar_results(model: Model) -> dict[tuple[str, str, str], list[tuple[float,
     return out
 
 
-def summary(model: Model, dataset: str) -> dict[str, float]:
+def summary(model: EncoderRecord, dataset: str) -> dict[str, float]:
     """One number per measurement on ``dataset`` (means over repeats): `accuracy y svm (%)`, `MS-SSIM`, …"""
     out = {}
     for (data, layer, clf), values in probe_accuracy(model).items():

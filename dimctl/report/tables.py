@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from statistics import mean, stdev
 
 from dimctl.report import paper
-from dimctl.report.measures import (CLASSIFIER_ORDER, LAYER_ORDER, SCALAR_NAMES, SCALAR_RESULTS, Model, family,
+from dimctl.report.measures import (CLASSIFIER_ORDER, LAYER_ORDER, SCALAR_NAMES, SCALAR_RESULTS, EncoderRecord, family,
                                     objective, ordered, paper_name, pretrain_settings, probe_accuracy, scalar_results,
                                     variants)
 
@@ -78,7 +78,7 @@ def _paper_note(used: list[paper.PaperNumber]) -> list[str]:
     return [note, *dict.fromkeys(p.caveat for p in used if p.caveat)]
 
 
-def _paper_name(model: Model) -> tuple[str, str, str] | None:
+def _paper_name(model: EncoderRecord) -> tuple[str, str, str] | None:
     """(family, Table-1 model name, arch) of a trained DIM(G)/DIM(L)/DIM(L+G) run or comparison
     method, else None."""
     settings = pretrain_settings(model)
@@ -90,7 +90,7 @@ def _paper_name(model: Model) -> tuple[str, str, str] | None:
     return fam, name, str(settings.get("arch", "dcgan"))
 
 
-def classification_table(models: list[Model], with_paper: bool = False) -> Table | None:
+def classification_table(models: list[EncoderRecord], with_paper: bool = False) -> Table | None:
     """Table 1: test accuracy (%) per encoder and (dataset, layer, classifier)."""
     accuracy = {m.sha256: probe_accuracy(m) for m in models}
     models = [m for m in models if accuracy[m.sha256]]
@@ -105,7 +105,7 @@ def classification_table(models: list[Model], with_paper: bool = False) -> Table
         columns += [(dataset, layer, clf) for layer in layers for clf in classifiers
                     if any((dataset, layer, clf) in accuracy[m.sha256] for m in models)]
 
-    def looked_up(model: Model, key) -> paper.PaperNumber | None:
+    def looked_up(model: EncoderRecord, key) -> paper.PaperNumber | None:
         names = _paper_name(model)
         # by the classifier's name: the paper's probes ran their own settings (the note says so)
         return paper.classification(key[0], names[1], names[2], key[1], key[2].split(" ")[0]) if names else None
@@ -166,7 +166,7 @@ TABLE4_COLUMNS = [
 DIGITS = {"reconstruct": 3, "mine": 2, "ndm": 3}
 
 
-def representation_table(models: list[Model], with_paper: bool = False) -> Table | None:
+def representation_table(models: list[EncoderRecord], with_paper: bool = False) -> Table | None:
     """Table 4: what else a representation holds, beside its linear separability.
 
     Shown when some encoder has an MS-SSIM, I(X;Y) or NDM result; rows are (encoder, dataset) pairs with one.
@@ -214,7 +214,7 @@ def representation_table(models: list[Model], with_paper: bool = False) -> Table
     return Table(title, header, body, numeric, notes + _paper_note(used))
 
 
-def neighbors_table(models: list[Model]) -> Table | None:
+def neighbors_table(models: list[EncoderRecord]) -> Table | None:
     """How often the nearest neighbours of each query share its class (App. A.4): a row per
     neighbours folder, so two runs of `dimctl neighbors` are two rows, never one pooled one."""
     body = []
@@ -252,7 +252,7 @@ def _scalar(value, artifacts: dict[str, str]) -> str | None:
     return None  # lists and objects: in the JSON file, not in a table cell
 
 
-def other_results_tables(models: list[Model], loose_rows: list[dict],
+def other_results_tables(models: list[EncoderRecord], loose_rows: list[dict],
                          artifacts: dict[str, str] | None = None) -> list[Table]:
     """One table per remaining command (mi, finetune, a generator's scores, …), every scalar key a column.
 

@@ -11,6 +11,7 @@ from dimctl.data.registry import DATASETS
 from dimctl.errors import UsageError
 from dimctl.io.reading import require_file
 from dimctl.methods import METHODS, companion_help
+from dimctl.methods.cpc import CPCSettings
 from dimctl.models.backbones import MIN_INPUT, STEMS, check_stage, is_backbone
 from dimctl.models.encoders import ENCODERS, INPUT_SIZES
 from dimctl.objectives.dim import DIM_ONLY_OPTIONS, PRESETS, DIMConfig
@@ -85,16 +86,15 @@ class EncoderSettings:
 
 
 @dataclass(frozen=True)
-class ObjectiveSettings(DIMConfig):
-    """DIM's settings (objectives/dim.py) and the method's. The CLI leaves the weights and the
-    estimator unset, and the method's entry resolves them with --preset (methods/base.py ``resolve``)."""
+class ObjectiveSettings(CPCSettings, DIMConfig):
+    """DIM's settings (objectives/dim.py), each method's own section (its entry's ``settings``:
+    CPC's), and the method. The CLI leaves the weights and the estimator unset, and the method's
+    entry resolves them with --preset (methods/base.py ``resolve``)."""
 
     PANEL = "Objective"  # the --help heading of the settings declared here
 
     method: str = setting("dim", METHOD_HELP)  # dim, or a comparison method of the paper (dimctl/methods/)
     preset: str | None = setting("dim-l", PRESET_HELP, unset=True, choices=tuple(PRESETS))
-    cpc_rows: int = setting(3, "--method cpc: predict 1 to this many rows ahead, one network per offset.",
-                            positive=True)
     prior_gradient_penalty: float = setting(1.0, "Gradient-penalty weight of the prior discriminator.", cli=False)
     prior_penalty_on: str = setting("prior", "Where the prior discriminator's gradient penalty is taken: on prior "
                                              "samples (prior) or averaged over prior and encoded samples (both, as the "
@@ -270,6 +270,11 @@ class PretrainConfig:
             for option, plain in DIM_ONLY_OPTIONS.items():
                 if getattr(self.objective, option) != plain:
                     raise UsageError(f"--{option.replace('_', '-')} is a DIM option; --method {name} does not use it")
+        for other in METHODS.values():  # another method's own settings, off their defaults
+            for f in declared(other.settings) if other.settings is not None and other is not method else ():
+                if getattr(self.objective, f.name, f.default) != f.default:
+                    raise UsageError(f"--{f.name.replace('_', '-')} is a --method {other.name} setting; "
+                                     f"--method {name} does not use it")
         if method.image_size is not None and self.input_size() != method.image_size:
             size = method.image_size
             raise UsageError(f"--method {name} trains the paper's {size}×{size} DCGAN decoder/generator; "

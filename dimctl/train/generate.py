@@ -34,7 +34,8 @@ from dimctl.data.transforms import normalise
 from dimctl.errors import UsageError
 from dimctl.io.artifacts import save_generator
 from dimctl.io.images import save_grid
-from dimctl.models.generators import DEFAULT_Z_DIM, IMAGE_SIZES, CriticConfig, GeneratorConfig, build_generator
+from dimctl.models.generators import (DEFAULT_Z_DIM, IMAGE_SIZES, CriticConfig, GeneratorConfig, build_generator,
+                                      fixed_noise, generate_images)
 from dimctl.models.size import check_training_fits, meta_activations, meta_values, training_bytes
 from dimctl.objectives.generative import DEFAULT_CRITIC_STEPS, DEFAULT_PENALTY, GENERATOR_METHODS, build_objective
 from dimctl.settings import SHARED_HELP, declared, setting
@@ -143,25 +144,6 @@ class GenerateResult:
     steps: int
     final_metrics: dict[str, float]
     is_main_process: bool = True
-
-
-def fixed_noise(n: int, z_dim: int, seed: int) -> torch.Tensor:
-    """The same z for a given (n, z_dim, seed) on every machine: drawn on the CPU by its own generator."""
-    return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
-
-
-@torch.no_grad()
-def generate_images(generator: nn.Module, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """uint8 images (N, C, H, W), the form datasets are held in, from ``z`` in eval mode."""
-    was_training = generator.training
-    generator.eval()
-    device = next(generator.parameters()).device
-    out = []
-    for start in range(0, z.shape[0], batch_size):
-        x = generator(z[start:start + batch_size].to(device))
-        out.append(x.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu())
-    generator.train(was_training)
-    return torch.cat(out) if out else torch.zeros((0,), dtype=torch.uint8)
 
 
 # What the stop line suggests for a generator's or critic's bad value.

@@ -180,23 +180,21 @@ def step_losses(model: nn.Module, discriminator: nn.Module | None, x: torch.Tens
                 method: Method | None = None) -> StepLosses:
     """One step's total loss, its named terms and the method's share of it.
 
-    The total is the method's loss (DIM: -(α·I_G + β·I_L)) plus its adversarial part (γ·prior
-    loss of Y for DIM and AAE, BiGAN's generator-and-encoder loss) plus the adversary's own loss,
-    both parts from the method's entry (methods/base.py ``adversary_losses``). One backward of the
-    sum gives each network exactly its own loss's gradient: the method's adversarial term goes
-    through the bare discriminator with its weights' gradients off, and the discriminator sees the
-    method's outputs detached. (Summing a two-player game is only right because of those two
+    The total is the method's loss, which its model returns (DIM: -(α·I_G + β·I_L)), plus its
+    adversarial part (γ·prior loss of Y for DIM and AAE, BiGAN's generator-and-encoder loss) plus
+    the adversary's own loss, both parts from the method's entry (methods/base.py
+    ``adversary_losses``). One backward of the sum gives each network exactly its own loss's
+    gradient: the method's adversarial term goes through the bare discriminator with its weights'
+    gradients off, and the discriminator sees the method's outputs detached. (Summing a two-player game is only right because of those two
     cuts; see objectives/prior.py.) ``method``: the run's entry (default: looked up from ``config``).
     """
-    bare_model = unwrap(accelerator, model)
     with accelerator.autocast():
         out = model(x, index)
-        loss = bare_model.loss(out.terms)
         if discriminator is None:
-            return StepLosses(loss, out.terms, loss)
+            return StepLosses(out.loss, out.terms, out.loss)
         adversarial, disc_loss, adversary_terms = (method or METHODS[config.objective.method]).adversary_losses(
-            out, bare_model, discriminator, unwrap(accelerator, discriminator), config)
-    method_loss = loss + adversarial
+            out, unwrap(accelerator, model), discriminator, unwrap(accelerator, discriminator), config)
+    method_loss = out.loss + adversarial
     return StepLosses(method_loss + disc_loss, {**out.terms, **adversary_terms}, method_loss)
 
 

@@ -15,6 +15,7 @@ import pytest
 from safetensors.torch import save_file
 import torch
 
+from dimctl.cli.main import run as run_in_process
 from tests.cli.helpers import DIMCTL, ENV, TINY_PRETRAIN, assert_one_line_error, run, run_here, sh
 
 
@@ -36,17 +37,19 @@ def test_pretrain_writes_run_folder(encoder):
     assert any((run_dir / "checkpoints").iterdir())
 
 
-def test_extract_file_then_probe_json(encoder, tmp_path):
+def test_extract_file_then_probe_json(encoder, tmp_path, capsys):
     out = tmp_path / "f.h5"
     assert run("extract", encoder, "--layer", "conv,fc,y,pixels", "-o", out).returncode == 0
     with h5py.File(out) as f:
         assert f["train/conv"].shape == (1438, 256, 4, 4) and f["test/y"].shape == (359, 64)
         assert f.attrs["dimctl.schema"] == 1
-    result = run("probe", out, "--layer", "y,pixels", "--classifier", "logreg,knn", "--json")
-    rows = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    # probe in-process (the pipe test below runs it as a process)
+    assert run_in_process(["probe", str(out), "--layer", "y,pixels", "--classifier", "logreg,knn", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["layer"], r["classifier"]) for r in rows] == [("y", "logreg"), ("y", "knn"), ("pixels", "logreg"), ("pixels", "knn")]
     assert all(0.5 < r["accuracy"] <= 1 and r["dataset"] == "digits" and len(r["encoder"]) == 64 for r in rows)
-    table = run("probe", out, "--layer", "y").stdout.decode()
+    assert run_in_process(["probe", str(out), "--layer", "y"]) == 0
+    table = capsys.readouterr().out
     assert "accuracy" in table and "svm" in table
 
 
@@ -208,8 +211,8 @@ def test_pretrain_help_in_panels_and_nothing_cut_at_80_columns():
     text = result.stdout.decode()
     assert result.returncode == 0
     panels = [line.split("─")[1].strip() for line in text.splitlines() if line.startswith("╭─")]
-    assert panels == ["Options", "Data", "Encoder", "DIM family", "Objective", "Optimisation", "Run", "Online evaluation",
-                      "Devices", "Checkpoints and logging"]
+    assert panels == ["Options", "Data", "Encoder", "DIM family", "CPC", "Objective", "Optimisation", "Run",
+                      "Online evaluation", "Devices", "Checkpoints and logging"]
     assert "…" not in text and max(map(len, text.splitlines())) <= 80
     devices = text[text.index("─ Devices"):]
     assert all(flag in devices for flag in ("--cpu", "--precision", "--channels-last", "--compile", "--sync-bn"))

@@ -17,7 +17,7 @@ def test_generator_and_discriminator_shapes():
     model = BiGANModel(build_encoder(SMALL), SMALL)
     x = torch.rand(4, 1, 32, 32) * 2 - 1
     out = model(x)
-    (data_x, y), (fake, z) = out.pairs
+    (data_x, y), (fake, z) = out.adversary
     assert data_x is x and y.shape == z.shape == (4, 8) and fake.shape == x.shape
     assert fake.abs().max() <= 1  # tanh
     assert JointDiscriminator(1, 8, 0.25)(x, y).shape == (4,)
@@ -40,7 +40,7 @@ def test_one_backward_gives_each_network_its_own_gradient():
 
     # The same step as two separate losses: encoder+generator vs discriminator.
     torch.manual_seed(1)
-    (x_, y), (fake, z) = model(x).pairs
+    (x_, y), (fake, z) = model(x).adversary
     fool = F.softplus(disc(x_, y)).mean() + F.softplus(-disc(fake, z)).mean()
     model_grads = torch.autograd.grad(fool, list(model.parameters()), allow_unused=True)
     disc_loss = F.softplus(-disc(x_, y.detach())).mean() + F.softplus(disc(fake.detach(), z)).mean()

@@ -31,7 +31,8 @@ class SpreadModel(nn.Module):
 
     def forward(self, x, index=None):
         y = self.encoder(x)["y"]
-        return MethodOutput(y, {"spread": self.projector(y).float().std(0).mean()})
+        terms = {"spread": self.projector(y).float().std(0).mean()}
+        return MethodOutput(y, terms, self.loss(terms))
 
     def loss(self, terms):
         return -terms["spread"]
@@ -104,7 +105,9 @@ def test_a_registered_method_owns_its_checks_and_weights(spread, tmp_path, capsy
     assert "--beta does not apply to --method spread (its weights: --gamma)" in capsys.readouterr().err
     assert run(["pretrain", *FLAGS, "--occlude", "--out", str(tmp_path / "c")]) == 2
     assert "--occlude is a DIM option" in capsys.readouterr().err
-    assert not any((tmp_path / name).exists() for name in "abc")
+    assert run(["pretrain", *FLAGS, "--cpc-rows", "4", "--out", str(tmp_path / "d")]) == 2  # another method's own setting
+    assert "--cpc-rows is a --method cpc setting; --method spread does not use it" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in "abcd")
 
 
 def test_registered_methods_and_their_entries():

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dimctl.cli.main import run
+from dimctl.methods.dim import DIMModel
 from dimctl.models.heads import LocalEmbedding, MapEmbedding, VectorEmbedding, dot_scores
 from dimctl.objectives import prior
 from dimctl.objectives.dim import DIMConfig, DIMHeads
@@ -42,8 +43,8 @@ def test_score_scale_changes_only_the_scale_of_the_scores(alpha, beta, term):
     g, local = torch.randn(6, 16), torch.randn(6, 4, 16)
     torch.testing.assert_close(by_scale["none"]._scores(g, local), by_scale["sqrt"]._scores(g, local) * 4.0)
     with torch.no_grad():
-        scaled = by_scale["sqrt"].terms(encoder, x)[1][term]
-        raw = by_scale["none"].terms(encoder, x)[1][term]
+        scaled = DIMModel(encoder, by_scale["sqrt"])(x).terms[term]
+        raw = DIMModel(encoder, by_scale["none"])(x).terms[term]
     assert not torch.isclose(scaled, raw)
 
 

@@ -6,7 +6,8 @@ import shutil
 import pytest
 
 from dimctl.errors import UsageError
-from dimctl.report.inputs import collect, parse_result_lines
+from dimctl.io.result_lines import parse_result_lines
+from dimctl.report.inputs import collect
 
 
 def test_walking_a_folder_finds_runs_measurements_and_loose_results(made):

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from dimctl.errors import UsageError
-from dimctl.settings import setting
+from dimctl.settings import invalid_choice, out_of_range, setting
 
 CURVE_EVERY = 100  # steps between the training curve's points (and on_step calls)
 
@@ -46,6 +46,17 @@ class EarlyStopping:
                                    "critic to keep (between 0 and 1).", flags=("--validation",), positive=True)
     patience: int = setting(5, "Validation checks (every 100 steps) without a gain before training stops.",
                             positive=True)
+
+
+def check_estimate_config(config) -> None:
+    """Every declared range and choice of a critic-based estimate's config (mi, ndm, mine), and its
+    held-out fraction below 1; a ValueError names the first option outside them."""
+    problem = out_of_range(config) or invalid_choice(config)
+    fraction = config.early_stopping.fraction
+    if problem is None and not fraction < 1:
+        problem = f"--validation is a fraction of the training pairs, between 0 and 1, not {fraction:g}"
+    if problem:
+        raise ValueError(problem)
 
 
 @dataclass
