@@ -1,7 +1,9 @@
 """Settings declared once: a dataclass field that carries its own command-line help.
 
 A run's config is a dataclass whose fields are settings or sections (dataclasses of settings):
-``PretrainConfig`` has ``data``, ``encoder``, ``objective``, ``optimiser`` and ``run``. Its flat view
+``PretrainConfig`` has ``data``, ``encoder``, ``objective``, ``optimiser`` and ``run``. A field made
+by ``registered_sections`` holds the values of sections known only at run time (each registered
+``--method``'s own settings), kept as {name: value} and dissolved like a section's. Its flat view
 (every setting by its own name, sections dissolved) is what config.json holds and what the CLI's
 options are: `cli/settings_options.py` derives each option, its default and its help from the
 field, so nothing is written twice. Setting names are unique across a config's sections.
@@ -59,12 +61,29 @@ def invalid_choice(config) -> str | None:
     return None
 
 
+def registered_sections(sections):
+    """A field holding the settings of the sections ``sections()`` returns when asked (those
+    registered by then), as {name: value}; ``declared``, ``flatten``, ``updated`` and the derived
+    options dissolve them as they do a section's, so each is a setting like any other."""
+    return field(default_factory=dict, metadata={"sections": sections})
+
+
+def _registered(f: Field) -> list:
+    found = f.metadata.get("sections")
+    return list(found()) if found is not None else []
+
+
 def declared(cls) -> list[Field]:
     """Every setting of a config class, sections dissolved, in declaration order."""
     out = []
     for f in fields(cls):
         section = _section_type(f)
-        out.extend(declared(section) if section is not None else [f])
+        if section is not None:
+            out.extend(declared(section))
+        elif "sections" in f.metadata:
+            out.extend(g for s in _registered(f) for g in declared(s))
+        else:
+            out.append(f)
     return out
 
 
@@ -75,12 +94,12 @@ def panel_of(cls, f: Field) -> str | None:
     if f.metadata.get("panel"):
         return f.metadata["panel"]
     for g in fields(cls):
-        section = _section_type(g)
-        if section is not None:
+        sections = [_section_type(g)] if _section_type(g) is not None else _registered(g)
+        for section in sections:
             found = panel_of(section, f)
             if found is not None or f.name in {h.name for h in declared(section)}:
                 return found
-        elif g.name == f.name:
+        if not sections and g.name == f.name:
             owner = next(c for c in cls.__mro__ if f.name in inspect.get_annotations(c))
             return getattr(owner, "PANEL", None)
     return None
@@ -91,7 +110,10 @@ def flatten(config) -> dict:
     out = {}
     for f in fields(config):
         value = getattr(config, f.name)
-        out.update(flatten(value) if is_dataclass(value) else {f.name: value})
+        if "sections" in f.metadata:  # every registered section's settings, at their defaults unless set
+            out.update({g.name: value.get(g.name, g.default) for s in _registered(f) for g in declared(s)})
+        else:
+            out.update(flatten(value) if is_dataclass(value) else {f.name: value})
     return out
 
 
@@ -107,6 +129,11 @@ def updated(config, **flat):
             mine = {k: v for k, v in flat.items() if k in {g.name for g in declared(type(value))}}
             if mine:
                 changes[f.name] = updated(value, **mine)
+        elif "sections" in f.metadata:  # kept off their defaults only, so equal configs compare equal
+            defaults = {g.name: g.default for s in _registered(f) for g in declared(s)}
+            mine = {k: v for k, v in flat.items() if k in defaults}
+            if mine:
+                changes[f.name] = {k: v for k, v in {**value, **mine}.items() if v != defaults.get(k)}
         elif f.name in flat:
             changes[f.name] = flat[f.name]
     return replace(config, **changes)

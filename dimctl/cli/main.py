@@ -83,6 +83,10 @@ def load_command(name: str):
     module, attribute, _ = COMMANDS[name]
     with signals_held():
         target = getattr(importlib.import_module(module), attribute)
+    from dimctl.cli.settings_options import derive_settings_again
+
+    for function in [c.callback for c in target.registered_commands] if isinstance(target, typer.Typer) else [target]:
+        derive_settings_again(function)
     if isinstance(target, typer.Typer):  # a group of subcommands, as app.add_typer would add it
         _build_with_help_as_written(target)
         command = typer.main.get_group(target)

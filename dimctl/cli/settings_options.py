@@ -53,7 +53,21 @@ def with_settings(config_class, after: str):
         at = next(i for i, p in enumerate(own) if p.name == after) + 1
         keyword = [p.replace(kind=p.KEYWORD_ONLY) if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "ctx" else p
                    for p in own]
-        command.__signature__ = inspect.Signature([*keyword[:at], *setting_parameters(config_class), *keyword[at:]])
+
+        def derive() -> None:
+            command.__signature__ = inspect.Signature([*keyword[:at], *setting_parameters(config_class),
+                                                       *keyword[at:]])
+        command.derive_settings = derive
+        derive()
         return command
     return decorate
+
+
+def derive_settings_again(command) -> None:
+    """Derive a command's setting options anew, as the command is loaded (cli/main.py): a setting
+    known only at run time (a ``--method`` registered after its module was imported, with its own
+    settings) gets its option too."""
+    derive = getattr(command, "derive_settings", None)
+    if derive is not None:
+        derive()
 

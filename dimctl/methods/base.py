@@ -30,7 +30,7 @@ method in the same backward pass (train/pretrain.py ``step_losses``): by default
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar
 
@@ -84,8 +84,8 @@ class Method(ABC):
     weights: ClassVar[dict[str, float]] = {}  # the weights of WEIGHTS it uses → their defaults
     dim_options: ClassVar[bool] = False  # DIM's --occlude, --coord, --globals, --local-critic apply
     default_estimator: ClassVar[str] = "jsd"  # --estimator when none is given (the methods that use one)
-    # Its own settings section (a dataclass of settings), part of the objective section; a value off
-    # its default is refused under another --method.
+    # Its own settings section (a dataclass of settings): options of `dimctl pretrain` and entries of
+    # config.json like any other (train/config.py); a value off its default is refused under another --method.
     settings: ClassVar[type | None] = None
     companions: ClassVar[tuple[Companion, ...]] = ()  # networks published beside the encoder
 
@@ -107,6 +107,13 @@ class Method(ABC):
                 uses = ", ".join(f"--{k}" for k in self.weights) or "none"
                 raise UsageError(f"--{key} does not apply to --method {self.name} (its weights: {uses})")
         return {k: given.get(k) if given.get(k) is not None else self.weights.get(k, 0.0) for k in WEIGHTS}
+
+    def own_settings(self, config):
+        """Its own settings section's values in a PretrainConfig (None for a method without one)."""
+        if self.settings is None:
+            return None
+        values = config.objective.methods
+        return self.settings(**{f.name: values.get(f.name, f.default) for f in fields(self.settings)})
 
     def resolve(self, preset: str | None, estimator: str | None, given: dict[str, float | None]) -> dict:
         """The objective settings a run records from what was given: its weights

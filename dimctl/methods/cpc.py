@@ -115,7 +115,7 @@ class CPCModel(nn.Module):
 
 @dataclass(frozen=True)
 class CPCSettings:
-    """CPC's own settings: a section of the objective's (train/config.py), refused with another --method."""
+    """CPC's own settings (``CPC.settings``): options of `dimctl pretrain`, refused with another --method."""
 
     PANEL = "CPC"  # the --help heading of the settings declared here
 
@@ -130,15 +130,16 @@ class CPC(Method):
     help = "cpc (contrastive predictive coding over the local map's rows; best with --arch folded-resnet)"
 
     def build(self, config, encoder, encoder_config, num_train):
-        objective = config.objective
-        return CPCModel(encoder, tap_shapes(encoder_config), objective.cpc_rows, objective.mi_units, objective.estimator), None
+        objective, rows = config.objective, self.own_settings(config).cpc_rows
+        return CPCModel(encoder, tap_shapes(encoder_config), rows, objective.mi_units, objective.estimator), None
 
     def validate(self, config) -> None:
         encoder = EncoderConfig(arch=config.encoder.arch, image_size=config.input_size(), y_dim=config.encoder.y_dim,
                                 width=config.encoder.width, fc_dim=config.encoder.fc_dim)
         height = tap_shapes(encoder)["local"][1]
-        if not 1 <= config.objective.cpc_rows < height:
-            raise UsageError(f"--cpc-rows {config.objective.cpc_rows}: the {config.encoder.arch} local map is {height} "
+        rows = self.own_settings(config).cpc_rows
+        if not 1 <= rows < height:
+            raise UsageError(f"--cpc-rows {rows}: the {config.encoder.arch} local map is {height} "
                              f"rows high, so CPC can predict 1 to {height - 1} rows ahead")
 
     def describe(self, settings, weight=str):

@@ -11,13 +11,13 @@ from dimctl.data.registry import DATASETS
 from dimctl.errors import UsageError
 from dimctl.io.reading import require_file
 from dimctl.methods import METHODS, companion_help
-from dimctl.methods.cpc import CPCSettings
 from dimctl.models.backbones import MIN_INPUT, STEMS, check_stage, is_backbone
 from dimctl.models.encoders import ENCODERS, INPUT_SIZES
 from dimctl.objectives.dim import DIM_ONLY_OPTIONS, PRESETS, DIMConfig
 from dimctl.objectives.prior import PENALTY_ON
 from dimctl.precision import PRECISIONS, resolve_precision
-from dimctl.settings import SHARED_HELP, declared, flatten, invalid_choice, out_of_range, setting, updated
+from dimctl.settings import (SHARED_HELP, declared, flatten, invalid_choice, out_of_range, registered_sections, setting,
+                             updated)
 from dimctl.train.guard import NAN_POLICIES
 from dimctl.train.trackers import TRACKERS, check_tracker
 
@@ -85,16 +85,23 @@ class EncoderSettings:
                                                  "ImageNet weights; refused by name when its keys do not fit.")
 
 
+def _method_sections() -> list[type]:
+    """Each registered method's own settings section (its entry's ``settings``), when asked: a
+    method registered before the command runs brings its options."""
+    return [m.settings for m in METHODS.values() if m.settings is not None]
+
+
 @dataclass(frozen=True)
-class ObjectiveSettings(CPCSettings, DIMConfig):
-    """DIM's settings (objectives/dim.py), each method's own section (its entry's ``settings``:
-    CPC's), and the method. The CLI leaves the weights and the estimator unset, and the method's
-    entry resolves them with --preset (methods/base.py ``resolve``)."""
+class ObjectiveSettings(DIMConfig):
+    """DIM's settings (objectives/dim.py), the method, and each method's own section (its entry's
+    ``settings``: CPC's --cpc-rows). The CLI leaves the weights and the estimator unset, and the
+    method's entry resolves them with --preset (methods/base.py ``resolve``)."""
 
     PANEL = "Objective"  # the --help heading of the settings declared here
 
     method: str = setting("dim", METHOD_HELP)  # dim, or a comparison method of the paper (dimctl/methods/)
     preset: str | None = setting("dim-l", PRESET_HELP, unset=True, choices=tuple(PRESETS))
+    methods: dict = registered_sections(_method_sections)  # {setting: value} of the methods' own sections
     prior_gradient_penalty: float = setting(1.0, "Gradient-penalty weight of the prior discriminator.", cli=False)
     prior_penalty_on: str = setting("prior", "Where the prior discriminator's gradient penalty is taken: on prior "
                                              "samples (prior) or averaged over prior and encoded samples (both, as the "
@@ -270,9 +277,10 @@ class PretrainConfig:
             for option, plain in DIM_ONLY_OPTIONS.items():
                 if getattr(self.objective, option) != plain:
                     raise UsageError(f"--{option.replace('_', '-')} is a DIM option; --method {name} does not use it")
+        flat = self.to_dict()
         for other in METHODS.values():  # another method's own settings, off their defaults
             for f in declared(other.settings) if other.settings is not None and other is not method else ():
-                if getattr(self.objective, f.name, f.default) != f.default:
+                if flat[f.name] != f.default:
                     raise UsageError(f"--{f.name.replace('_', '-')} is a --method {other.name} setting; "
                                      f"--method {name} does not use it")
         if method.image_size is not None and self.input_size() != method.image_size:

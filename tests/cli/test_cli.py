@@ -211,7 +211,7 @@ def test_pretrain_help_in_panels_and_nothing_cut_at_80_columns():
     text = result.stdout.decode()
     assert result.returncode == 0
     panels = [line.split("─")[1].strip() for line in text.splitlines() if line.startswith("╭─")]
-    assert panels == ["Options", "Data", "Encoder", "DIM family", "CPC", "Objective", "Optimisation", "Run",
+    assert panels == ["Options", "Data", "Encoder", "DIM family", "Objective", "CPC", "Optimisation", "Run",
                       "Online evaluation", "Devices", "Checkpoints and logging"]
     assert "…" not in text and max(map(len, text.splitlines())) <= 80
     devices = text[text.index("─ Devices"):]

@@ -1,9 +1,10 @@
 """A method is its module plus one registry entry: a toy method defined here, and nowhere else,
-trains through the path `dimctl pretrain` uses (the CLI, the config's checks, its default
-estimator and run name, the loop, the adversary, the published encoder and its companion network,
-the report's name)."""
+trains through the path `dimctl pretrain` uses (the CLI with its own setting's option, the config's
+checks, its default estimator and run name, the loop, the adversary, the published encoder and its
+companion network, --resume, the report's name)."""
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from dimctl.errors import UsageError
 from dimctl.methods import METHODS, Companion, Method, MethodOutput, register_method
 from dimctl.models.discriminators import PriorDiscriminator
 from dimctl.report.measures import family, method_objective
+from dimctl.settings import setting
 
 
 class SpreadModel(nn.Module):
@@ -24,10 +26,10 @@ class SpreadModel(nn.Module):
 
     prior = "uniform"  # the default adversary matches sigmoid(Y) to U(0, 1)
 
-    def __init__(self, encoder: nn.Module, y_dim: int):
+    def __init__(self, encoder: nn.Module, y_dim: int, width: int):
         super().__init__()
         self.encoder = encoder
-        self.projector = nn.Linear(y_dim, 8)
+        self.projector = nn.Linear(y_dim, width)
 
     def forward(self, x, index=None):
         y = self.encoder(x)["y"]
@@ -43,15 +45,24 @@ def save_projector(model, path, run):
               metadata={"step": str(run.step), "estimator": run.training["estimator"]})
 
 
+@dataclass(frozen=True)
+class SpreadSettings:
+    PANEL = "Spread"  # its --help heading
+
+    spread_width: int = setting(8, "--method spread: outputs of the projector whose spread is maximised.",
+                                positive=True)
+
+
 class Spread(Method):
     name, label, help = "spread", "Spread", "spread (a test's own method)"
     weights = {"gamma": 0.5}
     default_estimator = "infonce"  # recorded, though the toy loss uses none
     companions = (Companion("projector.safetensors", save_projector),)
+    settings = SpreadSettings  # its own: --spread-width
 
     def build(self, config, encoder, encoder_config, num_train):
         discriminator = PriorDiscriminator(config.encoder.y_dim) if config.objective.gamma > 0 else None
-        return SpreadModel(encoder, config.encoder.y_dim), discriminator
+        return SpreadModel(encoder, config.encoder.y_dim, self.own_settings(config).spread_width), discriminator
 
     def validate(self, config):
         if config.optimiser.batch_size < 8:
@@ -75,14 +86,14 @@ FLAGS = ["--method", "spread", "--width", "0.125", "--fc-dim", "32", "--batch-si
 def test_a_registered_method_trains_through_the_pretrain_command(spread, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no --out: the method names its run folder under runs/
     out = tmp_path / "runs" / "spread-digits"
-    assert run(["pretrain", *FLAGS]) == 0
+    assert run(["pretrain", *FLAGS, "--spread-width", "4"]) == 0
     assert capsys.readouterr().out.strip() == str(Path("runs/spread-digits/encoder.safetensors"))
     settings = json.loads((out / "config.json").read_text())["config"]
     assert settings["method"] == "spread" and settings["gamma"] == 0.5 and settings["alpha"] == settings["beta"] == 0
-    assert settings["estimator"] == "infonce" and settings["preset"] is None
-    # its companion network is published beside the encoder, as trained
+    assert settings["estimator"] == "infonce" and settings["preset"] is None and settings["spread_width"] == 4
+    # its companion network is published beside the encoder, as trained, at its own setting's width
     projector = load_file(out / "projector.safetensors")
-    assert projector["weight"].shape == (8, 64) and torch.isfinite(projector["weight"]).all()
+    assert projector["weight"].shape == (4, 64) and torch.isfinite(projector["weight"]).all()
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"spread", "prior_encoder", "prior_discriminator", "loss"} <= set(lines[0])
     # The logged loss is the method's own (its loss plus γ·prior), not the adversary's.
@@ -107,7 +118,11 @@ def test_a_registered_method_owns_its_checks_and_weights(spread, tmp_path, capsy
     assert "--occlude is a DIM option" in capsys.readouterr().err
     assert run(["pretrain", *FLAGS, "--cpc-rows", "4", "--out", str(tmp_path / "d")]) == 2  # another method's own setting
     assert "--cpc-rows is a --method cpc setting; --method spread does not use it" in capsys.readouterr().err
-    assert not any((tmp_path / name).exists() for name in "abcd")
+    assert run(["pretrain", "--spread-width", "4", "--epochs", "0", "--out", str(tmp_path / "e")]) == 2
+    assert "--spread-width is a --method spread setting; --method dim does not use it" in capsys.readouterr().err
+    assert run(["pretrain", *FLAGS, "--spread-width", "0", "--out", str(tmp_path / "f")]) == 2  # its declared range
+    assert "Invalid value for '--spread-width': 0 must be positive" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in "abcdef")
 
 
 def test_registered_methods_and_their_entries():
