@@ -10,7 +10,10 @@ seed and batches:
   bare      plain PyTorch: the DIM step (forward under autocast for bf16, MI + prior losses,
             backward, fused Adam), nothing else;
   loop      dimctl's training loop called in-process (Accelerate, checks, metrics, checkpoint, artifact);
-  loop-cl   the same with --channels-last.
+  loop-cl   the same with --channels-last;
+  steady    with --compile-rows: the loop's steady state, eager and with --compile (the median of
+            metrics.jsonl's images/s windows after the first --warmup-steps, so compilation is
+            left out; benchmarks/compile_throughput.py gives the break-even).
 It prints images/s, loop/bare (target ≥ 0.9 on CPU), the FLOPs of one step per image (counted by
 torch's FlopCounterMode, forward + backward), and the loop's achieved FLOP/s ÷ the peak of the
 precision it runs in: a large matmul in fp32, bf16 (and fp16 where the CPU has native fp16),
@@ -49,7 +52,8 @@ from machine import append_rows, between_markers, machine, running_commit  # noq
 TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
 FIELDS = ["precision", "batch_size", "mi_units", "bare_img_s", "loop_img_s", "loop_cl_img_s", "gflop_per_image",
           "loop_gflop_s", "of_peak", "vs_fp32_loop", "peak_gflop_s", "images", "repeats", "allocator", "machine",
-          "cpu_flags", "torch", "commit", "date"]
+          "cpu_flags", "torch", "commit", "date", "steady_eager_img_s", "steady_compiled_img_s", "compiled_wall_s",
+          "eager_wall_s"]
 
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "pretrain_throughput.csv"
@@ -70,16 +74,20 @@ def render(results: Path = RESULTS, doc: Path = DOC) -> str:
                   f"{here[0]['repeats']} in a run; the median of the runs. The peak is a 2048³ matmul's in the row's "
                   "precision, measured in each run:", "",
                   "| commit | precision | batch | units | runs | bare img/s | loop img/s | loop channels-last | "
-                  "loop GFLOP/s | peak GFLOP/s | of the peak | ÷ fp32 loop |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "loop GFLOP/s | peak GFLOP/s | of the peak | ÷ fp32 loop | compiled ÷ eager, steady |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for key in dict.fromkeys((r["commit"], r["precision"], r["batch_size"], r["mi_units"]) for r in here):
             runs = [r for r in here if (r["commit"], r["precision"], r["batch_size"], r["mi_units"]) == key]
 
             def median(field: str) -> float:
                 return statistics.median(float(r[field]) for r in runs)
             versus = f"{median('vs_fp32_loop'):.2f}" if all(r["vs_fp32_loop"] for r in runs) else ""
+            compiled = [float(r["steady_compiled_img_s"]) / float(r["steady_eager_img_s"])
+                        for r in runs if r.get("steady_compiled_img_s")]  # rows before --compile-rows have none
+            compiled = f"{statistics.median(compiled):.2f}" if compiled else ""
             lines.append(f"| {' | '.join(key)} | {len(runs)} | {median('bare_img_s'):.1f} | {median('loop_img_s'):.1f} | "
                          f"{median('loop_cl_img_s'):.1f} | {median('loop_gflop_s'):.1f} | {median('peak_gflop_s'):.0f} | "
-                         f"{100 * median('of_peak'):.1f} % | {versus} |")
+                         f"{100 * median('of_peak'):.1f} % | {versus} | {compiled} |")
         lines.append("")
     lines.append(END)
     return between_markers(doc.read_text(), BEGIN, END, lines)
@@ -170,6 +178,20 @@ def dimctl_loop(config: PretrainConfig, data, run_dir: Path) -> tuple[float, int
     return time.perf_counter() - start, result.steps * config.optimiser.batch_size
 
 
+def steady_rates(config: PretrainConfig, data, run_dir: Path, warmup: int) -> dict[str, float]:
+    """The loop eager and with --compile, one run each: steady images/s (metrics.jsonl's windows
+    after ``warmup`` steps) and wall seconds (the compiled run's include its compilation)."""
+    found = {}
+    for name, compiled in (("eager", False), ("compiled", True)):
+        run = config.replace(compile=compiled, log_every=5)
+        start = time.perf_counter()
+        pretrain(run, data, run_dir / name)
+        found[f"{name}_wall_s"] = time.perf_counter() - start
+        lines = [json.loads(line) for line in (run_dir / name / "metrics.jsonl").read_text().splitlines()]
+        found[f"steady_{name}_img_s"] = statistics.median(r["images_per_s"] for r in lines if r["step"] - 5 >= warmup)
+    return found
+
+
 def dimctl_command(config: PretrainConfig, run_dir: Path, preload: Path | None) -> tuple[float, int]:
     cmd = [sys.executable, "-m", "dimctl", "pretrain", "--dataset", config.data.dataset, "--mi-units", str(config.objective.mi_units),
            "--epochs", str(config.run.epochs), "--batch-size", str(config.optimiser.batch_size), "--checkpoint-every", "0",
@@ -204,6 +226,10 @@ def main():
                         help="Comma-separated; 'auto' = fp32, plus bf16 where this machine runs it faster than fp32.")
     parser.add_argument("--csv", type=Path, help="append the table's rows to this CSV (results/...)")
     parser.add_argument("--no-command", action="store_true", help="leave out the whole-command timing")
+    parser.add_argument("--compile-rows", action="store_true", help="also the loop's steady state eager and with "
+                        "--compile (compilation takes tens of seconds a configuration)")
+    parser.add_argument("--warmup-steps", type=int, default=10, help="with --compile-rows: steps left out of the "
+                        "steady state")
     parser.add_argument("--render", action="store_true", help="only write docs/benchmarks.md's table from "
                         "results/pretrain_throughput.csv")
     args = parser.parse_args()
@@ -245,6 +271,13 @@ def main():
                         "loop": lambda: dimctl_loop(config, data, Path(tmp) / f"loop-{units}-{batch}-{precision}"),
                         "loop-cl": lambda: dimctl_loop(cl, data, Path(tmp) / f"cl-{units}-{batch}-{precision}"),
                     })
+                    steady = (steady_rates(config, data, Path(tmp) / f"steady-{units}-{batch}-{precision}",
+                                           args.warmup_steps) if args.compile_rows else {})
+                    if steady:
+                        print(f"     steady state: eager {steady['steady_eager_img_s']:.1f} img/s, compiled "
+                              f"{steady['steady_compiled_img_s']:.1f} img/s "
+                              f"({steady['steady_compiled_img_s'] / steady['steady_eager_img_s']:.2f}×); whole runs "
+                              f"{steady['eager_wall_s']:.1f} s and {steady['compiled_wall_s']:.1f} s", flush=True)
                     flops = step_flops_per_image(config, images)
                     achieved = flops * rate["loop"]
                     if precision == "fp32":
@@ -261,7 +294,8 @@ def main():
                                  "vs_fp32_loop": "" if math.isnan(versus) else round(versus, 3),
                                  "peak_gflop_s": round(peak[precision] / 1e9, 1), "images": args.images,
                                  "repeats": args.repeats, "allocator": allocator, "machine": name, "cpu_flags": flags,
-                                 "torch": torch.__version__, "commit": commit, "date": datetime.date.today().isoformat()})
+                                 "torch": torch.__version__, "commit": commit, "date": datetime.date.today().isoformat(),
+                                 **{k: round(v, 1) for k, v in steady.items()}})
         if args.csv:
             append_rows(args.csv, FIELDS, rows)
         if args.no_command:

@@ -43,3 +43,21 @@ def test_the_render_takes_medians_per_commit_and_compares_with_the_first(tmp_pat
     assert "stale" not in text and text.startswith("before\n") and text.endswith("\nafter\n")
     assert "| bf16 | 2048 | old | 3 | 11.0 | 1.0 | 9.0 | 1.00 |" in text
     assert "| bf16 | 2048 | new | 2 | 6.5 | 1.0 | 4.5 | 0.50 |" in text
+
+
+def test_the_throughput_render_shows_compiled_over_eager_where_a_run_measured_it(tmp_path):
+    module = load_benchmark("pretrain_throughput")
+    base = {f: "1" for f in module.FIELDS} | {"machine": "Xeon, 2 cores", "cpu_flags": "amx_bf16", "torch": "2.14.1",
+                                              "allocator": "glibc", "commit": "abc", "precision": "bf16",
+                                              "batch_size": "64", "mi_units": "2048", "date": "2026-12-05"}
+    rows = [base | {"steady_eager_img_s": "400", "steady_compiled_img_s": "440"},
+            base | {"steady_eager_img_s": "", "steady_compiled_img_s": ""},  # a run without --compile-rows
+            base | {"mi_units": "256", "steady_eager_img_s": "", "steady_compiled_img_s": ""}]
+    results, doc = tmp_path / "r.csv", tmp_path / "doc.md"
+    with open(results, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=module.FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    doc.write_text(f"before\n{module.BEGIN}\n{module.END}\nafter\n")
+    table = [line for line in module.render(results, doc).splitlines() if line.startswith("| abc")]
+    assert table[0].endswith("| 1.10 |") and table[1].endswith("|  |")  # the median of the runs that measured it
