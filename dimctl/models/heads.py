@@ -42,7 +42,10 @@ class VectorEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # A SyncBatchNorm (multi-process training) needs the rows of every process: it runs as a layer.
-        if type(self.block[1]) is nn.BatchNorm1d and x.shape[0] * self.norm.normalized_shape[0] >= WIDE_MIN_ACTIVATIONS:
+        # Under torch.compile the plain layers run too: inductor fuses them itself, and on the CPU in
+        # bf16 it compiled the wide form into NaN scores at step 1 (torch 2.14, 2048 units).
+        if (type(self.block[1]) is nn.BatchNorm1d and not torch.compiler.is_compiling()
+                and x.shape[0] * self.norm.normalized_shape[0] >= WIDE_MIN_ACTIVATIONS):
             return self.norm(self._wide(x))
         return self.norm(self.block(x) + self.shortcut(x))
 
