@@ -47,6 +47,7 @@ from dimctl.data.order import epoch_order
 from dimctl.train.pretrain import build_models, pretrain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py, also when loaded by path
+from compile_throughput import run as steady_run  # noqa: E402
 from machine import append_rows, between_markers, machine, running_commit  # noqa: E402
 
 TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
@@ -179,16 +180,13 @@ def dimctl_loop(config: PretrainConfig, data, run_dir: Path) -> tuple[float, int
 
 
 def steady_rates(config: PretrainConfig, data, run_dir: Path, warmup: int) -> dict[str, float]:
-    """The loop eager and with --compile, one run each: steady images/s (metrics.jsonl's windows
-    after ``warmup`` steps) and wall seconds (the compiled run's include its compilation)."""
+    """The loop eager and with --compile, one run each (compile_throughput.py's ``run``): steady
+    images/s (metrics.jsonl's windows after ``warmup`` steps) and wall seconds (the compiled run's
+    include its compilation)."""
     found = {}
     for name, compiled in (("eager", False), ("compiled", True)):
-        run = config.replace(compile=compiled, log_every=5)
-        start = time.perf_counter()
-        pretrain(run, data, run_dir / name)
-        found[f"{name}_wall_s"] = time.perf_counter() - start
-        lines = [json.loads(line) for line in (run_dir / name / "metrics.jsonl").read_text().splitlines()]
-        found[f"steady_{name}_img_s"] = statistics.median(r["images_per_s"] for r in lines if r["step"] - 5 >= warmup)
+        seconds, steady, _ = steady_run(config.replace(compile=compiled, log_every=5), data, run_dir / name, warmup)
+        found[f"{name}_wall_s"], found[f"steady_{name}_img_s"] = seconds, steady
     return found
 
 

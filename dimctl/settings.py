@@ -41,6 +41,12 @@ def range_problem(f: Field, value) -> str | None:
     return None
 
 
+def declared_problem(config) -> str | None:
+    """The first setting outside its declared choices or range, as a message naming its option;
+    None if all are inside them (the check every config's ``validate`` starts with)."""
+    return invalid_choice(config) or out_of_range(config)
+
+
 def out_of_range(config) -> str | None:
     """The first setting outside its declared range, as a message naming its option; None if all are in range."""
     flat = flatten(config)

@@ -14,7 +14,7 @@ from dimctl.data.hf import is_hf, open_streaming_hf
 from dimctl.data.registry import load_dataset
 from dimctl.data.streaming import open_streaming_folder
 from dimctl.errors import UsageError
-from dimctl.methods import METHODS, WEIGHTS
+from dimctl.methods import METHODS, WEIGHTS, companion_files
 from dimctl.train.config import RESUMABLE, PretrainConfig
 from dimctl.train.pretrain import pretrain as run_pretrain
 
@@ -92,5 +92,4 @@ def _objective(settings: dict) -> dict:
 
 
 def _prepare_run_dir(run_dir: Path, config, resume: bool, force: bool) -> None:
-    companions = [c.file for method in METHODS.values() for c in method.companions]
-    prepare_run_dir(run_dir, config.to_dict(), resume, force, (*RUN_FILES, *companions), RESUMABLE)
+    prepare_run_dir(run_dir, config.to_dict(), resume, force, (*RUN_FILES, *sorted(companion_files())), RESUMABLE)

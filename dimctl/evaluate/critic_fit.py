@@ -6,13 +6,13 @@ its bound.
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from dimctl.errors import UsageError
-from dimctl.settings import invalid_choice, out_of_range, setting
+from dimctl.settings import declared_problem, setting
 
 CURVE_EVERY = 100  # steps between the training curve's points (and on_step calls)
 
@@ -48,15 +48,23 @@ class EarlyStopping:
                             positive=True)
 
 
-def check_estimate_config(config) -> None:
-    """Every declared range and choice of a critic-based estimate's config (mi, ndm, mine), and its
-    held-out fraction below 1; a ValueError names the first option outside them."""
-    problem = out_of_range(config) or invalid_choice(config)
-    fraction = config.early_stopping.fraction
-    if problem is None and not fraction < 1:
-        problem = f"--validation is a fraction of the training pairs, between 0 and 1, not {fraction:g}"
-    if problem:
-        raise ValueError(problem)
+@dataclass(frozen=True)
+class CriticFitSettings:
+    """What the settings of every critic-based estimate (mi, ndm, mine) share: early stopping, and
+    their check."""
+
+    early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
+
+    def validate(self):
+        """Every declared range and choice, and the held-out fraction below 1; a ValueError names
+        the first option outside them."""
+        problem = declared_problem(self)
+        fraction = self.early_stopping.fraction
+        if problem is None and not fraction < 1:
+            problem = f"--validation is a fraction of the training pairs, between 0 and 1, not {fraction:g}"
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 @dataclass

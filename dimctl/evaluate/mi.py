@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from dimctl.evaluate.critic_fit import (EarlyStopping, check_estimate_config, batch_mean, batch_size_for, fit_critic, heldout_estimate,
-                                     validation_split)
+from dimctl.evaluate.critic_fit import (CriticFitSettings, batch_mean, batch_size_for, fit_critic, heldout_estimate,
+                                        validation_split)
 from dimctl.evaluate.ksg import ksg
 from dimctl.evaluate.marginals import MARGINALS, prepare
 from dimctl.objectives.bounds import ESTIMATORS, DVMovingAverage, dv
@@ -36,7 +36,7 @@ MI_ESTIMATORS = (*ESTIMATORS, "ksg")  # the critic bounds, and Kraskov et al.'s 
 
 
 @dataclass(frozen=True)
-class MIConfig:
+class MIConfig(CriticFitSettings):
     """Settings of an MI estimate, each with its option's help (`dimctl mi`'s options are derived from these)."""
 
     estimator: str = setting("smile", f"Bound: {', '.join(MI_ESTIMATORS)} (ksg: k-nearest neighbours, no critic; "
@@ -49,17 +49,11 @@ class MIConfig:
                                "stops rising.", positive=True)
     batch_size: int = setting(128, "Pairs per step; infoNCE cannot exceed log(batch size).", minimum=2)
     lr: float = setting(5e-4, "Adam learning rate of the critic.", positive=True)
-    early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
     seed: int = setting(0, "Seed of the critic and the batches.")
     hidden: int = setting(256, "Hidden units of the critic's two MLPs.", cli=False, positive=True)
     embedding: int = setting(64, "Size of the critic's embeddings.", cli=False, positive=True)
     ema_rate: float = setting(0.01, "dv: rate of MINE's moving average.", cli=False, positive=True)
     neighbours: int = setting(3, "ksg: the k of the k nearest neighbours.", cli=False, positive=True)
-
-    def validate(self) -> "MIConfig":
-        """Every declared range and choice; a ValueError names the first option outside them."""
-        check_estimate_config(self)
-        return self
 
 
 @dataclass

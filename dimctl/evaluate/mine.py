@@ -14,28 +14,22 @@ import torch
 from torch import nn
 
 from dimctl.data.transforms import normalise
-from dimctl.evaluate.critic_fit import (EarlyStopping, check_estimate_config, batch_mean, batch_size_for, fit_critic, heldout_estimate,
-                                     validation_split)
+from dimctl.evaluate.critic_fit import (CriticFitSettings, batch_mean, batch_size_for, fit_critic, heldout_estimate,
+                                        validation_split)
 from dimctl.objectives.bounds import DVMovingAverage, dv_samples
 from dimctl.settings import setting
 
 
 @dataclass(frozen=True)
-class MINEConfig:
+class MINEConfig(CriticFitSettings):
     """Settings of a MINE estimate, each with its option's help (`dimctl mine`'s options are derived from these)."""
 
     steps: int = setting(2000, "Most statistics-network training steps; training stops earlier when the validation "
                                "estimate stops rising.", positive=True)
     batch_size: int = setting(64, "Image/representation pairs per step.", minimum=2)
     lr: float = setting(1e-4, "Initial Adam learning rate (decays to 0 on a cosine).", positive=True)
-    early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
     seed: int = setting(0, "Seed of the network and the batches.")
     ema_rate: float = setting(0.01, "Rate of MINE's moving average.", cli=False, positive=True)
-
-    def validate(self) -> "MINEConfig":
-        """Every declared range; a ValueError names the first option outside it."""
-        check_estimate_config(self)
-        return self
 
 
 @dataclass

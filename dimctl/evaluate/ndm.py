@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from dimctl.evaluate.critic_fit import (EarlyStopping, check_estimate_config, batch_mean, batch_size_for, fit_critic, heldout_estimate,
-                                     validation_split)
+from dimctl.evaluate.critic_fit import (CriticFitSettings, batch_mean, batch_size_for, fit_critic, heldout_estimate,
+                                        validation_split)
 from dimctl.models.discriminators import PriorDiscriminator
 from dimctl.objectives.bounds import dv_samples
 from dimctl.settings import setting
 
 
 @dataclass(frozen=True)
-class NDMConfig:
+class NDMConfig(CriticFitSettings):
     """Settings of an NDM estimate, each with its option's help (`dimctl ndm`'s options are derived from these)."""
 
     # the ceiling: training stops earlier once the validation estimate stops rising
@@ -30,13 +30,7 @@ class NDMConfig:
                                "estimate stops rising.", positive=True)
     batch_size: int = setting(128, "Samples per step (each shuffled per dimension for the negatives).", minimum=2)
     lr: float = setting(1e-4, "Adam learning rate of the discriminator.", positive=True)
-    early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
     seed: int = setting(0, "Seed of the discriminator and the shuffles.")
-
-    def validate(self) -> "NDMConfig":
-        """Every declared range; a ValueError names the first option outside it."""
-        check_estimate_config(self)
-        return self
 
 
 @dataclass

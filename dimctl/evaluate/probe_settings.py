@@ -4,7 +4,7 @@ numpy, so `dimctl probe --help` reads it without importing either."""
 
 from dataclasses import dataclass
 
-from dimctl.settings import invalid_choice, out_of_range, setting
+from dimctl.settings import declared_problem, setting
 
 KNN_WEIGHTS = ("distance", "uniform")  # evaluate/knn.py's votes
 
@@ -34,7 +34,7 @@ class ProbeConfig:
 
     def validate(self) -> "ProbeConfig":
         """Every declared range and choice; a ValueError names the first option outside it."""
-        problem = out_of_range(self) or invalid_choice(self)
+        problem = declared_problem(self)
         if problem:
             raise ValueError(problem)
         return self

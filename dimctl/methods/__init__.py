@@ -43,6 +43,11 @@ def build_method(config, encoder: nn.Module, encoder_config: EncoderConfig, num_
     return METHODS[config.objective.method].build(config, encoder, encoder_config, num_train)
 
 
+def companion_files() -> set[str]:
+    """The file of every registered method's companion network (RUN/decoder.safetensors, …)."""
+    return {companion.file for method in METHODS.values() for companion in method.companions}
+
+
 def companion_help() -> str:
     """Which methods publish which network beside the encoder, from their entries' ``companions``."""
     by_file: dict[str, list[str]] = {}
@@ -54,4 +59,4 @@ def companion_help() -> str:
 
 
 __all__ = ["METHODS", "WEIGHTS", "Companion", "Method", "MethodOutput", "PublishedRun", "build_method",
-           "companion_help", "register_method"]
+           "companion_files", "companion_help", "register_method"]

@@ -16,8 +16,7 @@ from dimctl.models.encoders import ENCODERS, INPUT_SIZES
 from dimctl.objectives.dim import DIM_ONLY_OPTIONS, PRESETS, DIMConfig
 from dimctl.objectives.prior import PENALTY_ON
 from dimctl.precision import PRECISIONS, resolve_precision
-from dimctl.settings import (SHARED_HELP, declared, flatten, invalid_choice, out_of_range, registered_sections, setting,
-                             updated)
+from dimctl.settings import SHARED_HELP, declared, declared_problem, flatten, registered_sections, setting, updated
 from dimctl.train.guard import NAN_POLICIES
 from dimctl.train.trackers import TRACKERS, check_tracker
 
@@ -142,8 +141,9 @@ class Bookkeeping:
                         panel="Devices")
 
     def check_declared(self) -> None:
-        """Every declared range and choice of this config (a subclass: all of its settings), and that an optional tracker's package is there, before anything is written."""
-        problem = out_of_range(self) or invalid_choice(self)
+        """Every declared range and choice of this config (a subclass's: all of its settings), and
+        that an optional tracker's package is there, before anything is written."""
+        problem = declared_problem(self)
         if problem:
             raise UsageError(problem)
         check_tracker(self.log_with)
@@ -249,15 +249,12 @@ class PretrainConfig:
         data, objective, run = self.data, self.objective, self.run
         if objective.method not in METHODS:
             raise UsageError(f"--method {objective.method!r} is not one of: {', '.join(METHODS)}")
-        wrong_choice = invalid_choice(self)  # every setting declared with choices: estimator, critic, coord, …
-        if wrong_choice:
-            raise UsageError(wrong_choice)
-        out_of_place = out_of_range(self)  # every setting declared with a range: weights, counts, sizes, rates
-        if out_of_place:
-            raise UsageError(out_of_place)
+        problem = declared_problem(self)  # every declared choice and range: estimator, critic, weights, sizes, …
+        if problem:
+            raise UsageError(problem)
         if self.optimiser.batch_size < 2:
             raise UsageError("--batch-size must be at least 2: negatives come from the other images in the batch")
-        self.run.check_declared()
+        check_tracker(run.log_with)  # an optional tracker's package is there, before anything is written
         if run.eval_every and data.stream:
             raise UsageError("--eval-every needs the images in memory; it does not work with --stream")
         wrong_layers = [name for name in run.eval_layers.split(",") if name not in EVAL_LAYERS]

@@ -11,11 +11,11 @@ A step is ``critic_steps`` updates of the critic side (the IE encoder and its tw
 discriminators, or a GAN's critic), each on a fresh real batch and a fresh generated one, then one
 update of the generator. Every loss and gradient is checked before its update (train/guard.py, as
 pretraining's), so a non-finite value never reaches the weights or a checkpoint: the run stops
-naming it, or with ``--nan-policy skip`` leaves that update out and counts the step. Every ``sample_every`` steps the generator, in
-eval mode, draws a grid from a fixed noise batch into RUN/samples/. At the end the generator's
-batch-norm running statistics are recomputed exactly for its final weights (as the mean over
-fresh batches), so its eval-mode samples match what it was trained to produce, and it is
-published as RUN/generator.safetensors.
+naming it, or with ``--nan-policy skip`` leaves that update out and counts the step. Every
+``sample_every`` steps the generator, in eval mode, draws a grid from a fixed noise batch into
+RUN/samples/. At the end the generator's batch-norm running statistics are recomputed exactly for
+its final weights (as the mean over fresh batches), so its eval-mode samples match what it was
+trained to produce, and it is published as RUN/generator.safetensors.
 """
 
 from collections.abc import Callable
@@ -42,7 +42,7 @@ from dimctl.settings import SHARED_HELP, declared, setting
 from dimctl.train.config import Bookkeeping, DataSource
 from dimctl.train.distributed import accelerator_cpu
 from dimctl.train.engine import Progress, Schedule, Trainer, global_batch_of, train, unwrap
-from dimctl.train.guard import checked_update, grad_norm
+from dimctl.train.guard import checked_update, grad_norm, nonfinite_loss
 from dimctl.train.trackers import tracker_arguments
 
 GRID_SIDE = 8  # training grids are 8 × 8 samples of one fixed noise batch
@@ -193,13 +193,6 @@ def train_generator(config: GenerateConfig, dataset: ImageDataset, run_dir: Path
     return GenerateResult(run_dir / "generator.safetensors", config.steps, metrics, accelerator.is_main_process)
 
 
-def _problem(who: str, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> str:
-    """Names a non-finite loss: its first non-finite term and value, or the loss."""
-    bad = next((k for k, v in terms.items() if not torch.isfinite(v)), None)
-    value = terms[bad].item() if bad is not None else loss.item()
-    return f"{who} loss term {bad or 'total'} became {value}"
-
-
 class GeneratorTrainer(Trainer):
     """One generator step: ``critic_steps`` critic updates, each on a fresh real batch (the
     draw-th global batch since the start, in (seed, epoch) order) and a fresh generated one, then
@@ -254,14 +247,14 @@ class GeneratorTrainer(Trainer):
             with torch.no_grad():
                 fake = self.generator(self._noise())
             critic_loss, critic_terms = self.objective(real, fake)
-            skipped |= not checked_update(accelerator, self.critic_optimiser, critic_loss, lambda: grad_norm(self.objective),
-                                          config.nan_policy, done, lambda: _problem("critic", critic_loss, critic_terms),
-                                          clip, REMEDY, "critic")
+            skipped |= not checked_update(
+                accelerator, self.critic_optimiser, critic_loss, lambda: grad_norm(self.objective), config.nan_policy,
+                done, lambda: nonfinite_loss(critic_loss, critic_terms, "critic", "total"), clip, REMEDY, "critic")
 
         generator_loss, _ = self.bare_objective.generator_loss(self.generator(self._noise()))
-        skipped |= not checked_update(accelerator, self.generator_optimiser, generator_loss,
-                                      lambda: grad_norm(self.generator), config.nan_policy, done,
-                                      lambda: _problem("generator", generator_loss, {}), None, REMEDY, "generator")
+        skipped |= not checked_update(
+            accelerator, self.generator_optimiser, generator_loss, lambda: grad_norm(self.generator), config.nan_policy,
+            done, lambda: nonfinite_loss(generator_loss, {}, "generator", "total"), None, REMEDY, "generator")
         self.skipped += skipped
         self.last = {"critic_loss": critic_loss, "generator_loss": generator_loss, **critic_terms}
 

@@ -40,6 +40,14 @@ def stop_message(what: str, step: int, remedy: str = REMEDY) -> str:
             f"— {remedy}, then --resume (or --nan-policy skip to skip such steps)")
 
 
+def nonfinite_loss(loss: torch.Tensor, terms: dict[str, torch.Tensor], who: str = "", total: str = "loss") -> str:
+    """Names a non-finite loss for the stop line: its first non-finite term and that term's value,
+    else the loss itself under the name ``total``; ``who`` names whose loss (a trainer with several)."""
+    bad = next((k for k, v in terms.items() if not torch.isfinite(v)), None)
+    value = terms[bad].item() if bad is not None else loss.item()
+    return f"{who + ' ' if who else ''}loss term {bad or total} became {value}"
+
+
 def checked_update(accelerator, optimiser, loss: torch.Tensor, gradient_norm, policy: str, step: int,
                    loss_problem, before_update=None, remedy: str = REMEDY, who: str = "") -> bool:
     """The check-before-update path: backward and one optimiser step, unless the loss or (after

@@ -30,7 +30,7 @@ from dimctl.data.streaming import StreamingFolder, stream_batches
 from dimctl.data.transforms import augment, normalise
 from dimctl.errors import UsageError
 from dimctl.io.artifacts import save_encoder
-from dimctl.methods import METHODS, Method, build_method
+from dimctl.methods import METHODS, Method, build_method, companion_files
 from dimctl.methods.base import PublishedRun
 from dimctl.models.backbones import is_backbone, load_backbone_weights
 from dimctl.models.encoders import EncoderConfig, build_encoder
@@ -39,7 +39,7 @@ from dimctl.precision import PRECISIONS
 from dimctl.train.config import PretrainConfig
 from dimctl.train.distributed import accelerator_cpu, convert_sync_batchnorm
 from dimctl.train.engine import Progress, Schedule, Trainer, global_batch_of, train, unwrap
-from dimctl.train.guard import DeferredGuard, checked_update, defer_checks, grad_norm
+from dimctl.train.guard import DeferredGuard, checked_update, defer_checks, grad_norm, nonfinite_loss
 from dimctl.train.online_eval import OnlineKNN
 from dimctl.train.trackers import tracker_arguments
 
@@ -308,13 +308,9 @@ class PretrainTrainer(Trainer):
             return
         # Losses and gradients are checked before any update, so a bad step never reaches the
         # weights or a checkpoint.
-        def loss_problem() -> str:
-            bad = next((k for k, v in losses.terms.items() if not torch.isfinite(v)), "loss")
-            return f"loss term {bad} became {losses.terms.get(bad, losses.total).item()}"
-
         gradient_norm = (lambda: _grad_norm(self.model, self.discriminator)) if self.check_gradients else None
         if not checked_update(accelerator, optimiser, losses.total, gradient_norm, config.run.nan_policy, done,
-                              loss_problem):
+                              lambda: nonfinite_loss(losses.total, losses.terms)):
             self.skipped += 1
 
     def settle(self, done: int) -> None:
@@ -344,11 +340,9 @@ def publish_companions(model: nn.Module, run_dir: Path, encoder_path: Path, data
     made = METHODS[config.objective.method].companions
     for companion in made:
         companion.save(model, run_dir / companion.file, run)
-    for method in METHODS.values():
-        for companion in method.companions:
-            if companion.file not in {c.file for c in made}:
-                # left by an earlier --force'd run of another method: it belongs to that run's encoder
-                (run_dir / companion.file).unlink(missing_ok=True)
+    for file in companion_files() - {c.file for c in made}:
+        # left by an earlier --force'd run of another method: it belongs to that run's encoder
+        (run_dir / file).unlink(missing_ok=True)
 
 
 def _check_same_precision(accelerator: Accelerator, precision: str) -> None:
