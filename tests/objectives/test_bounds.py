@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dimctl.objectives.bounds import ESTIMATORS, DVMovingAverage, dv, infonce, jsd, smile
+from dimctl.objectives.bounds import ESTIMATORS, DVMovingAverage, _split, dv, infonce, jsd, smile
 
 
 def sp(x):
@@ -74,6 +74,20 @@ def test_matches_pairwise_definition_with_own_locals_excluded(name):
     s[torch.eye(3, dtype=torch.bool)] += 4.0
     expected = _brute_force(name, s.double().numpy())
     assert ESTIMATORS[name](s).item() == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("n, m", [(2, 1), (3, 4), (7, 5)])
+def test_split_takes_what_the_diagonal_mask_takes_in_its_order_with_its_gradient(n, m):
+    # Strided views instead of boolean-mask indexing: the same elements, rows i and within them
+    # j != i in order, and the same gradient back into the scores.
+    s = torch.randn(n, n, m, dtype=torch.float64, requires_grad=True)
+    eye = torch.eye(n, dtype=torch.bool)
+    positives, negatives = _split(s)
+    assert torch.equal(positives, s[eye]) and torch.equal(negatives, s[~eye].reshape(n, -1))
+    weights = torch.randn(n, m, dtype=torch.float64), torch.randn(n, (n - 1) * m, dtype=torch.float64)
+    by_views = torch.autograd.grad((positives * weights[0]).sum() + (negatives * weights[1]).sum(), s)[0]
+    by_mask = torch.autograd.grad((s[eye] * weights[0]).sum() + (s[~eye].reshape(n, -1) * weights[1]).sum(), s)[0]
+    assert torch.equal(by_views, by_mask)
 
 
 def test_jsd_negative_part_ignores_diagonal_blocks():
