@@ -3,6 +3,7 @@
     python benchmarks/profile_step.py                              # batch 64, mi-units 2048, fp32 and bf16
     python benchmarks/profile_step.py --mi-units 256 --precisions bf16 --top 25
     python benchmarks/profile_step.py --channels-last
+    python benchmarks/profile_step.py --precisions bf16 --mi-units 256 --by-shape 15   # which tensors the rest is
     PYTHONPATH=<worktree of an older commit> python benchmarks/profile_step.py --csv F   # that commit's step
 
 Runs dimctl's own step (train/pretrain.py's ``step_losses``, backward and Adam, through Accelerate's
@@ -82,6 +83,18 @@ def split(events, steps: int) -> tuple[float, float]:
     return products / steps / 1000, (total - products) / steps / 1000  # µs → ms
 
 
+def by_shape(prof, steps: int, top: int) -> str:
+    """The ``top`` costliest operators other than matrix products, one line per (operator, input
+    shapes), in ms per step: e.g. the cast of one weight forward and its gradient's cast back."""
+    shaped = [e for e in prof.key_averages(group_by_input_shape=True) if e.key not in MATMUL_OPS and e.self_cpu_time_total]
+    shaped.sort(key=lambda e: -e.self_cpu_time_total)
+    lines = ["not matrix products, by input shape (ms/step, calls/step):"]
+    for e in shaped[:top]:
+        shapes = ", ".join(str(tuple(s)) for s in e.input_shapes if s)
+        lines.append(f"  {e.self_cpu_time_total / steps / 1000:7.2f} {e.count / steps:5.1f}  {e.key}  {shapes}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -90,6 +103,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--by-shape", type=int, default=0, metavar="N",
+                        help="also list the N costliest operators that are not matrix products, per input shape "
+                             "(which tensor's dtype copy, normalisation or ReLU it is)")
     parser.add_argument("--csv", type=Path, help="write the split per precision to this CSV (results/...)")
     parser.add_argument("--render", action="store_true", help="only write docs/benchmarks.md's table from "
                         "results/profile_step.csv")
@@ -122,7 +138,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for _ in range(args.steps):
             step()
         seconds = (time.perf_counter() - start) / args.steps
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=bool(args.by_shape)) as prof:
             for _ in range(args.steps):
                 step()
         events = prof.key_averages()
@@ -135,6 +151,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"matrix products {products:.1f} ms/step ({products / (products + other):.1%}), everything else "
               f"{other:.1f} ms/step ({other / (products + other):.1%}) of profiled self time")
         print(events.table(sort_by="self_cpu_time_total", row_limit=args.top, max_name_column_width=40))
+        if args.by_shape:
+            print(by_shape(prof, args.steps, args.by_shape))
         rows.append({"precision": precision, "mi_units": args.mi_units, "batch_size": args.batch_size,
                      "channels_last": args.channels_last, "ms_per_step": round(seconds * 1000, 2),
                      "images_per_s": round(args.batch_size / seconds, 1), "matmul_ms": round(products, 2),

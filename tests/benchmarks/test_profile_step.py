@@ -8,10 +8,15 @@ from tests.benchmarks import load_benchmark
 def test_the_step_splits_into_products_and_the_rest_and_is_kept_as_data(tmp_path, capsys):
     out = tmp_path / "profile.csv"
     rows = load_benchmark("profile_step").main(["--mi-units", "32", "--batch-size", "8", "--precisions", "fp32",
-                                                "--steps", "1", "--top", "0", "--csv", str(out)])
+                                                "--steps", "1", "--top", "0", "--by-shape", "5", "--csv", str(out)])
     (row,) = rows
     assert row["matmul_ms"] > 0 and row["other_ms"] > 0 and 0 < row["matmul_share"] < 1
-    assert "matrix products" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "matrix products" in printed
+    # --by-shape: five operators that are not products, each with the shapes it ran on.
+    listed = printed.split("not matrix products, by input shape")[1].splitlines()[1:6]
+    assert len(listed) == 5 and all(float(line.split()[0]) >= 0 and float(line.split()[1]) > 0 for line in listed)
+    assert not {line.split()[2] for line in listed} & set(load_benchmark("profile_step").MATMUL_OPS)
     (kept,) = list(csv.DictReader(open(out)))
     assert kept["precision"] == "fp32" and kept["machine"] and kept["torch"] and kept["commit"]
 
