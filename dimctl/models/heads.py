@@ -107,6 +107,27 @@ def _update_running_stats(bn: nn.BatchNorm1d, mean: torch.Tensor, unbiased_var: 
     bn.running_var.lerp_(unbiased_var.to(bn.running_var.dtype), factor)
 
 
+class Locations(torch.autograd.Function):
+    """(N, C, H, W) → its (N·H·W, C) matrix of locations (no copy for a channels-last map), whose
+    gradient goes back in the map's own memory layout.
+
+    The plain view's gradient is channels-last whatever the map's layout. A contiguous map's other
+    gradient (from the next convolution) is contiguous, so their sum and the ReLU's backward
+    before it ran on mixed layouts, 5–19× slower than on one: 2.8 ms of a DIM(L) step at batch 64
+    in bf16 (2-core Xeon, torch 2.14), against one copy of the gradient here."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.shape = x.shape
+        ctx.layout = torch.contiguous_format if x.is_contiguous() else torch.channels_last
+        return x.flatten(2).transpose(1, 2).reshape(-1, x.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = ctx.shape
+        return grad.reshape(n, h, w, c).permute(0, 3, 1, 2).contiguous(memory_format=ctx.layout)
+
+
 class LocalEmbedding(VectorEmbedding):
     """The paper's 1×1-conv block (conv → BN → ReLU → conv, plus a linear 1×1 shortcut, LayerNorm
     over channels), applied to every location of a feature map.
@@ -121,9 +142,7 @@ class LocalEmbedding(VectorEmbedding):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) → (N, H·W, units), locations in row-major order."""
-        n, c = x.shape[:2]
-        rows = x.flatten(2).transpose(1, 2).reshape(-1, c)  # (N·H·W, C); no copy for a channels-last map
-        return super().forward(rows).view(n, -1, self.norm.normalized_shape[0])
+        return super().forward(Locations.apply(x)).view(x.shape[0], -1, self.norm.normalized_shape[0])
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Checkpoints written while the block was made of 1×1 convs hold weights of shape (U, C, 1, 1).

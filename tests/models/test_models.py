@@ -94,6 +94,23 @@ def _plain_and_wide(make, monkeypatch):
     return plain, wide, run
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_locations_are_the_maps_rows_and_send_the_gradient_back_in_the_maps_layout(layout):
+    # The gradient reaching the map must be laid out as the map is: the next convolution's is, and
+    # the ReLU before the map adds and masks the two (mixed layouts run 5-19x slower).
+    leaf = torch.randn(3, 5, 4, 2, dtype=torch.float64, requires_grad=True)
+    x = leaf.contiguous(memory_format=layout) * 1.0
+    seen = []
+    x.register_hook(seen.append)
+    rows = heads.Locations.apply(x)
+    assert torch.equal(rows, x.detach().flatten(2).transpose(1, 2).reshape(-1, 5))
+    grad = torch.randn_like(rows)
+    rows.backward(grad)
+    (arrived,) = seen
+    assert arrived.is_contiguous(memory_format=layout)
+    assert torch.equal(arrived, grad.view(3, 4, 2, 5).permute(0, 3, 1, 2))
+
+
 @pytest.mark.parametrize("identity", [False, True])
 def test_wide_embedding_is_the_same_function_gradients_and_running_stats(monkeypatch, identity):
     """BatchNorm folded into the first product, biases carried by a column of ones, the residual
