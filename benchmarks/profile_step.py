@@ -49,16 +49,17 @@ BEGIN, END = "<!-- step split: made by benchmarks/profile_step.py --render -->",
 
 
 def render(results: Path = RESULTS, doc: Path = DOC) -> str:
-    """``doc`` with the table between its markers made anew from ``results``: per machine, the median
-    over runs of each (precision, units, commit), and each commit's non-matmul time ÷ the first
-    commit's measured there (the CSV's order: older code first)."""
+    """``doc`` with the table between its markers made anew from ``results``: per machine and day, the
+    median over runs of each (precision, units, commit), and each commit's non-matmul time ÷ the
+    first commit's measured there (the CSV's order: older code first). A day is its own table: a
+    VM's speed moves between sessions, so only commits alternated in one session compare."""
     rows = list(csv.DictReader(open(results)))
     lines = [BEGIN, ""]
-    for place in dict.fromkeys((r["machine"], r["cpu_flags"], r["torch"]) for r in rows):
-        here = [r for r in rows if (r["machine"], r["cpu_flags"], r["torch"]) == place]
-        dates = sorted({r["date"] for r in here})
+    where = ("machine", "cpu_flags", "torch", "date")
+    for place in dict.fromkeys(tuple(r[k] for k in where) for r in rows):
+        here = [r for r in rows if tuple(r[k] for k in where) == place]
         lines += [f"**{place[0]}** (flags: {place[1] or 'none listed'}), torch {place[2]}, batch "
-                  f"{here[0]['batch_size']}, {', '.join(dates)}; median of the runs:", "",
+                  f"{here[0]['batch_size']}, {place[3]}; median of the runs:", "",
                   "| precision | units | commit | runs | ms/step | products ms | other ms | other ÷ first commit's |",
                   "|---|---|---|---|---|---|---|---|"]
         for setting in dict.fromkeys((r["precision"], r["mi_units"], r["channels_last"]) for r in here):
