@@ -113,7 +113,7 @@ class Locations(torch.autograd.Function):
 
     The plain view's gradient is channels-last whatever the map's layout. A contiguous map's other
     gradient (from the next convolution) is contiguous, so their sum and the ReLU's backward
-    before it ran on mixed layouts, 5–19× slower than on one: 2.8 ms of a DIM(L) step at batch 64
+    before it ran on mixed layouts, 5–19× slower than on one: 2.6 ms of a DIM(L) step at batch 64
     in bf16 (2-core Xeon, torch 2.14), against one copy of the gradient here."""
 
     @staticmethod

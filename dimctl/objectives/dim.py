@@ -133,7 +133,8 @@ class DIMHeads(nn.Module):
         globals_ = [y_global, *summaries]
         terms = {}
         if config.beta > 0:
-            terms["local_mi"] = torch.stack([self._local_mi(g, local, gather) for g in globals_]).mean()
+            local_emb = self._local_embedding(local, gather)  # once: every global meets the same locals
+            terms["local_mi"] = torch.stack([self._local_mi(g, local_emb, gather) for g in globals_]).mean()
         if config.alpha > 0:
             terms["global_mi"] = ESTIMATORS[config.estimator](
                 self._scores(gather(self.global_y(y_global)), gather(self.global_map(local))))
@@ -143,12 +144,16 @@ class DIMHeads(nn.Module):
             terms["coord_rel_ce"] = coordinates.relative_loss(self.coord_rel, local, y_global)
         return terms
 
-    def _local_mi(self, y: torch.Tensor, local: torch.Tensor, gather: Gather) -> torch.Tensor:
+    def _local_embedding(self, local: torch.Tensor, gather: Gather) -> torch.Tensor:
+        """The locals as the local critic takes them: the map itself (concat) or its embedding (dot)."""
+        return local if self.config.local_critic == "concat" else gather(self.local_map(local))
+
+    def _local_mi(self, y: torch.Tensor, local_emb: torch.Tensor, gather: Gather) -> torch.Tensor:
         if self.config.local_critic == "concat":
-            y_part, map_part = self.concat.project(y, local)
+            y_part, map_part = self.concat.project(y, local_emb)
             positives, negatives = self.concat.score_shifted(gather(y_part), gather(map_part), CONCAT_NEGATIVES)
             return PAIRED_ESTIMATORS[self.config.estimator](positives.float(), negatives.float())
-        return ESTIMATORS[self.config.estimator](self._scores(gather(self.local_y(y)), gather(self.local_map(local))))
+        return ESTIMATORS[self.config.estimator](self._scores(gather(self.local_y(y)), local_emb))
 
     def _scores(self, global_emb: torch.Tensor, local_emb: torch.Tensor) -> torch.Tensor:
         # The bounds' softplus and log-sum-exp run in float32 even under bf16/fp16 autocast.

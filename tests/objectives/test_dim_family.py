@@ -130,3 +130,26 @@ def test_each_extension_trains_with_finite_losses(options, tmp_path):
         assert {"coord_abs_ce", "coord_rel_ce"} <= set(result.final_metrics)
         # The predictors learn: the absolute cross-entropy falls below chance (log 8 + log 8).
         assert result.final_metrics["coord_abs_ce"] < 2 * np.log(8)
+
+
+@pytest.mark.parametrize("globals_", [0, 2])
+def test_the_locals_are_embedded_once_for_every_global_with_the_same_value_and_gradients(globals_):
+    # With less-global summaries (--globals K) every global meets the same local embedding: it is
+    # computed once a step, not K + 1 times; the term and its gradients are those of K + 1 embeddings.
+    from dimctl.objectives.dim import DIMConfig, DIMHeads
+    torch.manual_seed(0)
+    config = DIMConfig(alpha=0.0, beta=1.0, gamma=0.0, estimator="jsd", mi_units=16, globals=globals_)
+    heads = DIMHeads(config, {"local": (6, 4, 4), "y": (5,)}).double()
+    local, y = torch.randn(4, 6, 4, 4, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    summaries = [torch.randn(4, 5, dtype=torch.float64) for _ in range(globals_)]
+    calls = []
+    hook = heads.local_map.register_forward_hook(lambda *_: calls.append(1))
+    once = heads.terms(local, y, summaries)["local_mi"]
+    hook.remove()
+    assert len(calls) == 1
+    grads = torch.autograd.grad(once, list(heads.parameters()))
+    each = torch.stack([ESTIMATORS["jsd"](dot_scores(heads.local_y(g), heads.local_map(local)).float())
+                        for g in [y, *summaries]]).mean()  # the bounds run in float32 in both
+    torch.testing.assert_close(once, each)
+    for got, expected in zip(grads, torch.autograd.grad(each, list(heads.parameters()))):
+        torch.testing.assert_close(got, expected)
