@@ -34,6 +34,7 @@ def reconstruct(
     skip_bad_images: SkipBadImagesOpt = False,
     layer: Annotated[str, typer.Option("--layer", help=f"The layer to decode: {', '.join(SOURCE_LAYERS)}.")] = "y",
     decoder: Annotated[Path | None, typer.Option("--decoder", help="Score (and with --epochs, train further) this decoder of the encoder instead of a fresh one: the decoder.safetensors that `dimctl pretrain --method ae|vae|beta-vae|aae` trained with it.")] = None,
+    decoder_width: Annotated[float, typer.Option("--decoder-width", help="A fresh decoder's channel multiplier: 1 is the paper's 512-256-128-64 (Table 4); 0.25 leaves a sixteenth of its convolutions' work, for a quick look on a CPU.")] = 1.0,
     epochs: Annotated[int | None, typer.Option(help="Passes over the training split. Default 10, or 0 with --decoder (score it as trained). 0 without --decoder scores the untrained decoder, a floor.", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(help="Images per decoder training step (at least 2, for BatchNorm).")] = 64,
     lr: Annotated[float, typer.Option(help="Adam learning rate (default betas).")] = DEFAULT_LR,
@@ -52,6 +53,10 @@ def reconstruct(
         raise UsageError("--batch-size must be at least 2 (the decoder's BatchNorm needs two images)")
     if lr <= 0:
         raise UsageError("--lr must be positive")
+    if decoder_width <= 0:
+        raise UsageError("--decoder-width must be positive")
+    if decoder is not None and decoder_width != 1.0:
+        raise UsageError("--decoder-width sets a fresh decoder; the --decoder given has its own width")
     run_dir = out or Path("runs") / f"reconstruct-{encoder.resolve().parent.name}-{layer}"
     check_folder_target(run_dir, _is_output, "--out: ")
     refuse_to_replace([run_dir / name for name in OUTPUTS], force, "--out: ")
@@ -75,7 +80,8 @@ def reconstruct(
     progress = TrainingProgress("reconstruct", ("train_mse",), hint="fewer --epochs make it shorter")
     try:
         result = train_decoder(artifact.encoder, data, layer, epochs=epochs, batch_size=batch_size, lr=lr,
-                               seed=seed, device=device, samples=GRID_IMAGES, decoder=start, on_progress=progress)
+                               seed=seed, device=device, samples=GRID_IMAGES, decoder=start, width=decoder_width,
+                               on_progress=progress)
     finally:
         progress.close()
 
@@ -83,7 +89,7 @@ def reconstruct(
     row = result_line({
         "command": "reconstruct", "layer": layer, "ms_ssim": round(result.ms_ssim, 6), "mse": round(result.mse, 6),
         "ms_ssim_setting": setting, "encoder": artifact.sha256, "dataset": data.name, "epochs": epochs,
-        "decoder": str(decoder_path), **({"started_from": str(decoder)} if decoder is not None else {}),
+        "decoder_width": result.config.width, "decoder": str(decoder_path), **({"started_from": str(decoder)} if decoder is not None else {}),
     }, str(encoder))
     with atomic_folder(run_dir, _is_output) as folder:
         save_decoder(
@@ -107,7 +113,7 @@ The paper's decoder (§4.1, Table 4): linear → 512×4×4, transposed convs to 
 
 MS-SSIM of 32×32 images: {describe_setting(32)}. The score is the mean over the test split. (pytorch-msssim's defaults, 5 scales and an 11-pixel window, need images over 160 px.)
 
-Writes RUN/decoder.safetensors, RUN/reconstructions.png (first row: {GRID_IMAGES} test images; second row: their reconstructions) RUN/metrics.jsonl (training MSE per epoch) and RUN/result.json (the result line, so `dimctl report RUN` finds it); prints one JSON line with command, layer, ms_ssim, mse, ms_ssim_setting, encoder (sha256), dataset, epochs, decoder (path).
+Writes RUN/decoder.safetensors, RUN/reconstructions.png (first row: {GRID_IMAGES} test images; second row: their reconstructions) RUN/metrics.jsonl (training MSE per epoch) and RUN/result.json (the result line, so `dimctl report RUN` finds it); prints one JSON line with command, layer, ms_ssim, mse, ms_ssim_setting, encoder (sha256), dataset, epochs, decoder_width, decoder (path).
 
 Examples:
 

@@ -62,13 +62,14 @@ def encode(encoder: nn.Module, images: torch.Tensor, layer: str, device: torch.d
 
 def train_decoder(encoder: nn.Module, data: ImageDataset, layer: str = "y", *, epochs: int = 10,
                   batch_size: int = 64, lr: float = DEFAULT_LR, seed: int = 0, device: torch.device | str = "cpu",
-                  samples: int = 8, decoder: nn.Module | None = None,
+                  samples: int = 8, decoder: nn.Module | None = None, width: float = 1.0,
                   on_progress: Callable[[ReconstructProgress], None] | None = None) -> ReconstructionResult:
     """Train the paper's decoder on ``layer`` of the frozen ``encoder`` and score it on the test split.
 
     ``decoder``: start from this decoder (one an autoencoder baseline trained with the encoder)
     instead of a fresh one. ``epochs=0`` scores the decoder as it is: a fresh one is a floor to
     compare against; a given one has its BatchNorm statistics recomputed on the frozen features.
+    ``width``: a fresh decoder's channel multiplier (1: the paper's 512-256-128-64).
     """
     if layer not in SOURCE_LAYERS:
         raise UsageError(f"cannot decode layer {layer!r}; choose from {', '.join(SOURCE_LAYERS)}")
@@ -86,7 +87,7 @@ def train_decoder(encoder: nn.Module, data: ImageDataset, layer: str = "y", *, e
     torch.manual_seed(seed)  # the fresh decoder's initialisation (and, either way, the data order's draws)
     if decoder is None:
         config = DecoderConfig(in_features=train_features.shape[1], out_channels=data.channels,
-                               image_size=data.image_size, source_layer=layer)
+                               image_size=data.image_size, source_layer=layer, width=width)
         decoder = build_decoder(config)
     else:
         config = decoder.config

@@ -229,13 +229,18 @@ def probe_accuracy(model: EncoderRecord) -> dict[tuple[str, str, str], list[floa
 
 
 def scalar_results(model: EncoderRecord) -> dict[tuple[str, str, str], list[tuple[float, float | None]]]:
-    """(dataset, command, layer) → (value, standard error) of every reconstruct, mine and ndm row."""
+    """(dataset, command, layer) → (value, standard error) of every reconstruct, mine and ndm row. A
+    decoder narrower or wider than the paper's (`reconstruct --decoder-width`) is a layer of its own,
+    "y, decoder width 0.25": its MS-SSIM is neither averaged with nor set beside the paper's."""
     out: dict[tuple[str, str, str], list[tuple[float, float | None]]] = {}
     for command, key in SCALAR_RESULTS.items():
         for row in model.results(command):
             if isinstance(row.get(key), (int, float)):
                 err = row.get("stderr")
-                out.setdefault((str(row.get("dataset")), command, str(row.get("layer", "y"))), []).append(
+                layer, width = str(row.get("layer", "y")), row.get("decoder_width", 1)
+                if isinstance(width, (int, float)) and width != 1:
+                    layer += f", decoder width {width:g}"
+                out.setdefault((str(row.get("dataset")), command, layer), []).append(
                     (float(row[key]), float(err) if isinstance(err, (int, float)) else None))
     return out
 

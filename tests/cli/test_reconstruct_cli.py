@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.cli.helpers import run, run_here
+from tests.cli.helpers import assert_one_line_error, run, run_here
 
 
 @pytest.fixture(scope="module")
@@ -20,19 +20,22 @@ def encoder(tmp_path_factory):
 
 def test_reconstruct_writes_decoder_grid_and_metrics(encoder, tmp_path):
     out = tmp_path / "rec"
-    result = run("reconstruct", encoder, "--dataset", "digits", "--epochs", "1", "--out", out)
+    # A quarter-width decoder: the paper's full one is the default, and the same code at any width.
+    result = run("reconstruct", encoder, "--dataset", "digits", "--epochs", "1", "--decoder-width", "0.25", "--out", out)
     assert result.returncode == 0, result.stderr.decode()
     (line,) = result.stdout.decode().splitlines()
     row = json.loads(line)
-    assert set(row) == {"command", "layer", "ms_ssim", "mse", "ms_ssim_setting", "encoder", "dataset", "epochs", "decoder"}
+    assert set(row) == {"command", "layer", "ms_ssim", "mse", "ms_ssim_setting", "encoder", "dataset", "epochs",
+                        "decoder_width", "decoder"}
     assert row["command"] == "reconstruct" and row["layer"] == "y" and row["dataset"] == "digits" and row["epochs"] == 1
+    assert row["decoder_width"] == 0.25
     assert 0 < row["ms_ssim"] <= 1 and row["mse"] > 0 and len(row["encoder"]) == 64
     assert row["ms_ssim_setting"]["scales"] == 3 and row["ms_ssim_setting"]["win_size"] == 5
     assert row["decoder"] == str(out / "decoder.safetensors")
 
     info = json.loads(run_here("inspect", out / "decoder.safetensors").stdout)
     assert info["kind"] == "decoder" and info["schema"] == 1 and info["step"] == 22  # 1438 // 64 steps
-    assert info["config"] == {"in_features": 64, "out_channels": 1, "image_size": 32, "source_layer": "y", "width": 1.0}
+    assert info["config"] == {"in_features": 64, "out_channels": 1, "image_size": 32, "source_layer": "y", "width": 0.25}
     assert info["encoder"]["sha256"] == row["encoder"] and info["encoder"]["layer"] == "y"
     assert info["dataset"]["name"] == "digits"
 
@@ -51,6 +54,13 @@ def test_bad_layer_is_a_usage_error(encoder, tmp_path):
     lines = [line for line in err.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("dimctl: error:"), err
     assert "--layer" in err and not (tmp_path / "rec").exists()
+
+
+@pytest.mark.parametrize("flags, named", [(["--decoder-width", "0"], "must be positive"),
+                                          (["--decoder-width", "0.5", "--decoder", "d.safetensors"], "own width")])
+def test_a_decoder_width_that_cannot_be_is_a_usage_error(encoder, tmp_path, flags, named):
+    result = run_here("reconstruct", encoder, *flags, "--out", tmp_path / "rec")
+    assert named in assert_one_line_error(result, 2) and not (tmp_path / "rec").exists()
 
 
 def test_encoder_that_does_not_fit_the_dataset_exits_3(encoder, tmp_path):

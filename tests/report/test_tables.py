@@ -62,6 +62,15 @@ def test_table4_cells_are_the_estimates(made, models):
             assert table.cell("dim-l", f"SVM {row['layer']}") == f"{100 * row['accuracy']:.2f}"
 
 
+def test_a_narrow_decoders_ms_ssim_is_a_column_of_its_own(made, tmp_path):
+    (rec,) = made.reconstruct
+    (tmp_path / "narrow.jsonl").write_text(json.dumps(dict(rec, ms_ssim=0.25, decoder_width=0.25)) + "\n")
+    models = group(collect([made.runs["dim-l"], made.root / "rec-dim-l", tmp_path / "narrow.jsonl"])).models
+    table = representation_table(models)
+    assert table.cell("dim-l", "MS-SSIM") == f"{rec['ms_ssim']:.3f}"  # not averaged with the narrow one
+    assert table.cell("dim-l", "MS-SSIM (y, decoder width 0.25)") == "0.250"
+
+
 def test_repeated_results_show_mean_and_spread(made, tmp_path):
     again = [dict(r, accuracy=round(r["accuracy"] - 0.01, 6)) for r in made.probe]
     (tmp_path / "again.jsonl").write_text("".join(json.dumps(r) + "\n" for r in again))
