@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from dimctl.allocator import keep_freed_memory
 from dimctl.data.registry import load_dataset
 from dimctl.data.transforms import normalise
 from dimctl.objectives import prior
@@ -240,7 +241,9 @@ def main():
     data = load_dataset(args.dataset)
     images = data.train_images
     peak = peaks()
-    allocator = "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "glibc"
+    # The loop runs in this process: with glibc's thresholds set as `dimctl` sets them at start-up.
+    allocator = ("tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "")
+                 else "glibc with dimctl's thresholds" if keep_freed_memory() else "glibc")
     print(f"machine: {torch.get_num_threads()} threads, torch {torch.__version__}, allocator {allocator}, "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}; matmul 2048³: "
           + ", ".join(f"{name} {value / 1e9:.0f} GFLOP/s" for name, value in peak.items())

@@ -18,6 +18,7 @@ shrink; ``--csv FILE`` keeps the split as data with the machine, torch version a
 import argparse
 import csv
 import datetime
+import resource
 import statistics
 import sys
 import time
@@ -26,6 +27,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from dimctl.allocator import keep_freed_memory
 from dimctl.data.registry import load_dataset
 from dimctl.data.transforms import normalise
 from dimctl.train.config import PretrainConfig
@@ -84,6 +86,11 @@ def split(events, steps: int) -> tuple[float, float]:
     return products / steps / 1000, (total - products) / steps / 1000  # µs → ms
 
 
+def page_faults() -> int:
+    """Page faults this process has taken so far (each first touch of a fresh page of memory)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def by_shape(prof, steps: int, top: int) -> str:
     """The ``top`` costliest operators other than matrix products, one line per (operator, input
     shapes), in ms per step: e.g. the cast of one weight forward and its gradient's cast back."""
@@ -117,6 +124,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     name, flags = machine()
     commit = running_commit()
     rows = []
+    keep_freed_memory()  # as `dimctl` does at start-up (dimctl/allocator.py)
 
     data = load_dataset("digits")
     images = normalise(data.train_images[:args.batch_size])
@@ -135,10 +143,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
         for _ in range(3):
             step()
-        start = time.perf_counter()
+        start, faults = time.perf_counter(), page_faults()
         for _ in range(args.steps):
             step()
         seconds = (time.perf_counter() - start) / args.steps
+        faults = (page_faults() - faults) / args.steps
         with profile(activities=[ProfilerActivity.CPU], record_shapes=bool(args.by_shape)) as prof:
             for _ in range(args.steps):
                 step()
@@ -147,7 +156,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         converts = sum(e.self_cpu_time_total for e in events if e.key in ("aten::copy_", "aten::to", "aten::_to_copy"))
         print(f"\n== {precision}, batch {args.batch_size}, mi-units {args.mi_units}"
               f"{', channels-last' if args.channels_last else ''}: {seconds * 1000:.1f} ms/step "
-              f"({args.batch_size / seconds:.1f} img/s unprofiled); dtype copies {converts / total:.1%} of self time")
+              f"({args.batch_size / seconds:.1f} img/s unprofiled, {faults:.0f} page faults a step); dtype copies "
+              f"{converts / total:.1%} of self time")
         products, other = split(events, args.steps)
         print(f"matrix products {products:.1f} ms/step ({products / (products + other):.1%}), everything else "
               f"{other:.1f} ms/step ({other / (products + other):.1%}) of profiled self time")

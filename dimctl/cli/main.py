@@ -366,8 +366,10 @@ def _terminate(signum, frame):
 
 
 def run(argv: list[str]) -> int:
+    from dimctl.allocator import keep_freed_memory
     from dimctl.threads import CpuSample
 
+    keep_freed_memory()  # before any work: a step's big buffers reuse freed memory (dimctl/allocator.py)
     _startup.clear()
     _startup["sample"] = CpuSample()  # what the machine does while this command starts (dimctl/threads.py)
     previous = signal.signal(signal.SIGTERM, _terminate)
