@@ -53,8 +53,9 @@ BEGIN, END = "<!-- step split: made by benchmarks/profile_step.py --render -->",
 def render(results: Path = RESULTS, doc: Path = DOC) -> str:
     """``doc`` with the table between its markers made anew from ``results``: per machine and day, the
     median over runs of each (precision, units, commit), and each commit's non-matmul time ÷ the
-    first commit's measured there (the CSV's order: older code first). A day is its own table: a
-    VM's speed moves between sessions, so only commits alternated in one session compare."""
+    first commit's: the median over its runs of the ratio to the first commit's run just before it
+    in the CSV (alternating runs, older code first), so each ratio is taken within one round. A day
+    is its own table: a VM's speed moves between sessions, and within one by tens of percent."""
     rows = list(csv.DictReader(open(results)))
     lines = [BEGIN, ""]
     where = ("machine", "cpu_flags", "torch", "date")
@@ -62,18 +63,23 @@ def render(results: Path = RESULTS, doc: Path = DOC) -> str:
         here = [r for r in rows if tuple(r[k] for k in where) == place]
         lines += [f"**{place[0]}** (flags: {place[1] or 'none listed'}), torch {place[2]}, batch "
                   f"{here[0]['batch_size']}, {place[3]}; median of the runs:", "",
-                  "| precision | units | commit | runs | ms/step | products ms | other ms | other ÷ first commit's |",
+                  "| precision | units | commit | runs | ms/step | products ms | other ms | other ÷ first commit's, per round |",
                   "|---|---|---|---|---|---|---|---|"]
         for setting in dict.fromkeys((r["precision"], r["mi_units"], r["channels_last"]) for r in here):
             same = [r for r in here if (r["precision"], r["mi_units"], r["channels_last"]) == setting]
-            first = None
+            first_commit = same[0]["commit"]
             for commit in dict.fromkeys(r["commit"] for r in same):
                 runs = [r for r in same if r["commit"] == commit]
                 med = {k: statistics.median(float(r[k]) for r in runs) for k in ("ms_per_step", "matmul_ms", "other_ms")}
-                first = first or med["other_ms"]
+                ratios = []
+                for i, r in enumerate(same):
+                    before = [b for b in same[:i] if b["commit"] == first_commit]
+                    if r["commit"] == commit and before:
+                        ratios.append(float(r["other_ms"]) / float(before[-1]["other_ms"]))
+                ratio = statistics.median(ratios) if commit != first_commit and ratios else 1.0
                 label = setting[0] + (" channels-last" if setting[2] == "True" else "")
                 lines.append(f"| {label} | {setting[1]} | {commit} | {len(runs)} | {med['ms_per_step']:.1f} | "
-                             f"{med['matmul_ms']:.1f} | {med['other_ms']:.1f} | {med['other_ms'] / first:.2f} |")
+                             f"{med['matmul_ms']:.1f} | {med['other_ms']:.1f} | {ratio:.2f} |")
         lines.append("")
     lines.append(END)
     return between_markers(doc.read_text(), BEGIN, END, lines)

@@ -3,11 +3,12 @@
 glibc's malloc serves a large block from a fresh mapping (mmap) above a threshold it adapts as
 blocks are freed, and hands free memory at its heap's top back to the kernel above a trim threshold
 (twice that one). A training step allocates and frees tens of megabytes of activations, dtype casts
-and gradients, so the next step touches fresh pages again, each a page fault: a DIM(L) step in
-bf16 at batch 64 took 4,064 faults at 256 units and 12,256 at 2048 (2-core Xeon, torch 2.14).
-With the thresholds below it took none, and the step ran 9-15 % faster at 2048 units and 15 % at
-256 (the same measurements; benchmarks/profile_step.py prints the faults per step). The cast of a
-(1024 × 4096) weight alone went from 4.2 ms into fresh pages to 1.9 ms into reused ones.
+and gradients, so the next step often touches fresh pages again, each a page fault the kernel
+serves by zeroing a page: a DIM(L) step in bf16 at batch 64 took up to 4,064 faults at 256 units
+and 12,000-16,000 at 2048 (2-core Xeon, torch 2.14; benchmarks/profile_step.py prints the faults
+per step). With the thresholds below it took none once past its first few steps, in every run
+(at most 1,639 in the 5 steps after 3 warm-up steps that profile_step times). A cold cast of a (1024 × 4096)
+weight took 4.2 ms into fresh pages and 1.9 ms into reused ones.
 
 So the CLI sets them once at start-up, before any work. They cost memory only while it is free:
 up to ``TRIM_THRESHOLD`` of freed heap stays with the process instead of going back to the kernel.

@@ -32,11 +32,13 @@ def test_the_docs_throughput_table_is_rendered_from_the_results():
     assert module.render() == module.DOC.read_text()
 
 
-def test_the_render_takes_medians_per_commit_and_compares_with_the_first(tmp_path):
+def test_the_render_takes_medians_per_commit_and_compares_with_the_first_round_by_round(tmp_path):
     fields = load_benchmark("profile_step").FIELDS
     rows = [dict(zip(fields, ["bf16", "2048", "64", "False", ms, "1", "1", other, "0.5", "Xeon, 2 cores", "amx_bf16",
-                              "2.14.1", commit, "2026-12-05"])) for commit, ms, other in
-            [("old", "10", "8"), ("new", "6", "4"), ("old", "12", "10"), ("new", "7", "5"), ("old", "11", "9")]]
+                              "2.14.1", commit, day])) for commit, ms, other, day in
+            [("old", "10", "8", "2026-12-05"), ("new", "6", "4", "2026-12-05"), ("old", "12", "20", "2026-12-05"),
+             ("new", "7", "5", "2026-12-05"), ("old", "11", "9", "2026-12-05"),
+             ("old", "30", "30", "2026-12-06"), ("newer", "20", "15", "2026-12-06")]]
     results, doc = tmp_path / "r.csv", tmp_path / "doc.md"
     with open(results, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -47,7 +49,10 @@ def test_the_render_takes_medians_per_commit_and_compares_with_the_first(tmp_pat
     text = module.render(results, doc)
     assert "stale" not in text and text.startswith("before\n") and text.endswith("\nafter\n")
     assert "| bf16 | 2048 | old | 3 | 11.0 | 1.0 | 9.0 | 1.00 |" in text
-    assert "| bf16 | 2048 | new | 2 | 6.5 | 1.0 | 4.5 | 0.50 |" in text
+    # Each run against the old run just before it: 4/8 and 5/20, median 0.375 (not 4.5/9 of the medians).
+    assert "| bf16 | 2048 | new | 2 | 6.5 | 1.0 | 4.5 | 0.38 |" in text
+    # Another day is a table of its own: its runs are not pooled with the first day's.
+    assert text.count("| precision | units |") == 2 and "| bf16 | 2048 | newer | 1 | 20.0 | 1.0 | 15.0 | 0.50 |" in text
 
 
 def test_the_throughput_render_shows_compiled_over_eager_where_a_run_measured_it(tmp_path):
