@@ -241,9 +241,9 @@ def main():
     data = load_dataset(args.dataset)
     images = data.train_images
     peak = peaks()
-    # The loop runs in this process: with glibc's thresholds set as `dimctl` sets them at start-up.
+    thresholds = keep_freed_memory()  # the loop runs in this process: set as `dimctl` sets them at start-up
     allocator = ("tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "")
-                 else "glibc with dimctl's thresholds" if keep_freed_memory() else "glibc")
+                 else "glibc with dimctl's thresholds" if thresholds else "glibc")
     print(f"machine: {torch.get_num_threads()} threads, torch {torch.__version__}, allocator {allocator}, "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}; matmul 2048³: "
           + ", ".join(f"{name} {value / 1e9:.0f} GFLOP/s" for name, value in peak.items())

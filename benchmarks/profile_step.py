@@ -67,16 +67,16 @@ def render(results: Path = RESULTS, doc: Path = DOC) -> str:
                   "|---|---|---|---|---|---|---|---|"]
         for setting in dict.fromkeys((r["precision"], r["mi_units"], r["channels_last"]) for r in here):
             same = [r for r in here if (r["precision"], r["mi_units"], r["channels_last"]) == setting]
-            first_commit = same[0]["commit"]
+            first_commit, last_first, ratios = same[0]["commit"], None, {}
+            for r in same:  # each run against the first commit's run just before it: one round's ratio
+                if r["commit"] == first_commit:
+                    last_first = r
+                elif last_first is not None:
+                    ratios.setdefault(r["commit"], []).append(float(r["other_ms"]) / float(last_first["other_ms"]))
             for commit in dict.fromkeys(r["commit"] for r in same):
                 runs = [r for r in same if r["commit"] == commit]
                 med = {k: statistics.median(float(r[k]) for r in runs) for k in ("ms_per_step", "matmul_ms", "other_ms")}
-                ratios = []
-                for i, r in enumerate(same):
-                    before = [b for b in same[:i] if b["commit"] == first_commit]
-                    if r["commit"] == commit and before:
-                        ratios.append(float(r["other_ms"]) / float(before[-1]["other_ms"]))
-                ratio = statistics.median(ratios) if commit != first_commit and ratios else 1.0
+                ratio = statistics.median(ratios[commit]) if commit in ratios else 1.0
                 label = setting[0] + (" channels-last" if setting[2] == "True" else "")
                 lines.append(f"| {label} | {setting[1]} | {commit} | {len(runs)} | {med['ms_per_step']:.1f} | "
                              f"{med['matmul_ms']:.1f} | {med['other_ms']:.1f} | {ratio:.2f} |")
