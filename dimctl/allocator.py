@@ -6,9 +6,9 @@ blocks are freed, and hands free memory at its heap's top back to the kernel abo
 and gradients, so the next step often touches fresh pages again, each a page fault the kernel
 serves by zeroing a page: a DIM(L) step in bf16 at batch 64 took up to 4,064 faults at 256 units
 and 12,000-16,000 at 2048 (2-core Xeon, torch 2.14; benchmarks/profile_step.py prints the faults
-per step). With the thresholds below it took none once past its first few steps, in every run
-(at most 1,639 in the 5 steps after 3 warm-up steps that profile_step times). A cold cast of a (1024 × 4096)
-weight took 4.2 ms into fresh pages and 1.9 ms into reused ones.
+per step). With the thresholds below it took none once past its first few steps, in every run;
+the 5 steps after 3 warm-up steps that profile_step times still took up to 1,639 a step. A cold
+cast of a (1024 × 4096) weight took 4.2 ms into fresh pages and 1.9 ms into reused ones.
 
 So the CLI sets them once at start-up, before any work. They cost memory only while it is free:
 up to ``TRIM_THRESHOLD`` of freed heap stays with the process instead of going back to the kernel.
